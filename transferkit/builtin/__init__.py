@@ -1,0 +1,1 @@
+"""Built-in default plugins: timm and torchvision backbones, datasets and basic augmentations."""

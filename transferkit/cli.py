@@ -1,0 +1,155 @@
+"""The ``transferkit`` command: a thin shell over the Python API (no training logic here)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+KINDS = {"backbones": "backbone", "augmentations": "augmentation", "averagers": "averager", "datasets": "dataset"}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="transferkit", description="Transfer learning for image classification.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    ft = sub.add_parser("finetune", help="train a recipe: extract phase, then finetune phase")
+    ft.add_argument("recipe", nargs="?", help="recipe TOML (optional with --resume: the run's own recipe)")
+    ft.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a recipe key, e.g. phases.extract.epochs=3")
+    ft.add_argument("--output", metavar="DIR", help="run directory (default runs/<name>/<timestamp>)")
+    ft.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+
+    va = sub.add_parser("validate", help="check a recipe without training")
+    va.add_argument("recipe")
+    va.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+
+    sub.add_parser("plugins", help="installed plugins: name, version, hooks, status")
+
+    ls = sub.add_parser("list", help="registered components of one kind")
+    ls.add_argument("kind", choices=sorted(KINDS))
+    ls.add_argument("--filter", metavar="GLOB", help="e.g. 'timm/resnet*'")
+
+    ev = sub.add_parser("evaluate", help="metrics of a finished run on its test split or --data DIR")
+    ev.add_argument("run_dir")
+    ev.add_argument("--data", metavar="DIR", help="an ImageFolder root (its test/ or val/ is used when present)")
+
+    pr = sub.add_parser("predict", help="classify images with a finished run")
+    pr.add_argument("run_dir")
+    pr.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
+    pr.add_argument("--top-k", type=int, default=1, metavar="K")
+    return parser
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from .api import finetune
+
+    recipe = args.recipe
+    if recipe is None:
+        if not args.resume:
+            raise SystemExit("transferkit finetune: give a RECIPE, or --resume RUN_DIR")
+        recipe = str(Path(args.resume) / "recipe.toml")
+    finetune(recipe, output=args.output, resume=args.resume, **_overrides(args.overrides))
+    return 0
+
+
+def _overrides(pairs: Sequence[str]) -> dict:
+    from .recipe_loading import parse_override
+
+    return {key.replace(".", "__"): value for key, value in map(parse_override, pairs)}
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .recipe_loading import load_recipe
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    p = recipe.phases
+    print(
+        f"{args.recipe}: ok ({recipe.name}: {recipe.backbone.name} [{recipe.backbone.weights}], data {recipe.data.source}"
+        f"{' ' + recipe.data.root if recipe.data.root else ''}, extract {p.extract.epochs} + finetune {p.finetune.epochs} epochs)"
+    )
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from .plugins import get_plugins
+
+    rows = [(i.name, i.version or "-", ", ".join(i.hooks) or "-", i.status + (f": {i.error}" if i.error else ""))
+            for i in get_plugins().info.values()]
+    _table(("plugin", "version", "hooks", "status"), rows)
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from .components import describe
+    from .plugins import registry
+
+    entries = registry(KINDS[args.kind]).entries(args.filter)
+    rows = [(e.name, e.provider, (f"[{e.extras['kind']}] " if "kind" in e.extras else "") + describe(e)) for e in entries]
+    _table(("name", "plugin", "description"), rows)
+    if not rows:
+        print(f"no {args.kind} match {args.filter!r}" if args.filter else f"no {args.kind} registered")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate
+
+    metrics = evaluate(args.run_dir, args.data)
+    top = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith("top"))
+    print(f"{args.run_dir}: {top}, macro-F1 {metrics['macro_f1']:.4f} on {metrics['n']} images")
+    worst = sorted((v, k) for k, v in metrics["per_class_accuracy"].items() if v is not None)[:3]
+    print("lowest per-class accuracy: " + ", ".join(f"{k} {v:.3f}" for v, k in worst))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .errors import DataError
+    from .inference import image_files, load
+
+    model = load(args.run_dir)
+    files = image_files(args.images)
+    if not files:
+        raise DataError(f"predict: no image files in {' '.join(args.images)}")
+    for start in range(0, len(files), 64):
+        chunk = files[start : start + 64]
+        for path, pred in zip(chunk, model.predict([str(f) for f in chunk], top_k=args.top_k)):
+            ranked = "  ".join(f"{name} {p:.3f}" for name, p in pred.top_k)
+            print(f"{path}\t{ranked}")
+    return 0
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [max([len(h)] + [len(str(r[i])) for r in rows]) for i, h in enumerate(header)]
+    widths[-1] = 0
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())
+    for row in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
+COMMANDS = {
+    "finetune": cmd_finetune,
+    "validate": cmd_validate,
+    "plugins": cmd_plugins,
+    "list": cmd_list,
+    "evaluate": cmd_evaluate,
+    "predict": cmd_predict,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from .errors import TransferkitError
+
+    try:
+        return COMMANDS[args.command](args)
+    except TransferkitError as exc:
+        print(f"transferkit: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("transferkit: interrupted; continue with --resume RUN_DIR (the last checkpoint is kept)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

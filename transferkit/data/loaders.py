@@ -1,0 +1,80 @@
+"""Loaders whose order and augmentation depend only on (seed, epoch, index), so a run resumed in
+the middle of an epoch sees exactly the batches an uninterrupted one would, with any worker count."""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from .sources import ImageSet
+from .transforms import ImageTransform
+
+
+def mix_seed(*parts: int) -> int:
+    """A 32-bit seed from integers (stable across processes, unlike ``hash``)."""
+    return int(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(1)[0])
+
+
+class TransformedDataset(Dataset):
+    """``(tensor, label)`` pairs; in training the augmentation of item i in epoch e is seeded by
+    (seed, e, i)."""
+
+    def __init__(self, images: ImageSet, transform: ImageTransform, seed: int | None = None) -> None:
+        self.images, self.transform, self.seed = images, transform, seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        image, label = self.images[index]
+        if self.seed is not None:
+            self.transform.set_seed(mix_seed(self.seed, self.epoch, index))
+        return self.transform(image), label
+
+
+class EpochBatchSampler(Sampler[list[int]]):
+    """Batches of a seeded per-epoch permutation, optionally starting at a batch offset (resume)
+    and sharded across ``world_size`` ranks (each rank sees a disjoint slice)."""
+
+    def __init__(
+        self, n: int, batch_size: int, *, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1
+    ) -> None:
+        self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
+        self.rank, self.world_size = rank, world_size
+        self.epoch, self.start_batch = 0, 0
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        self.epoch, self.start_batch = epoch, start_batch
+
+    def _indices(self) -> list[int]:
+        if self.shuffle:
+            gen = torch.Generator().manual_seed(mix_seed(self.seed, self.epoch))
+            order = torch.randperm(self.n, generator=gen).tolist()
+        else:
+            order = list(range(self.n))
+        return order[self.rank :: self.world_size]
+
+    def batches(self) -> list[list[int]]:
+        idx = self._indices()
+        return [idx[i : i + self.batch_size] for i in range(0, len(idx), self.batch_size)]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        yield from self.batches()[self.start_batch :]
+
+    def __len__(self) -> int:
+        per_rank = len(range(self.rank, self.n, self.world_size))
+        return max(0, -(-per_rank // self.batch_size) - self.start_batch)
+
+
+def make_loader(dataset: TransformedDataset, sampler: EpochBatchSampler, num_workers: int = 0, pin_memory: bool = False) -> DataLoader:
+    kwargs: dict[str, Any] = {}
+    if num_workers > 0:
+        kwargs.update(persistent_workers=False, prefetch_factor=2)
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, pin_memory=pin_memory, **kwargs)

@@ -1,0 +1,78 @@
+"""Transforms resolved from the backbone's data config: train = random resized crop + flip (+ the
+recipe's image augmentations); eval = resize + centre crop. Always ends normalised, as a tensor."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import albumentations as A
+import cv2
+import numpy as np
+import torch
+
+_INTERPOLATION = {"bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC, "nearest": cv2.INTER_NEAREST}
+
+
+class ToTensorCHW:
+    """uint8 HWC array -> float32 CHW tensor, normalised by mean/std (done in one step)."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        self.mean = np.asarray(mean, dtype=np.float32) * 255.0
+        self.inv_std = 1.0 / (np.asarray(std, dtype=np.float32) * 255.0)
+
+    def __call__(self, image: np.ndarray) -> torch.Tensor:
+        out = (image.astype(np.float32) - self.mean) * self.inv_std
+        return torch.from_numpy(np.ascontiguousarray(out.transpose(2, 0, 1)))
+
+
+class ImageTransform:
+    """albumentations on uint8 arrays, then normalisation to a tensor."""
+
+    def __init__(self, steps: list[Any], mean: Sequence[float], std: Sequence[float], seed: int | None = None) -> None:
+        self.pipeline = A.Compose(steps, seed=seed) if steps else None
+        self.to_tensor = ToTensorCHW(mean, std)
+        self.steps = steps
+
+    def augment(self, image: np.ndarray) -> np.ndarray:
+        return self.pipeline(image=image)["image"] if self.pipeline is not None else image
+
+    def __call__(self, image: np.ndarray) -> torch.Tensor:
+        return self.to_tensor(self.augment(image))
+
+    def set_seed(self, seed: int) -> None:
+        if self.pipeline is not None:
+            self.pipeline.set_random_seed(seed)
+
+
+def eval_steps(size: int, crop_pct: float, interpolation: str = "bicubic") -> list[Any]:
+    interp = _INTERPOLATION.get(interpolation, cv2.INTER_CUBIC)
+    resize = max(size, int(round(size / crop_pct)))
+    return [A.SmallestMaxSize(max_size=resize, interpolation=interp), A.CenterCrop(size, size)]
+
+
+def train_steps(size: int, scale: tuple[float, float], hflip: bool, interpolation: str = "bicubic") -> list[Any]:
+    interp = _INTERPOLATION.get(interpolation, cv2.INTER_CUBIC)
+    steps: list[Any] = [A.RandomResizedCrop(size=(size, size), scale=scale, interpolation=interp)]
+    if hflip:
+        steps.append(A.HorizontalFlip(p=0.5))
+    return steps
+
+
+def build_transforms(
+    data_config: dict[str, Any],
+    image_size: int | None,
+    *,
+    crop_scale: tuple[float, float] = (0.25, 1.0),
+    hflip: bool = True,
+    crop_pct: float | None = None,
+    image_augs: Sequence[Any] = (),
+    seed: int | None = None,
+) -> tuple[ImageTransform, ImageTransform]:
+    """The (train, eval) transforms for a backbone's data config and the recipe's settings."""
+    size = int(image_size or data_config["input_size"][-1])
+    pct = float(crop_pct or data_config.get("crop_pct", 0.875))
+    interp = str(data_config.get("interpolation", "bicubic"))
+    mean, std = data_config["mean"], data_config["std"]
+    train = ImageTransform(train_steps(size, crop_scale, hflip, interp) + list(image_augs), mean, std, seed)
+    evaluation = ImageTransform(eval_steps(size, pct, interp), mean, std)
+    return train, evaluation

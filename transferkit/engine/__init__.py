@@ -1,0 +1,1 @@
+"""The engine: phases, the training loop, metrics, checkpoints and run outputs. Knows no CLI."""

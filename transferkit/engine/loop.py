@@ -1,0 +1,117 @@
+"""One epoch of training and one pass of evaluation. Everything phase-specific is passed in."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..errors import NonFiniteLossError
+from .runtime import Runtime
+
+
+@dataclass
+class StepSettings:
+    """What a training step needs besides the model and the batch."""
+
+    num_classes: int
+    label_smoothing: float = 0.0
+    batch_augs: Sequence[Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]] = ()
+    grad_clip: float = 0.0
+    on_step: list[Callable[[int], None]] = field(default_factory=list)
+
+
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy against probability targets ``[N, C]`` (one-hot, smoothed or mixed)."""
+    return -(targets * F.log_softmax(logits.float(), dim=-1)).sum(dim=-1).mean()
+
+
+def make_targets(labels: torch.Tensor, num_classes: int, smoothing: float) -> torch.Tensor:
+    targets = F.one_hot(labels, num_classes).float()
+    if smoothing > 0:
+        targets = targets * (1.0 - smoothing) + smoothing / num_classes
+    return targets
+
+
+def train_epoch(
+    model: nn.Module,
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    runtime: Runtime,
+    settings: StepSettings,
+    scaler: torch.amp.GradScaler | None,
+    *,
+    where: str,
+    total: int | None = None,
+) -> dict[str, float]:
+    """Train over ``batches``; ``forward`` maps inputs to logits (the whole model, or the head on
+    cached features). Returns loss, accuracy, images and seconds."""
+    model.train()
+    loss_sum, correct, seen, start = 0.0, 0, 0, time.perf_counter()
+    bar = tqdm(batches, total=total, desc=where, leave=False, unit="batch", dynamic_ncols=True, disable=None)
+    for step, (inputs, labels) in enumerate(bar):
+        inputs, labels = runtime.to_device(inputs), labels.to(runtime.device, non_blocking=True)
+        targets = make_targets(labels, settings.num_classes, settings.label_smoothing)
+        for aug in settings.batch_augs:
+            inputs, targets = aug(inputs, targets)
+        with runtime.autocast():
+            logits = forward(inputs)
+        loss = soft_cross_entropy(logits, targets)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"{where}, step {step + 1}: the loss is {loss.item()}; lower the learning rate or check the data"
+                " (the last good checkpoint is kept)"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+        else:
+            loss.backward()
+        if settings.grad_clip > 0:
+            nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], settings.grad_clip)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        scheduler.step()
+        n = labels.numel()
+        loss_sum += loss.item() * n
+        correct += int((logits.argmax(dim=-1) == labels).sum())
+        seen += n
+        bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}")
+        for callback in settings.on_step:
+            callback(step + 1)
+    bar.close()
+    seconds = time.perf_counter() - start
+    return {"loss": loss_sum / max(seen, 1), "acc": correct / max(seen, 1), "images": seen, "seconds": seconds}
+
+
+@torch.inference_mode()
+def predict_probs(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    batches: Iterable[tuple[torch.Tensor, Any]],
+    runtime: Runtime,
+    *,
+    desc: str = "eval",
+    total: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax probabilities ``[N, C]`` and labels ``[N]`` over ``batches``."""
+    probs, labels = [], []
+    for inputs, target in tqdm(batches, total=total, desc=desc, leave=False, unit="batch", dynamic_ncols=True, disable=None):
+        with runtime.autocast():
+            logits = forward(runtime.to_device(inputs))
+        probs.append(logits.float().softmax(dim=-1).cpu())
+        labels.append(torch.as_tensor(target))
+    if not probs:
+        return np.zeros((0, 0), dtype=np.float32), np.zeros((0,), dtype=np.int64)
+    return torch.cat(probs).numpy(), torch.cat(labels).numpy()

@@ -1,0 +1,114 @@
+"""A whole run: prepare, create (or reopen) the run directory, train both phases, then write the
+final model, the figures and the summary."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import TransferkitError
+from ..recipe import Recipe
+from .export import export_model
+from .plots import plot_confusion, plot_curves
+from .run_dir import RunDir
+from .setup import Prepared, prepare
+from .trainer import Trainer, resume_state
+
+
+@dataclass
+class RunResult:
+    """What ``finetune`` hands back: where the run is, its summary, and the trained model."""
+
+    run_dir: Path
+    summary: dict[str, Any]
+    model: Any
+
+    @property
+    def test_accuracy(self) -> float | None:
+        test = self.summary.get("test")
+        return test["top1"] if test else None
+
+
+def run_recipe(
+    recipe: Recipe,
+    *,
+    output: str | Path | None = None,
+    resume: str | Path | None = None,
+    dataset: Any = None,
+    val_dataset: Any = None,
+    test_dataset: Any = None,
+    on_step: list[Callable[[dict[str, Any]], None]] | None = None,
+    log: Callable[[str], None] = print,
+) -> RunResult:
+    started = time.perf_counter()
+    checkpoint = None
+    if resume is not None:
+        run = RunDir(resume)
+        if not run.last_checkpoint.is_file():
+            raise TransferkitError(f"--resume {resume}: no checkpoints/last.pt in it; nothing to resume")
+        checkpoint = resume_state(run)
+    prepared = prepare(recipe, dataset, val_dataset, test_dataset)
+    if resume is None:
+        run = RunDir.create(recipe, output)
+    log(f"run directory: {run.path}")
+    log(
+        f"data: {len(prepared.splits.train)} train, {len(prepared.splits.val or [])} val, "
+        f"{len(prepared.splits.test or [])} test images, {len(prepared.splits.classes)} classes; "
+        f"backbone {recipe.backbone.name} ({prepared.model.backbone.weights_origin}); device {prepared.runtime.describe()}"
+    )
+    trainer = Trainer(prepared, run, on_step=list(on_step or []), log=log)
+    summary = trainer.fit(checkpoint)
+    finish(prepared, run, summary, trainer)
+    summary["wall_seconds"] = time.perf_counter() - started
+    run.write_json(run.summary_file, summary)
+    log(format_summary(summary, run))
+    return RunResult(run.path, summary, trainer.model.cpu().eval())
+
+
+def finish(prepared: Prepared, run: RunDir, summary: dict[str, Any], trainer: Trainer) -> None:
+    recipe = prepared.recipe
+    classes = prepared.splits.classes
+    if "test" not in summary and prepared.splits.val is not None:
+        summary["val"] = trainer.evaluate(prepared.splits.val, "val")
+    final = summary.get("test") or summary.get("val")
+    export_model(
+        trainer.model.cpu(),
+        run.path,
+        backbone={"name": recipe.backbone.name, "weights": trainer.model.backbone.weights_origin, "params": recipe.backbone.params},
+        preprocessing={
+            "image_size": prepared.image_size,
+            "resize_shorter_side": int(round(prepared.image_size / (recipe.data.crop_pct))),
+            "center_crop": prepared.image_size,
+            "mean": list(prepared.model.data_config["mean"]),
+            "std": list(prepared.model.data_config["std"]),
+            "channels": "RGB",
+            "scale": "pixel / 255",
+        },
+    )
+    trainer.model.to(prepared.runtime.device)
+    plot_curves(run.read_metrics(), run.path / "curves.png")
+    if final is not None:
+        plot_confusion(final["confusion_matrix"], classes, run.path / "confusion_matrix.png", "test" if "test" in summary else "val")
+    summary.update(
+        name=recipe.name,
+        classes=classes,
+        device=prepared.runtime.describe(),
+        backbone=recipe.backbone.name,
+        best_val_or_train_top1=trainer.best_top1,
+    )
+
+
+def format_summary(summary: dict[str, Any], run: RunDir) -> str:
+    lines = ["", f"summary ({summary.get('name')}, {summary.get('device')}):"]
+    for name, info in summary.get("phases", {}).items():
+        test = info.get("test_top1")
+        shown = f"test accuracy {test:.4f}" if test is not None else "no test split"
+        lines.append(f"  {name:<9} {shown}, {info['seconds']:.1f} s training, {info['trainable_parameters']:,} trainable parameters")
+    final = summary.get("test")
+    if final is not None:
+        top5 = next((f", {k} {v:.4f}" for k, v in final.items() if k.startswith("top") and k != "top1"), "")
+        lines.append(f"  final     test accuracy {final['top1']:.4f}{top5}, macro-F1 {final['macro_f1']:.4f} on {final['n']} images")
+    lines.append(f"  wall time {summary.get('wall_seconds', 0):.1f} s; outputs in {run.path}")
+    return "\n".join(lines)

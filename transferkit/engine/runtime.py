@@ -1,0 +1,54 @@
+"""Where and how tensors run: device choice, mixed precision, memory format."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..recipe import TrainConfig
+
+
+@dataclass
+class Runtime:
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    channels_last: bool
+
+    @property
+    def uses_scaler(self) -> bool:
+        return self.amp_dtype == torch.float16
+
+    def autocast(self) -> Any:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def to_device(self, images: torch.Tensor) -> torch.Tensor:
+        images = images.to(self.device, non_blocking=True)
+        if self.channels_last and images.ndim == 4:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return images
+
+    def describe(self) -> str:
+        amp = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.amp_dtype]
+        name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else self.device.type
+        return f"{name}, {amp}{', channels_last' if self.channels_last else ''}"
+
+
+def resolve_runtime(cfg: TrainConfig) -> Runtime:
+    """CUDA when there is one: AMP (bf16 where supported, else fp16 with a scaler) and channels_last.
+    The CPU runs fp32 in the default memory format, where both would only cost time."""
+    if cfg.device == "auto":
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(cfg.device)
+    if device.type != "cuda":
+        return Runtime(device, None, False)
+    amp = cfg.amp
+    if amp == "auto":
+        amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[amp]
+    return Runtime(device, dtype, cfg.channels_last)

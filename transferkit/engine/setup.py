@@ -1,0 +1,89 @@
+"""Everything a run needs, built from a recipe before anything is written: data splits, model,
+transforms, batch augmentations and the runtime. Errors here leave no run directory behind."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from ..components import create_augmentation
+from ..data.sources import DatasetSplits, ImageSet, WrappedDataset
+from ..data.transforms import ImageTransform, build_transforms
+from ..errors import DataError, PluginError
+from ..models.backbone import create_backbone, probe_features
+from ..models.classifier import Classifier
+from ..plugins import registry
+from ..recipe import Recipe
+from .checkpoint import seed_everything
+from .runtime import Runtime, resolve_runtime
+
+
+@dataclass
+class Prepared:
+    recipe: Recipe
+    splits: DatasetSplits
+    model: Classifier
+    train_transform: ImageTransform
+    eval_transform: ImageTransform
+    batch_augs: list[Callable[..., Any]]
+    runtime: Runtime
+
+    @property
+    def image_size(self) -> int:
+        return int(self.recipe.data.image_size or self.model.data_config["input_size"][-1])
+
+
+def build_splits(recipe: Recipe, dataset: Any = None, val_dataset: Any = None, test_dataset: Any = None) -> DatasetSplits:
+    """The recipe's data source, or datasets handed in through the Python API."""
+    if dataset is not None:
+        train = dataset if isinstance(dataset, ImageSet) else WrappedDataset(dataset)
+        val = _wrap(val_dataset, train.classes)
+        test = _wrap(test_dataset, train.classes)
+        if val is None:
+            from ..data.sources import stratified_split
+
+            train, val = stratified_split(train, recipe.data.val_fraction, recipe.seed)
+        splits = DatasetSplits(train, val, test)
+    else:
+        entry = registry("dataset").get(recipe.data.source)
+        try:
+            splits = entry.factory(recipe.data.root, seed=recipe.seed, val_fraction=recipe.data.val_fraction, **recipe.data.params)
+        except TypeError as exc:
+            raise DataError(f"data.params: dataset source {recipe.data.source!r} rejected its parameters: {exc}") from None
+        if not isinstance(splits, DatasetSplits):
+            raise PluginError(f"dataset {recipe.data.source!r} (plugin {entry.provider!r}) returned {type(splits).__name__}, not DatasetSplits")
+    splits.check(f"data.source {recipe.data.source!r}" if dataset is None else "dataset")
+    return splits
+
+
+def _wrap(dataset: Any, classes: Sequence[str]) -> ImageSet | None:
+    if dataset is None:
+        return None
+    return dataset if isinstance(dataset, ImageSet) else WrappedDataset(dataset, classes)
+
+
+def build_model(recipe: Recipe, classes: Sequence[str]) -> Classifier:
+    spec = recipe.backbone
+    backbone = create_backbone(spec.name, weights=spec.weights, sha256=spec.sha256, **spec.params)
+    model = Classifier(backbone, classes, spec.head_dropout)
+    size = recipe.data.image_size or model.data_config["input_size"][-1]
+    probe_features(backbone, spec.name, (3, min(int(size), 64), min(int(size), 64)))
+    return model
+
+
+def prepare(recipe: Recipe, dataset: Any = None, val_dataset: Any = None, test_dataset: Any = None) -> Prepared:
+    seed_everything(recipe.seed)
+    splits = build_splits(recipe, dataset, val_dataset, test_dataset)
+    model = build_model(recipe, splits.classes)
+    image_augs = [create_augmentation(s.name, **s.params) for s in recipe.augment.image]
+    batch_augs = [create_augmentation(s.name, num_classes=len(splits.classes), **s.params) for s in recipe.augment.batch]
+    train_tf, eval_tf = build_transforms(
+        model.data_config,
+        recipe.data.image_size,
+        crop_scale=recipe.data.crop_scale,
+        hflip=recipe.data.hflip,
+        crop_pct=recipe.data.crop_pct,
+        image_augs=image_augs,
+        seed=recipe.seed,
+    )
+    return Prepared(recipe, splits, model, train_tf, eval_tf, batch_augs, resolve_runtime(recipe.train))

@@ -1,0 +1,1 @@
+"""Models: the backbone contract, weights resolution, the classifier head and freezing policies."""

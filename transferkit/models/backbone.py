@@ -1,0 +1,141 @@
+"""The backbone contract and how the core builds one: registry lookup, weights, validation.
+
+A backbone maps images ``[N, 3, H, W]`` to pooled features ``[N, num_features]``. Optional
+``stages`` (input to output) drive stage-wise freezing; optional ``data_config`` gives the
+normalisation and input size it was trained with.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import PluginError, WeightsError
+from ..plugins import registry
+from .weights import read_state_dict, load_into, resolve_weights, url_source
+
+IMAGENET_DATA_CONFIG = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225), "input_size": (3, 224, 224)}
+_CONTAINERS = (nn.Sequential, nn.ModuleList)
+
+
+def create_backbone(
+    name: str,
+    pretrained: bool = False,
+    *,
+    weights: str | None = None,
+    sha256: str | None = None,
+    **params: Any,
+) -> nn.Module:
+    """Build a registered backbone. ``weights``: "imagenet" | "none" | a file path
+    (``pretrained=True`` is shorthand for "imagenet")."""
+    entry = registry("backbone").get(name)
+    weights = weights or ("imagenet" if pretrained else "none")
+    declared = entry.extras.get("weights", {})
+    self_loading = weights == "imagenet" and "imagenet" not in declared and entry.extras.get("sources") is None
+    try:
+        module = entry.factory(pretrained=self_loading, **params)
+    except TypeError as exc:
+        raise PluginError(f"backbone {name!r} (plugin {entry.provider!r}) rejected its parameters: {exc}") from None
+    except Exception as exc:  # noqa: BLE001
+        raise PluginError(f"backbone {name!r} (plugin {entry.provider!r}) failed to build: {type(exc).__name__}: {exc}") from exc
+    check_contract(module, name, entry.provider)
+    if weights == "imagenet" and not self_loading:
+        sources = entry.extras.get("sources")
+        sources = sources() if callable(sources) else [url_source(f"torch hub cache ({name})", declared["imagenet"])]
+        path, source = resolve_weights(name, sources)
+        _load_file(module, path, None, f"{source.label}: {path}", source.adapt)
+        module.weights_origin = f"imagenet ({source.label})"
+    elif weights not in ("imagenet", "none"):
+        _load_file(module, Path(weights), sha256, f"backbone.weights {weights}")
+        module.weights_origin = str(weights)
+    else:
+        module.weights_origin = weights
+    return module
+
+
+def _load_file(module: nn.Module, path: Path, sha256: str | None, origin: str, adapt=None) -> None:
+    state = read_state_dict(path, sha256)
+    if adapt is not None:  # a checkpoint format of the source's own (e.g. keys renamed by order)
+        state = adapt(state, list(module.state_dict()))
+    load_into(module, state, origin)
+
+
+def check_contract(module: Any, name: str, provider: str) -> None:
+    """A component that breaks the contract is named, with its plugin, before training starts."""
+    if not isinstance(module, nn.Module):
+        raise PluginError(f"backbone {name!r} (plugin {provider!r}) returned {type(module).__name__}, not an nn.Module")
+    nf = getattr(module, "num_features", None)
+    if not isinstance(nf, int) or isinstance(nf, bool) or nf <= 0:
+        raise PluginError(f"backbone {name!r} (plugin {provider!r}) has no positive int attribute num_features")
+
+
+def probe_features(module: nn.Module, name: str, input_size: tuple[int, int, int]) -> None:
+    """Run one tiny batch to check the output is ``[N, num_features]``; name the plugin if not."""
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            out = module(torch.zeros(2, *input_size))
+    finally:
+        module.train(was_training)
+    expected = (2, module.num_features)
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise PluginError(
+            f"backbone {name!r} returned features of shape {got} for a batch of 2, expected {expected}"
+            " (pooled features [N, num_features])"
+        )
+
+
+def backbone_stages(module: nn.Module) -> list[nn.Module]:
+    """The backbone's ``stages``, or a generic split: top-level children, containers opened one
+    level, runs of small modules (stem convolution + norm) merged into one stage."""
+    declared = getattr(module, "stages", None)
+    if declared is not None and not callable(declared):
+        return [m for m in declared if _has_params(m)]
+    root = getattr(module, "body", module)
+    children = [c for c in root.children() if _has_params(c)]
+    containers = [c for c in children if isinstance(c, _CONTAINERS) and len(c) > 1]
+    # one big container (timm's `blocks`, torchvision's `features`) holds the stages: open it;
+    # several (ResNet's layer1..layer4) are the stages themselves
+    opened = containers[0] if len(containers) == 1 else None
+    stages: list[nn.Module] = []
+    pending: list[nn.Module] = []
+    for child in children:
+        if child is opened:
+            if pending:
+                stages.append(_merge(pending))
+                pending = []
+            stages.extend(c for c in child if _has_params(c))
+        elif isinstance(child, _CONTAINERS) and child in containers:
+            if pending:
+                stages.append(_merge(pending))
+                pending = []
+            stages.append(child)
+        else:
+            pending.append(child)
+    if pending:
+        stages.append(_merge(pending))
+    return stages
+
+
+def _has_params(module: nn.Module) -> bool:
+    return any(True for _ in module.parameters())
+
+
+def _merge(modules: list[nn.Module]) -> nn.Module:
+    return modules[0] if len(modules) == 1 else nn.ModuleList(modules)
+
+
+def data_config(module: nn.Module) -> dict[str, Any]:
+    cfg = dict(IMAGENET_DATA_CONFIG)
+    cfg.update(getattr(module, "data_config", None) or {})
+    cfg["mean"], cfg["std"] = tuple(cfg["mean"]), tuple(cfg["std"])
+    cfg["input_size"] = tuple(cfg["input_size"])
+    return cfg
+
+
+__all__ = ["create_backbone", "backbone_stages", "data_config", "check_contract", "probe_features", "WeightsError"]

@@ -1,0 +1,171 @@
+"""The plugin manager: built-in defaults and entry-point plugins, loaded guarded, into registries.
+
+The built-in components register through the same pluggy manager as third-party ones, so the
+core is just the first set of plugins (as in pytest, tox and llm).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as metadata
+import logging
+import os
+import warnings
+from dataclasses import dataclass, field
+from functools import partial
+from types import ModuleType
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from .errors import PluginError
+from .registry import Registry
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = hookspecs.PROJECT_NAME
+STRICT_ENV = "TRANSFERKIT_STRICT_PLUGINS"
+BUILTIN_MODULES = (
+    "transferkit.builtin.backbones",
+    "transferkit.builtin.datasets",
+    "transferkit.builtin.augmentations",
+)
+KINDS = ("backbone", "augmentation", "averager", "dataset")
+HOOK_OF_KIND = {kind: f"register_{kind}s" for kind in KINDS}
+
+
+@dataclass
+class PluginInfo:
+    """What ``transferkit plugins`` shows for one plugin."""
+
+    name: str
+    version: str
+    hooks: list[str] = field(default_factory=list)
+    status: str = "ok"
+    error: str = ""
+    distribution: str = ""
+
+
+class Plugins:
+    """The loaded plugin manager, its registries, and the plugins that failed to load."""
+
+    def __init__(self, strict: bool | None = None) -> None:
+        self.strict = _strict_from_env() if strict is None else strict
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+        self.pm.add_hookspecs(hookspecs)
+        self.info: dict[str, PluginInfo] = {}
+        self._registries: dict[str, Registry] | None = None
+        for module_name in BUILTIN_MODULES:
+            module = __import__(module_name, fromlist=["_"])
+            self._add(module, module_name, version=_own_version(), distribution="transferkit")
+        self._load_entry_points()
+
+    # -- loading -------------------------------------------------------------------------------
+    def _load_entry_points(self) -> None:
+        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            dist = ep.dist.name if ep.dist is not None else ""
+            version = ep.dist.version if ep.dist is not None else ""
+            if ep.name in self.info:
+                continue  # the same distribution seen twice on sys.path
+            try:
+                plugin = ep.load()
+            except Exception as exc:  # noqa: BLE001 - a broken plugin must not take the others down
+                message = f"{type(exc).__name__}: {exc}"
+                self.info[ep.name] = PluginInfo(ep.name, version, [], "failed", message, dist)
+                if self.strict:
+                    raise PluginError(
+                        f"plugin {ep.name!r} ({dist}) failed to load: {message}; fix or uninstall it,"
+                        f" or unset {STRICT_ENV}"
+                    ) from exc
+                warnings.warn(f"transferkit: plugin {ep.name!r} failed to load: {message}", stacklevel=2)
+                continue
+            self._add(plugin, ep.name, version=version, distribution=dist)
+
+    def _add(self, plugin: Any, name: str, *, version: str, distribution: str) -> None:
+        self.pm.register(plugin, name=name)
+        hooks = [h.name for h in (self.pm.get_hookcallers(plugin) or [])]
+        self.info[name] = PluginInfo(name, version, sorted(hooks), "ok", "", distribution)
+        self._registries = None
+
+    def register(self, plugin: Any, name: str | None = None) -> str:
+        """Register an in-process plugin (a module or object with hook implementations)."""
+        name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
+        self._add(plugin, name, version="", distribution="(in-process)")
+        return name
+
+    def unregister(self, name: str) -> None:
+        self.pm.unregister(name=name)
+        self.info.pop(name, None)
+        self._registries = None
+
+    # -- registries ----------------------------------------------------------------------------
+    @property
+    def registries(self) -> dict[str, Registry]:
+        if self._registries is None:
+            self._registries = self._collect()
+        return self._registries
+
+    def registry(self, kind: str) -> Registry:
+        return self.registries[kind]
+
+    def _collect(self) -> dict[str, Registry]:
+        registries = {kind: Registry(kind) for kind in KINDS}
+        for kind, hook_name in HOOK_OF_KIND.items():
+            caller = getattr(self.pm.hook, hook_name)
+            # pluggy calls the newest plugin first; register in load order for stable listings
+            for impl in reversed(caller.get_hookimpls()):
+                register = partial(registries[kind].add, provider=impl.plugin_name)
+                try:
+                    impl.function(register=register)
+                except PluginError:
+                    raise
+                except Exception as exc:  # noqa: BLE001
+                    raise PluginError(
+                        f"plugin {impl.plugin_name!r} failed in {hook_name}: {type(exc).__name__}: {exc}"
+                    ) from exc
+        return registries
+
+
+_plugins: Plugins | None = None
+
+
+def get_plugins() -> Plugins:
+    """The process-wide plugin manager, loaded on first use."""
+    global _plugins
+    if _plugins is None:
+        _plugins = Plugins()
+    return _plugins
+
+
+def reset_plugins() -> None:
+    """Forget the loaded plugins (tests, or after installing a package in-process)."""
+    global _plugins
+    _plugins = None
+
+
+def register_plugin(plugin: Any, name: str | None = None) -> str:
+    """Register an in-process plugin object or module; returns the name it was registered under."""
+    return get_plugins().register(plugin, name)
+
+
+def registry(kind: str) -> Registry:
+    return get_plugins().registry(kind)
+
+
+def _strict_from_env() -> bool:
+    return os.environ.get(STRICT_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _own_version() -> str:
+    try:
+        return metadata.version("transferkit")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def module_plugin(**hooks: Any) -> ModuleType:
+    """Build a throwaway plugin module from hook functions (handy in tests and notebooks)."""
+    module = ModuleType("transferkit_inprocess_plugin")
+    for hook_name, fn in hooks.items():
+        setattr(module, hook_name, hookspecs.hookimpl(fn))
+    return module

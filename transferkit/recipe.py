@@ -1,0 +1,174 @@
+"""The recipe: one typed, validated description of a run, read from TOML with ``--set`` overrides.
+
+Every model forbids unknown keys, so a typo is an error that names the key path instead of a
+setting silently ignored.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegInt = Annotated[int, Field(ge=0)]
+Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Strict):
+    """Where the images come from and how they are fed."""
+
+    source: str = "imagefolder"
+    root: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    image_size: PositiveInt | None = None
+    val_fraction: Fraction = 0.1
+    batch_size: PositiveInt = 32
+    eval_batch_size: PositiveInt | None = None
+    num_workers: NonNegInt = 0
+    crop_scale: tuple[float, float] = (0.25, 1.0)
+    hflip: bool = True
+    crop_pct: Annotated[float, Field(gt=0.0, le=1.0)] = 0.875
+    on_bad_image: Literal["error", "skip"] = "error"
+
+    @field_validator("crop_scale")
+    @classmethod
+    def _scale_range(cls, v: tuple[float, float]) -> tuple[float, float]:
+        lo, hi = v
+        if not (0.0 < lo <= hi <= 1.0):
+            raise ValueError("must be [low, high] with 0 < low <= high <= 1")
+        return v
+
+
+class BackboneConfig(_Strict):
+    """The pretrained network under the new head."""
+
+    name: str = "timm/efficientnet_lite0"
+    weights: str = "imagenet"
+    sha256: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    head_dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex(cls, v: str | None) -> str | None:
+        if v is not None and (len(v) != 64 or any(c not in "0123456789abcdefABCDEF" for c in v)):
+            raise ValueError("must be 64 hexadecimal characters (the output of `sha256sum FILE`)")
+        return v.lower() if v else v
+
+
+class ExtractPhase(_Strict):
+    """Phase 1: backbone frozen, BatchNorm in eval mode, only the head trains."""
+
+    epochs: NonNegInt = 5
+    lr: Annotated[float, Field(gt=0.0, le=10.0)] = 1e-3
+    warmup_epochs: Annotated[float, Field(ge=0.0)] = 0.0
+
+
+class FinetunePhase(_Strict):
+    """Phase 2: the backbone (all of it or its last K stages) trains at ``lr * lr_ratio``."""
+
+    epochs: NonNegInt = 5
+    lr_ratio: Annotated[float, Field(gt=0.0, le=10.0)] = 0.1
+    unfreeze: str = "all"
+    bn: Literal["eval", "train"] = "eval"
+    warmup_epochs: Annotated[float, Field(ge=0.0)] = 0.0
+
+    @field_validator("unfreeze")
+    @classmethod
+    def _policy(cls, v: str) -> str:
+        if v in ("all", "none"):
+            return v
+        if v.startswith("last:") and v[5:].isdigit() and int(v[5:]) > 0:
+            return v
+        raise ValueError('must be "all", "none" or "last:K" with K a positive integer')
+
+
+class Phases(_Strict):
+    extract: ExtractPhase = Field(default_factory=ExtractPhase)
+    finetune: FinetunePhase = Field(default_factory=FinetunePhase)
+
+
+class TrainConfig(_Strict):
+    """Settings shared by both phases."""
+
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    weight_decay: Annotated[float, Field(ge=0.0)] = 0.01
+    momentum: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.9
+    label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    device: str = "auto"
+    amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
+    channels_last: bool = True
+    grad_clip: Annotated[float, Field(ge=0.0)] = 0.0
+    checkpoint_every_steps: NonNegInt = 0
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if v in ("auto", "cpu", "cuda", "mps") or v.startswith("cuda:"):
+            return v
+        raise ValueError('must be "auto", "cpu", "cuda", "cuda:N" or "mps"')
+
+
+class ComponentSpec(BaseModel):
+    """A named plugin component with its parameters: ``{name = "mixup", alpha = 0.2}``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class AugmentConfig(_Strict):
+    image: list[ComponentSpec] = Field(default_factory=list)
+    batch: list[ComponentSpec] = Field(default_factory=list)
+
+
+class Recipe(_Strict):
+    """A complete, validated run description."""
+
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")] = "run"
+    seed: NonNegInt = 0
+    data: DataConfig = Field(default_factory=DataConfig)
+    backbone: BackboneConfig = Field(default_factory=BackboneConfig)
+    phases: Phases = Field(default_factory=Phases)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    averaging: ComponentSpec | None = None
+
+    @model_validator(mode="after")
+    def _some_training(self) -> "Recipe":
+        if self.phases.extract.epochs == 0 and self.phases.finetune.epochs == 0:
+            raise ValueError("phases.extract.epochs and phases.finetune.epochs are both 0: nothing to train")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, with ``None`` dropped (TOML has no null)."""
+        return _drop_none(self.model_dump(mode="json"))
+
+
+def _drop_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_none(v) for v in value]
+    return value
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    with open(path, "rb") as fh:
+        return tomllib.load(fh)

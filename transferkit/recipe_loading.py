@@ -1,0 +1,145 @@
+"""Reading a recipe: TOML file, ``--set key.path=value`` overrides, validation to one-line errors."""
+
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from pydantic import ValidationError
+
+from .errors import RecipeError
+from .recipe import Recipe, read_toml
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+RecipeSource = str | Path | Mapping[str, Any] | Recipe
+
+# Sources that read images from disk and therefore need ``data.root``.
+ROOTED_SOURCES = {"imagefolder", "csv"}
+
+
+def load_recipe(
+    source: RecipeSource,
+    overrides: Iterable[str] | Mapping[str, Any] = (),
+    *,
+    check_components: bool = True,
+    check_data: bool = True,
+) -> Recipe:
+    """Build a validated Recipe from a TOML path, a dict or a Recipe, then apply overrides."""
+    if isinstance(source, Recipe):
+        origin, data = "recipe", source.model_dump(mode="python")
+    elif isinstance(source, Mapping):
+        origin, data = "recipe", copy.deepcopy(dict(source))
+    else:
+        path = Path(source)
+        origin = str(source)
+        if not path.is_file():
+            raise RecipeError(f"{origin}: no such recipe file; check the path (recipes live in recipes/*.toml)")
+        try:
+            data = read_toml(path)
+        except tomllib.TOMLDecodeError as exc:
+            raise RecipeError(f"{origin}: not valid TOML: {exc}") from None
+    for key, value in _pairs(overrides):
+        _set_path(data, key, value, origin)
+    recipe = validate_recipe(data, origin)
+    check_paths(recipe, origin, check_data)
+    if check_components:
+        check_component_names(recipe, origin, check_data)
+    return recipe
+
+
+def validate_recipe(data: Mapping[str, Any], origin: str = "recipe") -> Recipe:
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as exc:
+        raise RecipeError(f"{origin}: {_first_error(exc)}") from None
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    kind, msg = err["type"], err["msg"]
+    if kind == "extra_forbidden":
+        return f"{loc}: unknown key; remove it or check its spelling"
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    given = err.get("input")
+    shown = "" if isinstance(given, (dict, list)) or given is None else f" (got {given!r})"
+    return f"{loc}: {msg}{shown}"
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"train.epochs=3"`` -> ``("train.epochs", 3)``; the value is read as TOML, else as a string."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise RecipeError(f"--set {text!r}: expected KEY=VALUE, e.g. --set phases.extract.epochs=3")
+    raw = raw.strip()
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key, value
+
+
+def _pairs(overrides: Iterable[str] | Mapping[str, Any]) -> list[tuple[str, Any]]:
+    if isinstance(overrides, Mapping):
+        return [(k.replace("__", "."), v) for k, v in overrides.items()]
+    return [parse_override(o) for o in overrides]
+
+
+def _set_path(data: dict[str, Any], key: str, value: Any, origin: str) -> None:
+    node = data
+    parts = key.split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise RecipeError(f"{origin}: --set {key}: {part!r} is a value, not a table")
+        node = child
+    node[parts[-1]] = value
+
+
+def check_paths(recipe: Recipe, origin: str, check_data: bool = True) -> None:
+    """Files the recipe names must exist before anything is written."""
+    data = recipe.data
+    if check_data and data.source in ROOTED_SOURCES:
+        if not data.root:
+            raise RecipeError(f"{origin}: data.root: required for source {data.source!r}; set it, e.g. --set data.root=DIR")
+        if not Path(data.root).exists():
+            raise RecipeError(f"{origin}: data.root: {data.root!r} does not exist; point it at your images")
+    weights = recipe.backbone.weights
+    if weights not in ("imagenet", "none") and not Path(weights).is_file():
+        raise RecipeError(
+            f"{origin}: backbone.weights: file {weights!r} not found; use \"imagenet\", \"none\" or a path to a .pth/.safetensors file"
+        )
+
+
+def check_component_names(recipe: Recipe, origin: str, check_data: bool = True) -> None:
+    """Every named component must be registered by some plugin."""
+    from .plugins import registry
+
+    checks = [("backbone", "backbone.name", recipe.backbone.name)]
+    if check_data:
+        checks.append(("dataset", "data.source", recipe.data.source))
+    checks += [("augmentation", f"augment.image[{i}].name", s.name) for i, s in enumerate(recipe.augment.image)]
+    checks += [("augmentation", f"augment.batch[{i}].name", s.name) for i, s in enumerate(recipe.augment.batch)]
+    if recipe.averaging is not None:
+        checks.append(("averager", "averaging.name", recipe.averaging.name))
+    for kind, key, name in checks:
+        reg = registry(kind)
+        if name not in reg:
+            raise RecipeError(f"{origin}: {key}: {reg.unknown_message(name)}")
+    for stage, specs in (("image", recipe.augment.image), ("batch", recipe.augment.batch)):
+        for i, spec in enumerate(specs):
+            got = registry("augmentation").get(spec.name).extras.get("kind", "image")
+            if got != stage:
+                raise RecipeError(
+                    f"{origin}: augment.{stage}[{i}].name: {spec.name!r} is a {got}-level augmentation;"
+                    f" move it to [[augment.{got}]]"
+                )
+

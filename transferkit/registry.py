@@ -1,0 +1,77 @@
+"""Registries of named components, one per kind, each entry knowing the plugin that provided it."""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+from .errors import PluginError, UnknownComponentError
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One registered component."""
+
+    name: str
+    factory: Callable[..., Any]
+    provider: str
+    description: str = ""
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class Registry:
+    """Name -> Entry for one kind of component (backbone, augmentation, averager, dataset)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, Entry] = {}
+
+    def add(
+        self,
+        name: str,
+        factory: Callable[..., Any],
+        *,
+        provider: str,
+        description: str = "",
+        **extras: Any,
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise PluginError(f"plugin {provider!r} registered a {self.kind} with an empty or non-string name")
+        if not callable(factory):
+            raise PluginError(f"plugin {provider!r} registered {self.kind} {name!r} with a factory that is not callable")
+        if name in self._entries:
+            other = self._entries[name].provider
+            raise PluginError(
+                f"{self.kind} {name!r} is registered twice: by plugin {other!r} and by plugin {provider!r};"
+                f" uninstall or rename one of them"
+            )
+        self._entries[name] = Entry(name, factory, provider, description, dict(extras))
+
+    def get(self, name: str) -> Entry:
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise UnknownComponentError(self.unknown_message(name)) from None
+
+    def unknown_message(self, name: str) -> str:
+        close = difflib.get_close_matches(name, list(self._entries), n=5, cutoff=0.5)
+        hint = f"did you mean {', '.join(close)}?" if close else f"see `transferkit list {self.kind}s`"
+        return f"unknown {self.kind} {name!r}; {hint}"
+
+    def names(self, pattern: str | None = None) -> list[str]:
+        names = sorted(self._entries)
+        return [n for n in names if fnmatch.fnmatch(n, pattern)] if pattern else names
+
+    def entries(self, pattern: str | None = None) -> list[Entry]:
+        return [self._entries[n] for n in self.names(pattern)]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self._entries)
