@@ -112,8 +112,7 @@ class Plugins:
         registries = {kind: Registry(kind) for kind in KINDS}
         for kind, hook_name in HOOK_OF_KIND.items():
             caller = getattr(self.pm.hook, hook_name)
-            # pluggy calls the newest plugin first; register in load order for stable listings
-            for impl in reversed(caller.get_hookimpls()):
+            for impl in caller.get_hookimpls():  # in registration order: built-ins first
                 register = partial(registries[kind].add, provider=impl.plugin_name)
                 try:
                     impl.function(register=register)

@@ -77,4 +77,7 @@ def make_loader(dataset: TransformedDataset, sampler: EpochBatchSampler, num_wor
     kwargs: dict[str, Any] = {}
     if num_workers > 0:
         kwargs.update(persistent_workers=False, prefetch_factor=2)
-    return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, pin_memory=pin_memory, **kwargs)
+    # its own generator: creating an iterator must not draw from the global RNG, or a resumed run
+    # (whose RNG state is restored mid-epoch) would diverge from an uninterrupted one
+    generator = torch.Generator().manual_seed(sampler.seed)
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, pin_memory=pin_memory, generator=generator, **kwargs)

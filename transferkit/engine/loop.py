@@ -24,7 +24,8 @@ class StepSettings:
     label_smoothing: float = 0.0
     batch_augs: Sequence[Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]] = ()
     grad_clip: float = 0.0
-    on_step: list[Callable[[int], None]] = field(default_factory=list)
+    # called after each optimizer step with {"step": k (1-based), "lr": the LR used, "loss": ...}
+    on_step: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
 
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -78,6 +79,7 @@ def train_epoch(
             loss.backward()
         if settings.grad_clip > 0:
             nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], settings.grad_clip)
+        lr_used = optimizer.param_groups[0]["lr"]
         if scaler is not None:
             scaler.step(optimizer)
             scaler.update()
@@ -90,7 +92,7 @@ def train_epoch(
         seen += n
         bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}")
         for callback in settings.on_step:
-            callback(step + 1)
+            callback({"step": step + 1, "lr": lr_used, "loss": loss.item()})
     bar.close()
     seconds = time.perf_counter() - start
     return {"loss": loss_sum / max(seen, 1), "acc": correct / max(seen, 1), "images": seen, "seconds": seconds}

@@ -144,9 +144,9 @@ class Trainer:
         for epoch in range(start_epoch, plan.epochs):
             offset = start_step
 
-            def after_step(k: int, epoch: int = epoch, offset: int = offset) -> None:
-                step = offset + k
-                info = {"phase": plan.name, "epoch": epoch, "step": step, "steps": steps}
+            def after_step(done: dict[str, Any], epoch: int = epoch, offset: int = offset) -> None:
+                step = offset + done["step"]
+                info = {**done, "phase": plan.name, "epoch": epoch, "step": step, "steps": steps}
                 if every and step % every == 0 and step < steps:
                     save_checkpoint(self.run.last_checkpoint, self._state(plan.name, epoch, step, optimizer, scheduler, scaler))
                 for callback in self.on_step:
@@ -161,7 +161,7 @@ class Trainer:
             )
             start_step = 0
             record: dict[str, Any] = {
-                "kind": "epoch", "phase": plan.name, "epoch": epoch + 1, "lr": plan.lr,
+                "kind": "epoch", "phase": plan.name, "epoch": epoch + 1, "base_lr": optimizer.param_groups[0]["initial_lr"],
                 "train_loss": stats["loss"], "train_acc": stats["acc"], "seconds": stats["seconds"],
                 "images_per_second": stats["images"] / max(stats["seconds"], 1e-9),
             }

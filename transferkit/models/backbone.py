@@ -19,6 +19,7 @@ from .weights import read_state_dict, load_into, resolve_weights, url_source
 
 IMAGENET_DATA_CONFIG = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225), "input_size": (3, 224, 224)}
 _CONTAINERS = (nn.Sequential, nn.ModuleList)
+_STAGE_CONTAINERS = ("features", "blocks", "stages", "layers")
 
 
 def create_backbone(
@@ -99,9 +100,12 @@ def backbone_stages(module: nn.Module) -> list[nn.Module]:
     root = getattr(module, "body", module)
     children = [c for c in root.children() if _has_params(c)]
     containers = [c for c in children if isinstance(c, _CONTAINERS) and len(c) > 1]
-    # one big container (timm's `blocks`, torchvision's `features`) holds the stages: open it;
-    # several (ResNet's layer1..layer4) are the stages themselves
-    opened = containers[0] if len(containers) == 1 else None
+    # a container named like timm's `blocks` / torchvision's `features`, or the only container,
+    # holds the stages: open it; several others (ResNet's layer1..layer4) are the stages themselves
+    named = dict(root.named_children())
+    opened = next((named[n] for n in _STAGE_CONTAINERS if named.get(n) in containers), None)
+    if opened is None and len(containers) == 1:
+        opened = containers[0]
     stages: list[nn.Module] = []
     pending: list[nn.Module] = []
     for child in children:

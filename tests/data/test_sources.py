@@ -1,0 +1,83 @@
+"""Data sources and splits: ImageFolder layouts, CSV manifests, digits, stratified seeded splits."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from transferkit.builtin.datasets import csv_manifest, digits, imagefolder
+from transferkit.data.sources import WrappedDataset, stratified_split, to_rgb_array
+from transferkit.errors import DataError
+
+from ..conftest import write_image_folder
+
+
+def test_imagefolder_with_train_and_test(image_folder):
+    splits = imagefolder(str(image_folder), seed=0, val_fraction=0.25)
+    assert splits.classes == ["blue", "green", "red"]
+    assert len(splits.train) == 27 and len(splits.val) == 9 and len(splits.test) == 12
+    assert Counter(splits.val.targets) == {0: 3, 1: 3, 2: 3}  # stratified
+    image, label = splits.train[0]
+    assert image.dtype == np.uint8 and image.shape == (40, 40, 3)
+
+
+def test_single_folder_is_split_stratified_and_seeded(tmp_path):
+    root = write_image_folder(tmp_path, {"all": 10}) / "all"
+    a = imagefolder(str(root), seed=3, val_fraction=0.2, test_fraction=0.3)
+    b = imagefolder(str(root), seed=3, val_fraction=0.2, test_fraction=0.3)
+    assert [a.test.describe(i) for i in range(len(a.test))] == [b.test.describe(i) for i in range(len(b.test))]
+    assert Counter(a.test.targets) == {0: 3, 1: 3, 2: 3}
+    assert len(a.train) + len(a.val) + len(a.test) == 30
+
+
+def test_empty_class_folder_is_named(image_folder):
+    (image_folder / "train" / "purple").mkdir()
+    with pytest.raises(DataError, match=r"purple: class folder holds no images"):
+        imagefolder(str(image_folder))
+
+
+def test_csv_manifest_with_split_column(image_folder, tmp_path):
+    rows = ["path,label,split"]
+    for split in ("train", "test"):
+        for f in sorted((image_folder / split).rglob("*.png")):
+            rows.append(f"{f.relative_to(image_folder)},{f.parent.name},{split}")
+    manifest = image_folder / "manifest.csv"
+    manifest.write_text("\n".join(rows) + "\n")
+    splits = csv_manifest(str(manifest), val_fraction=0.25)
+    assert splits.classes == ["blue", "green", "red"] and len(splits.test) == 12
+    assert splits.train[0][0].shape == (40, 40, 3)
+
+
+def test_digits_ship_with_scikit_learn_and_render_as_rgb():
+    splits = digits(seed=0, val_fraction=0.1, size=24)
+    assert len(splits.classes) == 10
+    assert len(splits.train) + len(splits.val) + len(splits.test) == 1797
+    image, _ = splits.train[0]
+    assert image.shape == (24, 24, 3) and image.dtype == np.uint8 and image.max() > 200
+
+
+def test_to_rgb_array_accepts_common_inputs():
+    gray = Image.fromarray(np.full((5, 6), 100, np.uint8))
+    rgba = Image.new("RGBA", (4, 4), (255, 0, 0, 0))  # fully transparent: composited on white
+    assert to_rgb_array(gray).shape == (5, 6, 3)
+    assert to_rgb_array(rgba)[0, 0].tolist() == [255, 255, 255]
+    assert to_rgb_array(np.zeros((3, 8, 8), np.float32)).shape == (8, 8, 3)
+    assert to_rgb_array(np.ones((8, 8), np.float32)).max() == 255
+
+
+def test_wrapped_dataset_and_split():
+    class Toy:
+        classes = ["a", "b"]
+
+        def __len__(self):
+            return 20
+
+        def __getitem__(self, i):
+            return np.full((8, 8, 3), i, np.uint8), i % 2
+
+    wrapped = WrappedDataset(Toy())
+    train, held = stratified_split(wrapped, 0.2, seed=0)
+    assert len(train) == 16 and Counter(held.targets) == {0: 2, 1: 2}

@@ -1,0 +1,53 @@
+"""Resume: a run stopped in the middle of a phase ends with the weights of an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from transferkit.engine.run import run_recipe
+from transferkit.recipe_loading import load_recipe
+
+
+class Stop(Exception):
+    pass
+
+
+def _stop_at(phase: str, epoch: int, step: int):
+    def callback(info):
+        if (info["phase"], info["epoch"], info["step"]) == (phase, epoch, step):
+            raise Stop
+
+    return callback
+
+
+@pytest.mark.parametrize("where", [("extract", 1, 2), ("finetune", 0, 3), ("finetune", 1, 1)])
+def test_resume_mid_phase_gives_identical_final_weights(tiny_recipe, tmp_path, where):
+    tiny_recipe["train"]["checkpoint_every_steps"] = 1
+    tiny_recipe["data"]["batch_size"] = 6  # 5 steps an epoch
+    tiny_recipe["backbone"]["head_dropout"] = 0.3  # draws from the torch RNG: resume must restore it
+    recipe = load_recipe(tiny_recipe)
+    quiet = {"log": lambda m: None}
+    full = run_recipe(recipe, output=tmp_path / "full", **quiet)
+
+    with pytest.raises(Stop):
+        run_recipe(recipe, output=tmp_path / "cut", on_step=[_stop_at(*where)], **quiet)
+    assert not (tmp_path / "cut" / "model.safetensors").exists()
+    resumed = run_recipe(recipe, resume=tmp_path / "cut", **quiet)
+
+    a = load_file(str(full.run_dir / "model.safetensors"))
+    b = load_file(str(resumed.run_dir / "model.safetensors"))
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ from the uninterrupted run"
+    epochs = lambda run: [(r["phase"], r["epoch"]) for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if r["kind"] == "epoch"]
+    assert epochs(resumed.run_dir) == epochs(full.run_dir)
+
+
+def test_resume_requires_a_checkpoint(tmp_path, tiny_recipe):
+    from transferkit.errors import TransferkitError
+
+    with pytest.raises(TransferkitError, match="nothing to resume"):
+        run_recipe(load_recipe(tiny_recipe), resume=tmp_path, log=lambda m: None)

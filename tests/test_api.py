@@ -1,0 +1,85 @@
+"""The Python API and the run outputs: finetune on a custom Dataset, load, predict, evaluate."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import tomllib
+
+import transferkit
+from transferkit.cli import main
+
+from .conftest import COLOURS, write_recipe
+
+
+class ColourSquares:
+    """A user's own map-style Dataset: (PIL image, label) pairs and a ``classes`` list."""
+
+    classes = list(COLOURS)
+
+    def __init__(self, n: int = 30, seed: int = 0) -> None:
+        from .conftest import make_image
+
+        rng = np.random.default_rng(seed)
+        self.items = [(make_image(COLOURS[self.classes[i % 3]], rng), i % 3) for i in range(n)]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+
+@pytest.fixture
+def finished_run(tiny_recipe, tmp_path):
+    path = write_recipe(tmp_path / "tiny.toml", tiny_recipe)
+    assert main(["finetune", str(path), "--output", str(tmp_path / "run"), "--set", "phases.finetune.epochs=1"]) == 0
+    return tmp_path / "run"
+
+
+def test_run_directory_holds_everything(finished_run):
+    names = {p.name for p in finished_run.iterdir()}
+    assert {"recipe.toml", "metrics.jsonl", "checkpoints", "model.safetensors", "manifest.json", "curves.png", "confusion_matrix.png", "summary.json"} <= names
+    resolved = tomllib.loads((finished_run / "recipe.toml").read_text())
+    assert resolved["phases"]["finetune"]["epochs"] == 1 and resolved["train"]["optimizer"] == "adamw"
+    manifest = json.loads((finished_run / "manifest.json").read_text())
+    assert manifest["classes"] == ["blue", "green", "red"] and manifest["backbone"]["name"] == "tiny/cnn"
+    summary = json.loads((finished_run / "summary.json").read_text())
+    assert set(summary["phases"]) == {"extract", "finetune"} and 0.0 <= summary["test"]["top1"] <= 1.0
+
+
+def test_load_predicts_class_names(finished_run, image_folder):
+    model = transferkit.load(finished_run)
+    files = sorted((image_folder / "test" / "red").glob("*.png"))
+    preds = model.predict([str(f) for f in files], top_k=2)
+    assert all(p.label in model.classes and len(p.top_k) == 2 and 0 <= p.probability <= 1 for p in preds)
+    probs = model.predict_proba([str(f) for f in files])
+    assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_evaluate_and_predict_commands(finished_run, image_folder, capsys):
+    assert main(["evaluate", str(finished_run)]) == 0
+    assert "on 12 images" in capsys.readouterr().out
+    assert main(["evaluate", str(finished_run), "--data", str(image_folder)]) == 0
+    assert main(["predict", str(finished_run), str(image_folder / "test" / "blue"), "--top-k", "3"]) == 0
+    lines = [l for l in capsys.readouterr().out.splitlines() if l.endswith("")][-4:]
+    assert len(lines) == 4 and all(len(l.split("\t")[1].split("  ")) == 3 for l in lines)
+
+
+def test_finetune_on_a_custom_dataset(tiny_plugin, tmp_path):
+    result = transferkit.finetune(
+        {"name": "custom", "backbone": {"name": "tiny/cnn", "weights": "none"}, "data": {"image_size": 32, "batch_size": 8},
+         "phases": {"extract": {"epochs": 3, "lr": 0.05}, "finetune": {"epochs": 1}}},
+        dataset=ColourSquares(36), test_dataset=ColourSquares(15, seed=1), output=tmp_path / "run", quiet=True,
+    )
+    assert result.summary["classes"] == ColourSquares.classes
+    assert result.test_accuracy is not None and result.test_accuracy >= 0.6  # colour is easy to learn
+    assert transferkit.load(result.run_dir).predict(ColourSquares(3, seed=2).items[0][0])[0].label in ColourSquares.classes
+
+
+def test_output_directory_holding_a_run_is_refused(finished_run, tiny_recipe, tmp_path, capsys):
+    path = write_recipe(tmp_path / "again.toml", tiny_recipe)
+    assert main(["finetune", str(path), "--output", str(finished_run)]) == 1
+    assert "already holds a run; resume it with --resume" in capsys.readouterr().err

@@ -1,0 +1,101 @@
+"""The plugin manager: built-ins through pluggy, in-process plugins, guarded entry points."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import transferkit
+from transferkit.cli import main
+from transferkit.engine.run import run_recipe
+from transferkit.plugins import get_plugins, module_plugin
+from transferkit.recipe_loading import load_recipe
+
+from .conftest import tiny_factory
+
+
+def test_builtins_register_through_the_plugin_manager():
+    info = get_plugins().info
+    assert {"transferkit.builtin.backbones", "transferkit.builtin.datasets", "transferkit.builtin.augmentations"} <= set(info)
+    assert "timm/efficientnet_lite0" in transferkit.list_backbones("timm/efficientnet_lite*")
+    assert "torchvision/resnet50" in transferkit.list_backbones()
+    assert {"imagefolder", "csv", "flowers102", "digits"} <= set(transferkit.list_datasets())
+
+
+def test_in_process_plugin_appears_in_list_and_trains(tiny_recipe, tmp_path, capsys):
+    plugins = get_plugins()
+    hooks = module_plugin(register_backbones=lambda register: register("inproc/cnn", tiny_factory, description="in-process CNN"))
+    name = plugins.register(hooks, "inproc-plugin")
+    try:
+        assert main(["list", "backbones", "--filter", "inproc/*"]) == 0
+        out = capsys.readouterr().out
+        assert "inproc/cnn" in out and "inproc-plugin" in out
+        tiny_recipe["backbone"]["name"] = "inproc/cnn"
+        tiny_recipe["phases"]["finetune"]["epochs"] = 1
+        result = run_recipe(load_recipe(tiny_recipe), output=tmp_path / "run", log=lambda m: None)
+        assert result.test_accuracy is not None and (result.run_dir / "model.safetensors").is_file()
+    finally:
+        plugins.unregister(name)
+    assert "inproc/cnn" not in transferkit.list_backbones()
+
+
+def _fake_distribution(root: Path, module_body: str) -> Path:
+    """A minimal installed distribution with a ``transferkit`` entry point, on a private path."""
+    dist = root / "brokenplug-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: brokenplug\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[transferkit]\nbrokenplug = brokenplug_mod\n")
+    (root / "brokenplug_mod.py").write_text(textwrap.dedent(module_body))
+    return root
+
+
+def _run_cli(args, path: Path, **env):
+    environ = {**os.environ, "PYTHONPATH": str(path), **env}
+    return subprocess.run([sys.executable, "-m", "transferkit", *args], capture_output=True, text=True, env=environ, timeout=120)
+
+
+def test_plugin_that_raises_on_import_is_reported_not_fatal(tmp_path):
+    path = _fake_distribution(tmp_path, "raise ImportError('needs libfoo 2.0')\n")
+    done = _run_cli(["plugins"], path)
+    assert done.returncode == 0, done.stderr
+    line = next(l for l in done.stdout.splitlines() if l.startswith("brokenplug"))
+    assert "0.1" in line and "failed: ImportError: needs libfoo 2.0" in line
+    assert "transferkit.builtin.backbones" in done.stdout  # the others still load
+
+
+def test_strict_plugins_makes_a_broken_plugin_fatal(tmp_path):
+    path = _fake_distribution(tmp_path, "raise ImportError('needs libfoo 2.0')\n")
+    done = _run_cli(["list", "datasets"], path, TRANSFERKIT_STRICT_PLUGINS="1")
+    assert done.returncode == 3
+    assert "plugin 'brokenplug' (brokenplug) failed to load: ImportError: needs libfoo 2.0" in done.stderr
+    assert done.stderr.strip().count("\n") == 0
+
+
+def test_duplicate_registration_across_plugins_names_both(tmp_path):
+    body = """
+        from transferkit import hookimpl
+
+        @hookimpl
+        def register_datasets(register):
+            register("digits", lambda root, **kw: None)
+    """
+    done = _run_cli(["list", "datasets"], _fake_distribution(tmp_path, body))
+    assert done.returncode == 3
+    assert "'digits' is registered twice: by plugin 'transferkit.builtin.datasets' and by plugin 'brokenplug'" in done.stderr
+
+
+def test_plugins_command_lists_hooks_and_versions(capsys):
+    assert main(["plugins"]) == 0
+    out = capsys.readouterr().out
+    assert "register_backbones" in out and transferkit.__version__ in out
+
+
+@pytest.mark.parametrize("kind", ["backbones", "augmentations", "averagers", "datasets"])
+def test_list_every_kind(kind, capsys):
+    assert main(["list", kind]) == 0
+    assert capsys.readouterr().out

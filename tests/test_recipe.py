@@ -1,0 +1,87 @@
+"""Recipes: validation errors are one line naming the file, the key and the fix; overrides work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from transferkit.cli import main
+from transferkit.errors import RecipeError
+from transferkit.recipe_loading import load_recipe, parse_override
+
+from .conftest import write_recipe
+
+RECIPES = sorted(Path(__file__).resolve().parents[1].joinpath("recipes").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
+def test_every_shipped_recipe_validates(path, monkeypatch):
+    monkeypatch.chdir(path.parents[1])
+    recipe = load_recipe(path, check_components=True, check_data=False)
+    assert recipe.name == path.stem
+    assert main(["validate", str(path)]) == 0
+
+
+BAD = [
+    ({"data": {"batch_sise": 3}}, "data.batch_sise: unknown key"),
+    ({"data": {"batch_size": -1}}, "data.batch_size: Input should be greater than 0"),
+    ({"data": {"batch_size": "many"}}, "data.batch_size: Input should be a valid integer"),
+    ({"phases": {"extract": {"lr": -0.1}}}, "phases.extract.lr: Input should be greater than 0"),
+    ({"phases": {"finetune": {"unfreeze": "some"}}}, 'phases.finetune.unfreeze: must be "all", "none" or "last:K"'),
+    ({"phases": {"finetune": {"bn": "frozen"}}}, "phases.finetune.bn: Input should be 'eval' or 'train'"),
+    ({"phases": {"extract": {"epochs": 0}, "finetune": {"epochs": 0}}}, "nothing to train"),
+    ({"backbone": {"name": "timm/efficientnet_lite9"}}, "backbone.name: unknown backbone 'timm/efficientnet_lite9'; did you mean timm/efficientnet_lite"),
+    ({"backbone": {"weights": "missing/file.pth"}}, "backbone.weights: file 'missing/file.pth' not found"),
+    ({"backbone": {"sha256": "abc"}}, "backbone.sha256: must be 64 hexadecimal characters"),
+    ({"data": {"root": "does/not/exist"}}, "data.root: 'does/not/exist' does not exist"),
+    ({"augment": {"image": [{"name": "hflipp"}]}}, "augment.image[0].name: unknown augmentation 'hflipp'; did you mean hflip"),
+    ({"train": {"device": "tpu"}}, 'train.device: must be "auto"'),
+]
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merge(out.get(k, {}), v) if isinstance(v, dict) else v
+    return out
+
+
+@pytest.mark.parametrize("change,message", BAD, ids=[m.split(":")[0] for _, m in BAD])
+def test_bad_recipe_is_one_line_naming_file_and_key(tmp_path, image_folder, change, message, capsys):
+    base = {"name": "bad", "data": {"source": "imagefolder", "root": str(image_folder)}}
+    path = write_recipe(tmp_path / "bad.toml", _merge(base, change))
+    with pytest.raises(RecipeError) as info:
+        load_recipe(path)
+    text = str(info.value)
+    assert text.startswith(f"{path}: ") and message in text and "\n" not in text
+    # the CLI: exit code 2, one line on stderr, nothing written
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main(["finetune", str(path), "--output", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and message in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_missing_recipe_file_and_bad_toml(tmp_path):
+    with pytest.raises(RecipeError, match="no such recipe file"):
+        load_recipe(tmp_path / "nope.toml")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("name = \n")
+    with pytest.raises(RecipeError, match="not valid TOML"):
+        load_recipe(broken)
+
+
+def test_overrides_are_parsed_as_toml_values(image_folder):
+    assert parse_override("phases.extract.epochs=3") == ("phases.extract.epochs", 3)
+    assert parse_override("data.root=some/dir") == ("data.root", "some/dir")
+    assert parse_override("data.crop_scale=[0.5, 1.0]") == ("data.crop_scale", [0.5, 1.0])
+    recipe = load_recipe({"data": {"root": str(image_folder)}}, ["phases.extract.epochs=7", "train.optimizer=sgd"])
+    assert recipe.phases.extract.epochs == 7 and recipe.train.optimizer == "sgd"
+    with pytest.raises(RecipeError, match="expected KEY=VALUE"):
+        parse_override("novalue")
+
+
+def test_override_errors_name_the_key(image_folder):
+    with pytest.raises(RecipeError, match=r"phases\.extract\.epochs: Input should be a valid integer"):
+        load_recipe({"data": {"root": str(image_folder)}}, ["phases.extract.epochs=three"])
