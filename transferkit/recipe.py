@@ -74,6 +74,10 @@ class ExtractPhase(_Strict):
     epochs: NonNegInt = 5
     lr: Annotated[float, Field(gt=0.0, le=10.0)] = 1e-3
     warmup_epochs: Annotated[float, Field(ge=0.0)] = 0.0
+    # train the head on backbone features computed once (not with batch augmentations)
+    cache_features: bool = True
+    # 1: features of the deterministic eval transform (exact); K: K seeded training augmentations
+    cache_views: PositiveInt = 1
 
 
 class FinetunePhase(_Strict):

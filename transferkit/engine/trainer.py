@@ -13,6 +13,7 @@ import torch
 from ..data.loaders import EpochBatchSampler, TransformedDataset, make_loader
 from ..data.sources import ImageSet
 from ..models.freezing import freeze_backbone, trainable_parameter_count, unfreeze_backbone
+from .feature_cache import FeatureCache
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .loop import StepSettings, predict_probs, train_epoch
 from .metrics import classification_metrics
@@ -68,15 +69,45 @@ class Trainer:
         self.summary: dict[str, Any] = {"phases": {}}
 
     # -- evaluation ----------------------------------------------------------------------------
-    def evaluate(self, images: ImageSet, desc: str) -> dict[str, Any]:
+    def evaluate(self, images: ImageSet, desc: str, cached: FeatureCache | None = None) -> dict[str, Any]:
         r = self.prepared.recipe
-        dataset = TransformedDataset(images, self.prepared.eval_transform)
-        sampler = EpochBatchSampler(len(dataset), r.data.eval_batch_size or r.data.batch_size * 2, shuffle=False)
+        sampler = EpochBatchSampler(len(images), r.data.eval_batch_size or r.data.batch_size * 2, shuffle=False)
         self.model.eval()
-        probs, targets = predict_probs(self.model, make_loader(dataset, sampler, r.data.num_workers), self.prepared.runtime, desc=desc, total=len(sampler))
+        if cached is not None:
+            batches, forward = cached.batches(sampler), self.model.forward_head
+        else:
+            dataset = TransformedDataset(images, self.prepared.eval_transform)
+            batches, forward = make_loader(dataset, sampler, r.data.num_workers), self.model
+        probs, targets = predict_probs(forward, batches, self.prepared.runtime, desc=desc, total=len(sampler))
         metrics = classification_metrics(probs, targets, self.prepared.splits.classes)
         metrics["loss"] = float(-np.log(np.clip(probs[np.arange(len(targets)), targets], 1e-12, None)).mean())
         return metrics
+
+    def _feature_caches(self, plan: PhasePlan) -> tuple[FeatureCache | None, FeatureCache | None]:
+        """Phase 1 trains the head on features computed once, unless batch augmentations must
+        see images or the recipe switched the cache off."""
+        cfg, prepared = self.prepared.recipe.phases.extract, self.prepared
+        if plan.name != "extract" or not cfg.cache_features:
+            return None, None
+        if prepared.batch_augs:
+            self.log("  feature cache off: batch augmentations need images")
+            return None, None
+        size = prepared.recipe.data.eval_batch_size or prepared.recipe.data.batch_size * 2
+        workers = prepared.recipe.data.num_workers
+        exact = cfg.cache_views == 1
+        train = FeatureCache.compute(
+            self.model.backbone, prepared.splits.train,
+            prepared.eval_transform if exact else prepared.train_transform, prepared.runtime,
+            batch_size=size, num_workers=workers, views=cfg.cache_views,
+            seed=None if exact else prepared.recipe.seed, desc="train features",
+        )
+        val = None
+        if prepared.splits.val is not None:
+            val = FeatureCache.compute(self.model.backbone, prepared.splits.val, prepared.eval_transform, prepared.runtime,
+                                       batch_size=size, num_workers=workers, desc="val features")
+        kind = "evaluation transform" if exact else f"{cfg.cache_views} augmented views"
+        self.log(f"  cached {len(train)} train features ({kind}) for phase 1")
+        return train, val
 
     # -- checkpoints ---------------------------------------------------------------------------
     def _state(self, phase: str, epoch: int, step: int, optimizer: Any, scheduler: Any, scaler: Any) -> dict[str, Any]:
@@ -141,6 +172,7 @@ class Trainer:
             grad_clip=r.train.grad_clip,
         )
         every = r.train.checkpoint_every_steps
+        train_cache, val_cache = self._feature_caches(plan)
         for epoch in range(start_epoch, plan.epochs):
             offset = start_step
 
@@ -155,8 +187,12 @@ class Trainer:
             settings.on_step = [after_step]
             self.sampler.set_epoch(_epoch_key(index, epoch), start_step)
             self.train_set.set_epoch(_epoch_key(index, epoch))
+            if train_cache is not None:
+                forward, batches = self.model.forward_head, train_cache.batches(self.sampler, view=epoch)
+            else:
+                forward, batches = self.model, self.loader
             stats = train_epoch(
-                self.model, self.model, self.loader, optimizer, scheduler, prepared.runtime, settings, scaler,
+                self.model, forward, batches, optimizer, scheduler, prepared.runtime, settings, scaler,
                 where=f"{plan.name} {epoch + 1}/{plan.epochs}", total=len(self.sampler),
             )
             start_step = 0
@@ -166,7 +202,7 @@ class Trainer:
                 "images_per_second": stats["images"] / max(stats["seconds"], 1e-9),
             }
             if prepared.splits.val is not None:
-                val = self.evaluate(prepared.splits.val, "val")
+                val = self.evaluate(prepared.splits.val, "val", val_cache)
                 record.update(val_loss=val["loss"], val_top1=val["top1"], val_macro_f1=val["macro_f1"])
             phase_info["seconds"] += stats["seconds"]
             self.run.append_metrics(record)
