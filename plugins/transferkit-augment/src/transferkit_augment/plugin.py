@@ -1,0 +1,33 @@
+"""The transferkit entry point (``[project.entry-points.transferkit] augment``): registers the
+image-level and batch-level augmentations of this distribution."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from transferkit import hookimpl
+
+from .color import color_jitter, pca_lighting
+from .cutout import cutout
+from .mixing import cutmix, mixup, mixup_cutmix
+from .randaugment import randaugment
+
+IMAGE_AUGMENTATIONS = {
+    "randaugment": (randaugment, "RandAugment (Cubuk et al. 2019): N ops at magnitude M (0..30 scale)"),
+    "cutout": (cutout, "Cutout (DeVries & Taylor 2017): one mean-filled square, centre uniform, clipped"),
+    "color_jitter": (color_jitter, "Colour jitter: brightness, contrast, saturation, hue in random order"),
+    "pca_lighting": (pca_lighting, "AlexNet PCA lighting noise with the ImageNet RGB eigenvectors"),
+}
+BATCH_AUGMENTATIONS = {
+    "mixup": (mixup, "Mixup (Zhang et al. 2018): lam ~ Beta(alpha, alpha) per batch, partner = flipped batch"),
+    "cutmix": (cutmix, "CutMix (Yun et al. 2019): paste a box from the flipped batch, targets by pasted area"),
+    "mixup_cutmix": (mixup_cutmix, "Mixup or CutMix per batch (switch_prob), applied with probability prob"),
+}
+
+
+@hookimpl
+def register_augmentations(register: Callable[..., None]) -> None:
+    for name, (factory, description) in IMAGE_AUGMENTATIONS.items():
+        register(name, factory, description=description, kind="image")
+    for name, (factory, description) in BATCH_AUGMENTATIONS.items():
+        register(name, factory, description=description, kind="batch")
