@@ -85,3 +85,18 @@ def test_overrides_are_parsed_as_toml_values(image_folder):
 def test_override_errors_name_the_key(image_folder):
     with pytest.raises(RecipeError, match=r"phases\.extract\.epochs: Input should be a valid integer"):
         load_recipe({"data": {"root": str(image_folder)}}, ["phases.extract.epochs=three"])
+
+
+def test_unknown_augmentation_parameter_is_named(image_folder):
+    with pytest.raises(RecipeError, match=r"augment\.image\[0\]: rotate: .*unexpected keyword argument 'angle'.*its parameters: limit, p"):
+        load_recipe({"data": {"root": str(image_folder)}, "augment": {"image": [{"name": "rotate", "angle": 3}]}})
+
+
+def test_evaluation_never_augments(tiny_recipe):
+    from transferkit.engine.setup import prepare
+
+    tiny_recipe["augment"] = {"image": [{"name": "rotate", "limit": 30, "p": 1.0}, {"name": "grayscale", "p": 1.0}]}
+    prepared = prepare(load_recipe(tiny_recipe))
+    names = [type(s).__name__ for s in prepared.eval_transform.steps]
+    assert names == ["SmallestMaxSize", "CenterCrop"]
+    assert "Rotate" in [type(s).__name__ for s in prepared.train_transform.steps]

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-KINDS = {"backbones": "backbone", "augmentations": "augmentation", "averagers": "averager", "datasets": "dataset"}
+KINDS = {"backbones": "backbone", "augmentations": "augmentation", "averagers": "averager", "datasets": "dataset", "tta": "tta", "commands": "command"}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,7 +38,20 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("run_dir")
     pr.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
     pr.add_argument("--top-k", type=int, default=1, metavar="K")
+    _plugin_commands(sub)
     return parser
+
+
+def _plugin_commands(sub: argparse._SubParsersAction) -> None:
+    """Subcommands that plugins add through ``register_commands``."""
+    from .plugins import registry
+
+    for entry in registry("command").entries():
+        if entry.name in COMMANDS:
+            continue
+        parser = sub.add_parser(entry.name, help=f"{entry.description} [plugin {entry.provider}]")
+        entry.factory(parser)
+        parser.set_defaults(plugin_run=entry.extras["run"])
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
@@ -138,11 +151,17 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
     from .errors import TransferkitError
 
     try:
-        return COMMANDS[args.command](args)
+        args = _parser().parse_args(argv)
+    except TransferkitError as exc:  # a plugin that fails to load under TRANSFERKIT_STRICT_PLUGINS
+        print(f"transferkit: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+    try:
+        run = getattr(args, "plugin_run", None) or COMMANDS[args.command]
+        return int(run(args) or 0)
     except TransferkitError as exc:
         print(f"transferkit: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -52,3 +52,22 @@ def register_datasets(register: Callable[..., None]) -> None:
 
     ``factory(root: str | None, **params) -> DatasetSplits`` (see ``transferkit.data``).
     """
+
+
+@hookspec
+def register_tta(register: Callable[..., None]) -> None:
+    """Register test-time augmentation policies: ``register(name, factory, description="")``.
+
+    ``factory(**params)`` returns an object with ``views(image, size, resize) -> list[array]``:
+    deterministic uint8 HWC views of one image at the evaluation geometry (``resize``: shorter
+    side before the centre crop; ``size``: the crop). Predictions average over the views.
+    """
+
+
+@hookspec
+def register_commands(register: Callable[..., None]) -> None:
+    """Register CLI subcommands: ``register(name, configure, run=run, description="")``.
+
+    ``configure(parser)`` adds arguments to an ``argparse`` parser; ``run(args) -> int`` runs the
+    command (raise ``transferkit.TransferkitError`` for a one-line error).
+    """

@@ -30,8 +30,8 @@ BUILTIN_MODULES = (
     "transferkit.builtin.datasets",
     "transferkit.builtin.augmentations",
 )
-KINDS = ("backbone", "augmentation", "averager", "dataset")
-HOOK_OF_KIND = {kind: f"register_{kind}s" for kind in KINDS}
+KINDS = ("backbone", "augmentation", "averager", "dataset", "tta", "command")
+HOOK_OF_KIND = {kind: f"register_{kind}s" if kind != "tta" else "register_tta" for kind in KINDS}
 
 
 @dataclass

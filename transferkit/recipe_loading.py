@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 import sys
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -134,12 +135,40 @@ def check_component_names(recipe: Recipe, origin: str, check_data: bool = True) 
         reg = registry(kind)
         if name not in reg:
             raise RecipeError(f"{origin}: {key}: {reg.unknown_message(name)}")
+    if recipe.train.label_smoothing > 0:
+        for i, spec in enumerate(recipe.augment.batch):
+            if spec.params.get("label_smoothing", 0):
+                raise RecipeError(
+                    f"{origin}: augment.batch[{i}].label_smoothing: train.label_smoothing is set too; smoothing twice"
+                    " is rarely meant: keep one of them"
+                )
     for stage, specs in (("image", recipe.augment.image), ("batch", recipe.augment.batch)):
         for i, spec in enumerate(specs):
-            got = registry("augmentation").get(spec.name).extras.get("kind", "image")
+            entry = registry("augmentation").get(spec.name)
+            got = entry.extras.get("kind", "image")
             if got != stage:
                 raise RecipeError(
                     f"{origin}: augment.{stage}[{i}].name: {spec.name!r} is a {got}-level augmentation;"
                     f" move it to [[augment.{got}]]"
                 )
+            leading = (1,) if got == "batch" else ()
+            _check_params(entry.factory, leading, spec.params, f"{origin}: augment.{stage}[{i}]", spec.name)
+    if recipe.averaging is not None:
+        entry = registry("averager").get(recipe.averaging.name)
+        _check_params(entry.factory, (None,), recipe.averaging.params, f"{origin}: averaging", recipe.averaging.name)
+
+
+def _check_params(factory: Any, leading: tuple, params: dict[str, Any], where: str, name: str) -> None:
+    """A parameter the component does not take is named with the ones it does take."""
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return
+    try:
+        signature.bind(*leading, **params)
+    except TypeError as exc:
+        from .components import parameters
+
+        allowed = ", ".join(parameters(factory)) or "none"
+        raise RecipeError(f"{where}: {name}: {exc}; its parameters: {allowed}") from None
 

@@ -3,6 +3,7 @@ recipe's image augmentations); eval = resize + centre crop. Always ends normalis
 
 from __future__ import annotations
 
+import random
 from typing import Any, Sequence
 
 import albumentations as A
@@ -40,8 +41,10 @@ class ImageTransform:
         return self.to_tensor(self.augment(image))
 
     def set_seed(self, seed: int) -> None:
+        # one shared generator for every step: albumentations' set_random_seed gives each child
+        # the same seed, so two p=0.5 steps (hflip, vflip) would always fire together
         if self.pipeline is not None:
-            self.pipeline.set_random_seed(seed)
+            self.pipeline.set_random_state(np.random.default_rng(seed), random.Random(seed))
 
 
 def eval_steps(size: int, crop_pct: float, interpolation: str = "bicubic") -> list[Any]:

@@ -121,6 +121,7 @@ class Trainer:
             "step": step,
             "best_top1": self.best_top1,
             "rng": rng_state(),
+            "batch_augs": [_state_of(aug) for aug in self.prepared.batch_augs],
             "summary_json": _json(self.summary),
         }
 
@@ -159,6 +160,9 @@ class Trainer:
                 scaler.load_state_dict(resume["scaler"])
             start_epoch, start_step = int(resume["epoch"]), int(resume["step"])
             set_rng_state(resume["rng"])
+            for aug, state in zip(prepared.batch_augs, resume.get("batch_augs", [])):
+                if state and hasattr(aug, "load_state_dict"):
+                    aug.load_state_dict(state)
             self.log(f"resuming {plan.name} at epoch {start_epoch + 1}, step {start_step}")
         else:
             self.log(
@@ -172,7 +176,11 @@ class Trainer:
             grad_clip=r.train.grad_clip,
         )
         every = r.train.checkpoint_every_steps
+        cache_start = time.perf_counter()
         train_cache, val_cache = self._feature_caches(plan)
+        if train_cache is not None:
+            phase_info["feature_cache_seconds"] = time.perf_counter() - cache_start
+            phase_info["seconds"] += phase_info["feature_cache_seconds"]
         for epoch in range(start_epoch, plan.epochs):
             offset = start_step
 
@@ -221,6 +229,11 @@ class Trainer:
             self.run.append_metrics({"kind": "test", "phase": plan.name, **{k: v for k, v in test.items() if k != "confusion_matrix"}})
             self.summary["test"] = test
             self.log(f"  {plan.name} test accuracy: {test['top1']:.4f}")
+
+
+def _state_of(component: Any) -> dict[str, Any]:
+    """A component's resumable state (a batch augmentation's generator, say), if it has one."""
+    return component.state_dict() if callable(getattr(component, "state_dict", None)) else {}
 
 
 def _epoch_key(phase_index: int, epoch: int) -> int:
