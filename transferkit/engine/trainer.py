@@ -84,14 +84,14 @@ class Trainer:
         return metrics
 
     def _feature_caches(self, plan: PhasePlan) -> tuple[FeatureCache | None, FeatureCache | None]:
-        """Phase 1 trains the head on features computed once, unless batch augmentations must
-        see images or the recipe switched the cache off."""
+        """Phase 1 trains the head on features computed once unless the recipe switched the cache
+        off. Batch augmentations mix images, so with the cache they apply in phase 2 only."""
         cfg, prepared = self.prepared.recipe.phases.extract, self.prepared
         if plan.name != "extract" or not cfg.cache_features:
             return None, None
         if prepared.batch_augs:
-            self.log("  feature cache off: batch augmentations need images")
-            return None, None
+            self.log("  batch augmentations apply from phase 2 (phase 1 trains on cached features;"
+                     " set phases.extract.cache_features = false to mix images in phase 1 too)")
         size = prepared.recipe.data.eval_batch_size or prepared.recipe.data.batch_size * 2
         workers = prepared.recipe.data.num_workers
         exact = cfg.cache_views == 1
@@ -181,6 +181,7 @@ class Trainer:
         if train_cache is not None:
             phase_info["feature_cache_seconds"] = time.perf_counter() - cache_start
             phase_info["seconds"] += phase_info["feature_cache_seconds"]
+            settings.batch_augs = ()  # they mix images; the cache holds features
         for epoch in range(start_epoch, plan.epochs):
             offset = start_step
 
