@@ -18,7 +18,7 @@ from .engine.run import RunResult
 from .errors import DataError, PluginError, RecipeError, TransferkitError, UnknownComponentError, WeightsError
 from .evaluation import evaluate
 from .hookspecs import hookimpl
-from .inference import Prediction, TrainedModel, load
+from .inference import Ensemble, Prediction, TrainedModel, create_tta, load, load_ensemble
 from .plugins import get_plugins, register_plugin
 from .recipe import Recipe
 from .recipe_loading import load_recipe
@@ -31,6 +31,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ArrayImages",
     "DataError",
+    "Ensemble",
     "DatasetSplits",
     "FileImages",
     "IMAGENET_MEAN",
@@ -49,6 +50,7 @@ __all__ = [
     "create_augmentation",
     "create_averager",
     "create_backbone",
+    "create_tta",
     "evaluate",
     "finetune",
     "get_plugins",
@@ -58,6 +60,7 @@ __all__ = [
     "list_backbones",
     "list_datasets",
     "load",
+    "load_ensemble",
     "load_recipe",
     "read_image",
     "register_plugin",

@@ -30,14 +30,16 @@ def _parser() -> argparse.ArgumentParser:
     ls.add_argument("kind", choices=sorted(KINDS))
     ls.add_argument("--filter", metavar="GLOB", help="e.g. 'timm/resnet*'")
 
-    ev = sub.add_parser("evaluate", help="metrics of a finished run on its test split or --data DIR")
-    ev.add_argument("run_dir")
+    ev = sub.add_parser("evaluate", help="metrics of a finished run (or an ensemble of runs) on its test split or --data DIR")
+    ev.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     ev.add_argument("--data", metavar="DIR", help="an ImageFolder root (its test/ or val/ is used when present)")
+    _ensemble_and_tta(ev)
 
-    pr = sub.add_parser("predict", help="classify images with a finished run")
-    pr.add_argument("run_dir")
+    pr = sub.add_parser("predict", help="classify images with a finished run (or an ensemble: RUN_A,RUN_B)")
+    pr.add_argument("run_dir", metavar="RUN_DIR[,RUN_DIR...]")
     pr.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
     pr.add_argument("--top-k", type=int, default=1, metavar="K")
+    _ensemble_and_tta(pr)
     _plugin_commands(sub)
     return parser
 
@@ -52,6 +54,23 @@ def _plugin_commands(sub: argparse._SubParsersAction) -> None:
         parser = sub.add_parser(entry.name, help=f"{entry.description} [plugin {entry.provider}]")
         entry.factory(parser)
         parser.set_defaults(plugin_run=entry.extras["run"])
+
+
+def _ensemble_and_tta(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ensemble", choices=["mean"], help="combine several runs: mean of their probabilities")
+    parser.add_argument("--tta", metavar="NAME", help="test-time augmentation: flip, 5crop, 10crop... (transferkit list tta)")
+
+
+def _predictor(run_dirs: Sequence[str], args: argparse.Namespace):
+    from .errors import TransferkitError
+    from .inference import load, load_ensemble
+    from .plugins import registry
+
+    if len(run_dirs) > 1 and args.ensemble is None:
+        raise TransferkitError(f"{len(run_dirs)} runs given: add --ensemble mean to average them, or give one run")
+    if args.tta is not None and args.tta not in registry("tta"):
+        raise TransferkitError(f"--tta: {registry('tta').unknown_message(args.tta)}")
+    return load(run_dirs[0]) if len(run_dirs) == 1 else load_ensemble(run_dirs)
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
@@ -106,11 +125,17 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    import time
+
     from .evaluation import evaluate
 
-    metrics = evaluate(args.run_dir, args.data)
+    model = _predictor(args.run_dirs, args)
+    started = time.perf_counter()
+    metrics = evaluate(args.run_dirs, args.data, tta=args.tta, model=model)
     top = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith("top"))
-    print(f"{args.run_dir}: {top}, macro-F1 {metrics['macro_f1']:.4f} on {metrics['n']} images")
+    what = " + ".join(args.run_dirs) + (f" (ensemble of {len(args.run_dirs)})" if len(args.run_dirs) > 1 else "")
+    what += f" with tta {args.tta}" if args.tta else ""
+    print(f"{what}: {top}, macro-F1 {metrics['macro_f1']:.4f} on {metrics['n']} images ({time.perf_counter() - started:.1f} s)")
     worst = sorted((v, k) for k, v in metrics["per_class_accuracy"].items() if v is not None)[:3]
     print("lowest per-class accuracy: " + ", ".join(f"{k} {v:.3f}" for v, k in worst))
     return 0
@@ -118,15 +143,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from .errors import DataError
-    from .inference import image_files, load
+    from .inference import image_files
 
-    model = load(args.run_dir)
+    model = _predictor(args.run_dir.split(","), args)
     files = image_files(args.images)
     if not files:
         raise DataError(f"predict: no image files in {' '.join(args.images)}")
     for start in range(0, len(files), 64):
         chunk = files[start : start + 64]
-        for path, pred in zip(chunk, model.predict([str(f) for f in chunk], top_k=args.top_k)):
+        for path, pred in zip(chunk, model.predict([str(f) for f in chunk], top_k=args.top_k, tta=args.tta)):
             ranked = "  ".join(f"{name} {p:.3f}" for name, p in pred.top_k)
             print(f"{path}\t{ranked}")
     return 0

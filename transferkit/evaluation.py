@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -11,7 +11,7 @@ from .builtin.datasets import imagefolder
 from .data.sources import ImageSet
 from .engine.metrics import classification_metrics
 from .errors import DataError
-from .inference import TrainedModel, load
+from .inference import Ensemble, TrainedModel, load, load_ensemble
 from .recipe_loading import load_recipe
 
 
@@ -36,17 +36,27 @@ def evaluation_images(run_dir: Path, data: str | Path | None) -> ImageSet:
     return chosen
 
 
-def evaluate(run_dir: str | Path, data: str | Path | None = None, model: TrainedModel | None = None) -> dict[str, Any]:
-    """Metrics of a finished run's model on ``data`` (see ``evaluation_images``)."""
-    model = model or load(run_dir)
-    images = evaluation_images(Path(run_dir), data)
+def evaluate(
+    run_dir: str | Path | Sequence[str | Path],
+    data: str | Path | None = None,
+    *,
+    tta: str | None = None,
+    model: TrainedModel | Ensemble | None = None,
+) -> dict[str, Any]:
+    """Metrics of a finished run's model on ``data`` (see ``evaluation_images``). Several run
+    directories are evaluated as an ensemble (mean of probabilities); ``tta`` names a
+    test-time augmentation policy (``transferkit list tta``)."""
+    runs = [run_dir] if isinstance(run_dir, (str, Path)) else list(run_dir)
+    if model is None:
+        model = load(runs[0]) if len(runs) == 1 else load_ensemble(runs)
+    images = evaluation_images(Path(runs[0]), data)
     missing = sorted(set(images.classes) - set(model.classes))
     if missing:
         raise DataError(f"--data: classes {missing} are not among the model's classes {model.classes}")
     remap = np.array([model.classes.index(c) for c in images.classes])
     targets = remap[np.asarray(images.targets, dtype=np.int64)]
     probs = np.concatenate([
-        model.predict_proba([images.load(j) for j in range(i, min(i + 64, len(images)))])
+        model.predict_proba([images.load(j) for j in range(i, min(i + 64, len(images)))], tta=tta)
         for i in range(0, len(images), 64)
     ]) if len(images) else np.zeros((0, len(model.classes)))
     return classification_metrics(probs, targets, model.classes)

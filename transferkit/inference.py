@@ -1,4 +1,5 @@
-"""Using a trained run: ``load(run_dir)`` gives a model that predicts class names from images."""
+"""Using trained runs: ``load(run_dir)`` gives a model that predicts class names from images;
+``load_ensemble(run_dirs)`` averages several; ``tta=NAME`` averages over test-time views."""
 
 from __future__ import annotations
 
@@ -6,13 +7,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+import albumentations as A
 import numpy as np
 import torch
 
 from .data.sources import IMAGE_EXTENSIONS, to_rgb_array
-from .data.transforms import ImageTransform, eval_steps
+from .data.transforms import _INTERPOLATION, ImageTransform, eval_steps
 from .engine.export import load_classifier
+from .errors import DataError
 from .models.classifier import Classifier
+from .plugins import registry
 
 
 @dataclass
@@ -22,7 +26,32 @@ class Prediction:
     top_k: list[tuple[str, float]]
 
 
-class TrainedModel:
+def create_tta(name: str, **params: Any) -> Any:
+    """A test-time augmentation policy registered through ``register_tta``."""
+    return registry("tta").get(name).factory(**params)
+
+
+class _Predictor:
+    """Shared by one model and an ensemble: ``predict`` from ``predict_proba``."""
+
+    classes: list[str]
+
+    def predict_proba(self, images: Sequence[Any], tta: str | None = None) -> np.ndarray:
+        raise NotImplementedError
+
+    def predict(self, images: Any, top_k: int = 1, tta: str | None = None) -> list[Prediction]:
+        """The most likely class of each image, with its probability and the top-k."""
+        images = [images] if not isinstance(images, (list, tuple)) else list(images)
+        probs = self.predict_proba(images, tta=tta)
+        k = max(1, min(top_k, len(self.classes)))
+        preds = []
+        for row in probs:
+            ranked = [(self.classes[i], float(row[i])) for i in np.argsort(-row)[:k]]
+            preds.append(Prediction(ranked[0][0], ranked[0][1], ranked))
+        return preds
+
+
+class TrainedModel(_Predictor):
     """A finished run's classifier with its evaluation preprocessing and class names."""
 
     def __init__(self, model: Classifier, manifest: dict[str, Any], run_dir: Path | None = None) -> None:
@@ -30,45 +59,73 @@ class TrainedModel:
         self.manifest = manifest
         self.run_dir = run_dir
         pre = manifest["preprocessing"]
-        size = int(pre["image_size"])
-        crop_pct = size / float(pre.get("resize_shorter_side", size))
-        interp = str(manifest.get("data_config", {}).get("interpolation", "bicubic"))
-        self.transform = ImageTransform(eval_steps(size, crop_pct, interp), pre["mean"], pre["std"])
+        self.size = int(pre["image_size"])
+        self.resize_to = int(pre.get("resize_shorter_side", self.size))
+        interpolation = str(manifest.get("data_config", {}).get("interpolation", "bicubic"))
+        self.interpolation = _INTERPOLATION.get(interpolation)
+        self.transform = ImageTransform(eval_steps(self.size, self.size / self.resize_to, interpolation), pre["mean"], pre["std"])
+        self.to_tensor = self.transform.to_tensor
 
     @property
     def classes(self) -> list[str]:
         return self.model.classes
 
-    def preprocess(self, images: Iterable[Any]) -> torch.Tensor:
-        return torch.stack([self.transform(to_rgb_array(im)) for im in images])
+    def resize(self, image: np.ndarray, shorter: int | None = None) -> np.ndarray:
+        """The evaluation resize: shorter side to the manifest's size, or to ``shorter``."""
+        return A.SmallestMaxSize(max_size=shorter or self.resize_to, interpolation=self.interpolation)(image=image)["image"]
+
+    def _views(self, image: Any, policy: Any) -> list[torch.Tensor]:
+        array = to_rgb_array(image)
+        if policy is None:
+            return [self.transform(array)]
+        return [self.to_tensor(np.ascontiguousarray(v)) for v in policy.views(array, self.resize, self.size)]
 
     @torch.inference_mode()
-    def predict_proba(self, images: Sequence[Any], batch_size: int = 64) -> np.ndarray:
-        """Class probabilities ``[N, C]`` for PIL images, arrays, tensors or file paths."""
+    def predict_proba(self, images: Sequence[Any], tta: str | None = None, batch_size: int = 64) -> np.ndarray:
+        """Class probabilities ``[N, C]`` for PIL images, arrays, tensors or file paths; with
+        ``tta``, the mean over that policy's views of each image."""
+        policy = create_tta(tta) if tta else None
         device = next(self.model.parameters()).device
         out = []
-        for i in range(0, len(images), batch_size):
-            batch = self.preprocess(images[i : i + batch_size]).to(device)
-            out.append(self.model(batch).float().softmax(-1).cpu())
+        for image in images if policy is not None else []:
+            views = torch.stack(self._views(image, policy)).to(device)
+            out.append(self.model(views).float().softmax(-1).mean(0, keepdim=True).cpu())
+        if policy is None:
+            for i in range(0, len(images), batch_size):
+                batch = torch.stack([t for im in images[i : i + batch_size] for t in self._views(im, None)]).to(device)
+                out.append(self.model(batch).float().softmax(-1).cpu())
         return torch.cat(out).numpy() if out else np.zeros((0, len(self.classes)), dtype=np.float32)
 
-    def predict(self, images: Any, top_k: int = 1) -> list[Prediction]:
-        """The most likely class of each image, with its probability and the top-k."""
-        images = [images] if not isinstance(images, (list, tuple)) else list(images)
-        probs = self.predict_proba(images)
-        k = max(1, min(top_k, len(self.classes)))
-        preds = []
-        for row in probs:
-            order = np.argsort(-row)[:k]
-            ranked = [(self.classes[i], float(row[i])) for i in order]
-            preds.append(Prediction(ranked[0][0], ranked[0][1], ranked))
-        return preds
+
+class Ensemble(_Predictor):
+    """The mean of its members' class probabilities; members must share class names."""
+
+    def __init__(self, members: Sequence[TrainedModel]) -> None:
+        if not members:
+            raise DataError("an ensemble needs at least one run")
+        first = members[0]
+        for member in members[1:]:
+            if member.classes != first.classes:
+                raise DataError(
+                    f"ensemble: {member.run_dir} has classes {member.classes}, {first.run_dir} has {first.classes};"
+                    " ensemble only runs trained on the same classes"
+                )
+        self.members = list(members)
+        self.classes = list(first.classes)
+
+    def predict_proba(self, images: Sequence[Any], tta: str | None = None) -> np.ndarray:
+        return np.mean([m.predict_proba(images, tta=tta) for m in self.members], axis=0)
 
 
 def load(run_dir: str | Path) -> TrainedModel:
     """Load a finished run directory (``model.safetensors`` + ``manifest.json``)."""
     model, manifest = load_classifier(Path(run_dir))
     return TrainedModel(model, manifest, Path(run_dir))
+
+
+def load_ensemble(run_dirs: Iterable[str | Path]) -> Ensemble:
+    """Several finished runs, averaged in probability space."""
+    return Ensemble([load(d) for d in run_dirs])
 
 
 def image_files(paths: Iterable[str | Path]) -> list[Path]:

@@ -88,6 +88,14 @@ class FinetunePhase(_Strict):
     unfreeze: str = "all"
     bn: Literal["eval", "train"] = "eval"
     warmup_epochs: Annotated[float, Field(ge=0.0)] = 0.0
+    # >1: cosine restarts, a snapshot model saved at the end of each cycle (snapshot ensembles)
+    cycles: PositiveInt = 1
+
+    @model_validator(mode="after")
+    def _whole_cycles(self) -> "FinetunePhase":
+        if self.epochs % self.cycles:
+            raise ValueError(f"cycles ({self.cycles}) must divide epochs ({self.epochs})")
+        return self
 
     @field_validator("unfreeze")
     @classmethod
@@ -116,6 +124,8 @@ class TrainConfig(_Strict):
     channels_last: bool = True
     grad_clip: Annotated[float, Field(ge=0.0)] = 0.0
     checkpoint_every_steps: NonNegInt = 0
+    # keep the N best epochs' weights (checkpoints/epoch-*.safetensors + index.json)
+    keep_checkpoints: NonNegInt = 0
 
     @field_validator("device")
     @classmethod

@@ -58,3 +58,23 @@ def load_classifier(run_path: Path) -> tuple[Classifier, dict[str, Any]]:
     model.load_state_dict(load_file(str(weights)), strict=True)
     model.eval()
     return model, manifest
+
+
+def export_prepared(prepared: Any, model: Classifier, folder: Path) -> None:
+    """Export ``model`` with the backbone spec and preprocessing of a prepared run."""
+    recipe = prepared.recipe
+    size = prepared.image_size
+    export_model(
+        model,
+        Path(folder),
+        backbone={"name": recipe.backbone.name, "weights": model.backbone.weights_origin, "params": recipe.backbone.params},
+        preprocessing={
+            "image_size": size,
+            "resize_shorter_side": int(round(size / recipe.data.crop_pct)),
+            "center_crop": size,
+            "mean": list(model.data_config["mean"]),
+            "std": list(model.data_config["std"]),
+            "channels": "RGB",
+            "scale": "pixel / 255",
+        },
+    )

@@ -33,15 +33,23 @@ def build_optimizer(model: nn.Module, lr: float, cfg: TrainConfig) -> torch.opti
     return torch.optim.AdamW(groups, lr=lr)
 
 
-def cosine_with_warmup(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warmup to the base LR, then half a cosine down to 0, stepped once per batch."""
+def cosine_with_warmup(
+    optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int, cycles: int = 1
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warmup to the base LR, then half a cosine down to 0, stepped once per batch. With
+    ``cycles`` > 1 the cosine restarts at the base LR ``cycles`` times (snapshot ensembles,
+    Huang et al. 2017); warmup happens in the first cycle only."""
     total_steps = max(1, total_steps)
     warmup_steps = min(max(0, warmup_steps), total_steps - 1) if total_steps > 1 else 0
+    cycle_len = max(1, total_steps // max(1, cycles))
 
     def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / (warmup_steps + 1)
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        if cycles > 1:
+            progress = (step % cycle_len) / cycle_len
+        else:
+            progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

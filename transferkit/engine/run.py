@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from ..errors import TransferkitError
 from ..recipe import Recipe
-from .export import export_model
+from .export import export_prepared
 from .plots import plot_confusion, plot_curves
 from .run_dir import RunDir
 from .setup import Prepared, prepare
@@ -60,34 +60,22 @@ def run_recipe(
     )
     trainer = Trainer(prepared, run, on_step=list(on_step or []), log=log)
     summary = trainer.fit(checkpoint)
-    finish(prepared, run, summary, trainer)
+    final_model = finish(prepared, run, summary, trainer)
     summary["wall_seconds"] = time.perf_counter() - started
     run.write_json(run.summary_file, summary)
     log(format_summary(summary, run))
-    return RunResult(run.path, summary, trainer.model.cpu().eval())
+    return RunResult(run.path, summary, final_model.cpu().eval())
 
 
-def finish(prepared: Prepared, run: RunDir, summary: dict[str, Any], trainer: Trainer) -> None:
+def finish(prepared: Prepared, run: RunDir, summary: dict[str, Any], trainer: Trainer) -> Any:
+    """Export the final model (the averaged one when the recipe averages), plots and summary."""
     recipe = prepared.recipe
     classes = prepared.splits.classes
+    final_model = trainer.averager.module if trainer.averager is not None else trainer.model
     if "test" not in summary and prepared.splits.val is not None:
-        summary["val"] = trainer.evaluate(prepared.splits.val, "val")
+        summary["val"] = trainer.evaluate(prepared.splits.val, "val", model=final_model)
     final = summary.get("test") or summary.get("val")
-    export_model(
-        trainer.model.cpu(),
-        run.path,
-        backbone={"name": recipe.backbone.name, "weights": trainer.model.backbone.weights_origin, "params": recipe.backbone.params},
-        preprocessing={
-            "image_size": prepared.image_size,
-            "resize_shorter_side": int(round(prepared.image_size / (recipe.data.crop_pct))),
-            "center_crop": prepared.image_size,
-            "mean": list(prepared.model.data_config["mean"]),
-            "std": list(prepared.model.data_config["std"]),
-            "channels": "RGB",
-            "scale": "pixel / 255",
-        },
-    )
-    trainer.model.to(prepared.runtime.device)
+    export_prepared(prepared, final_model, run.path)
     plot_curves(run.read_metrics(), run.path / "curves.png")
     if final is not None:
         plot_confusion(final["confusion_matrix"], classes, run.path / "confusion_matrix.png", "test" if "test" in summary else "val")
@@ -98,6 +86,7 @@ def finish(prepared: Prepared, run: RunDir, summary: dict[str, Any], trainer: Tr
         backbone=recipe.backbone.name,
         best_val_or_train_top1=trainer.best_top1,
     )
+    return final_model
 
 
 def format_summary(summary: dict[str, Any], run: RunDir) -> str:
@@ -107,6 +96,10 @@ def format_summary(summary: dict[str, Any], run: RunDir) -> str:
         shown = f"test accuracy {test:.4f}" if test is not None else "no test split"
         lines.append(f"  {name:<9} {shown}, {info['seconds']:.1f} s training, {info['trainable_parameters']:,} trainable parameters")
     final = summary.get("test")
+    raw = summary.get("test_raw")
+    if raw is not None:
+        lines.append(f"  raw       test accuracy {raw['top1']:.4f} (last weights)")
+        lines.append(f"  {summary.get('averager', 'averaged'):<9} test accuracy {final['top1']:.4f} (averaged weights, exported)")
     if final is not None:
         top5 = next((f", {k} {v:.4f}" for k, v in final.items() if k.startswith("top") and k != "top1"), "")
         lines.append(f"  final     test accuracy {final['top1']:.4f}{top5}, macro-F1 {final['macro_f1']:.4f} on {final['n']} images")

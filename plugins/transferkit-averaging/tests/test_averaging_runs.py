@@ -1,0 +1,135 @@
+"""Averaging inside real (tiny) runs: raw vs averaged reported, resume keeps the averager,
+top-N checkpoint averaging, snapshot cycles, ensembles and test-time augmentation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import transferkit
+from transferkit.cli import main
+from transferkit.engine.run import run_recipe
+from transferkit.recipe_loading import load_recipe
+from transferkit_averaging import average_state_dicts
+
+from averaging_helpers import folder, recipe, tiny_backbone  # noqa: F401  (fixtures)
+
+QUIET = {"log": lambda m: None}
+
+
+@pytest.mark.parametrize("averaging", [{"name": "ema", "decay": 0.9}, {"name": "swa", "start_epoch": 1}])
+def test_run_reports_raw_and_averaged_side_by_side(folder, tiny_backbone, tmp_path, averaging):
+    r = recipe(folder, tiny_backbone, **averaging)
+    r["phases"]["finetune"]["bn"] = "train"  # SWA must then recalibrate BatchNorm
+    result = run_recipe(load_recipe(r), output=tmp_path / "run", **QUIET)
+    s = result.summary
+    assert s["averager"] == averaging["name"] and "top1" in s["test_raw"] and "top1" in s["test"]
+    assert s["phases"]["finetune"]["test_top1_averaged"] == s["test"]["top1"]
+    records = [json.loads(l) for l in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r.get("weights") for r in records if r["kind"] == "test"] == [None, None, averaging["name"]]
+
+
+def test_averager_survives_a_resume(folder, tiny_backbone, tmp_path):
+    r = recipe(folder, tiny_backbone, name="ema", decay=0.8)
+    r["train"] = {"checkpoint_every_steps": 1}
+    loaded = load_recipe(r)
+    full = run_recipe(loaded, output=tmp_path / "full", **QUIET)
+
+    class Stop(Exception):
+        pass
+
+    def stop(info):
+        if (info["phase"], info["epoch"], info["step"]) == ("finetune", 1, 2):
+            raise Stop
+
+    with pytest.raises(Stop):
+        run_recipe(loaded, output=tmp_path / "cut", on_step=[stop], **QUIET)
+    resumed = run_recipe(loaded, resume=tmp_path / "cut", **QUIET)
+    a, b = (load_file(str(x.run_dir / "model.safetensors")) for x in (full, resumed))  # exported = EMA weights
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_checkpoint_average_equals_the_elementwise_mean(folder, tiny_backbone, tmp_path, capsys):
+    r = recipe(folder, tiny_backbone)
+    r["train"] = {"keep_checkpoints": 3}
+    result = run_recipe(load_recipe(r), output=tmp_path / "run", **QUIET)
+    index = json.loads((result.run_dir / "checkpoints" / "index.json").read_text())
+    assert len(index) == 3 and len(list((result.run_dir / "checkpoints").glob("epoch-*.safetensors"))) == 3
+    assert main(["average-checkpoints", str(result.run_dir), "--top", "2"]) == 0
+    out = result.run_dir / "average-top2"
+    averaged = load_file(str(out / "model.safetensors"))
+    states = [load_file(str(result.run_dir / "checkpoints" / e["file"])) for e in index[:2]]
+    for key, value in averaged.items():
+        if value.is_floating_point():
+            assert torch.allclose(value, (states[0][key] + states[1][key]) / 2, atol=1e-7)
+    assert main(["evaluate", str(out)]) == 0
+    assert "on 12 images" in capsys.readouterr().out
+    assert main(["average-checkpoints", str(result.run_dir), "--top", "9"]) == 1
+
+
+def test_average_state_dicts_keeps_integer_buffers():
+    a = {"w": torch.tensor([1.0, 2.0]), "n": torch.tensor(5)}
+    b = {"w": torch.tensor([3.0, 6.0]), "n": torch.tensor(7)}
+    out = average_state_dicts([a, b])
+    assert torch.equal(out["w"], torch.tensor([2.0, 4.0])) and int(out["n"]) == 5
+
+
+def test_snapshot_cycles_give_an_ensemble(folder, tiny_backbone, tmp_path, capsys):
+    r = recipe(folder, tiny_backbone)
+    r["phases"]["finetune"].update(epochs=4, cycles=2)
+    result = run_recipe(load_recipe(r), output=tmp_path / "run", **QUIET)
+    snaps = sorted((result.run_dir / "snapshots").iterdir())
+    assert [s.name for s in snaps] == ["cycle-1", "cycle-2"]
+    assert main(["evaluate", *map(str, snaps), "--ensemble", "mean"]) == 0
+    assert "ensemble of 2" in capsys.readouterr().out
+
+
+def test_ensemble_is_the_mean_of_its_members_and_needs_same_classes(folder, tiny_backbone, tmp_path):
+    runs = []
+    for seed in (0, 1):
+        r = recipe(folder, tiny_backbone)
+        r["seed"] = seed
+        runs.append(run_recipe(load_recipe(r), output=tmp_path / f"seed{seed}", **QUIET).run_dir)
+    images = sorted(str(p) for p in (folder / "test").rglob("*.png"))
+    members = [transferkit.load(r).predict_proba(images) for r in runs]
+    ensemble = transferkit.load_ensemble(runs)
+    assert np.allclose(ensemble.predict_proba(images), np.mean(members, axis=0), atol=1e-7)
+    manifest = json.loads((runs[1] / "manifest.json").read_text())
+    manifest["classes"] = ["a", "b", "c"]
+    (runs[1] / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(transferkit.DataError, match="ensemble only runs trained on the same classes"):
+        transferkit.load_ensemble(runs)
+
+
+@pytest.fixture
+def trained(folder, tiny_backbone, tmp_path):
+    return transferkit.load(run_recipe(load_recipe(recipe(folder, tiny_backbone)), output=tmp_path / "run", **QUIET).run_dir)
+
+
+@pytest.mark.parametrize("name,count", [("flip", 2), ("5crop", 5), ("10crop", 10), ("multiscale", 6)])
+def test_tta_view_counts(trained, name, count):
+    image = np.random.default_rng(0).integers(0, 255, (36, 44, 3), dtype=np.uint8)
+    views = transferkit.create_tta(name).views(image, trained.resize, trained.size)
+    assert len(views) == count and all(v.shape == (trained.size, trained.size, 3) for v in views)
+
+
+@pytest.mark.parametrize("name", ["flip", "10crop"])
+def test_tta_is_invariant_to_a_mirrored_input(trained, name):
+    image = np.random.default_rng(1).integers(0, 255, (37, 45, 3), dtype=np.uint8)
+    mirrored = np.ascontiguousarray(image[:, ::-1])
+    a, b = trained.predict_proba([image, mirrored], tta=name)
+    assert np.allclose(a, b, atol=1e-6)
+    plain = trained.predict_proba([image, mirrored])
+    assert not np.allclose(plain[0], plain[1], atol=1e-6)  # without TTA the mirror does change it
+
+
+def test_evaluate_and_predict_accept_tta(trained, folder, capsys):
+    assert main(["evaluate", str(trained.run_dir), "--tta", "10crop"]) == 0
+    assert "with tta 10crop" in capsys.readouterr().out
+    assert main(["predict", str(trained.run_dir), str(folder / "test" / "red"), "--tta", "flip"]) == 0
+    assert main(["evaluate", str(trained.run_dir), "--tta", "11crop"]) == 1
+    assert "unknown tta '11crop'; did you mean 10crop" in capsys.readouterr().err

@@ -1,0 +1,59 @@
+"""Weight averaging in a run: the recipe's averager follows the model through one phase (the
+finetune phase, or the extract phase when finetune has no epochs) and is evaluated beside it.
+
+An averager (from ``register_averagers``) offers ``update(model)`` after each optimizer step,
+``module`` (the averaged model), ``state_dict`` / ``load_state_dict``; optionally
+``epoch_end(model, epoch)`` and ``finalize(batches)`` (e.g. recompute BatchNorm statistics).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import torch
+from torch import nn
+
+from ..components import create_averager
+from ..recipe import Recipe
+
+
+def averaged_phase(recipe: Recipe) -> str | None:
+    if recipe.averaging is None:
+        return None
+    return "finetune" if recipe.phases.finetune.epochs > 0 else "extract"
+
+
+class RunAverager:
+    """The recipe's averager for the averaged phase, with the engine's calls in one place."""
+
+    def __init__(self, recipe: Recipe, model: nn.Module) -> None:
+        spec = recipe.averaging
+        assert spec is not None
+        self.name = spec.name
+        self.inner = create_averager(spec.name, model, **spec.params)
+
+    @property
+    def module(self) -> nn.Module:
+        return self.inner.module
+
+    def update(self, model: nn.Module) -> None:
+        self.inner.update(model)
+
+    def epoch_end(self, model: nn.Module, epoch: int) -> None:
+        hook = getattr(self.inner, "epoch_end", None)
+        if callable(hook):
+            hook(model, epoch)
+
+    def finalize(self, batches: Iterable[torch.Tensor], bn_trains: bool) -> bool:
+        """Let the averager recompute what averaging cannot (BatchNorm statistics when BN trained)."""
+        hook = getattr(self.inner, "finalize", None)
+        if callable(hook) and bn_trains:
+            hook(batches)
+            return True
+        return False
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.inner.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.inner.load_state_dict(state)

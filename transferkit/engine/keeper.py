@@ -1,0 +1,63 @@
+"""Checkpoints kept at epoch ends: the best (by validation accuracy), the top-N epochs as
+safetensors with an index (for checkpoint averaging), and snapshots at the end of LR cycles."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from .checkpoint import atomic_write, save_checkpoint
+from .run_dir import RunDir
+
+INDEX = "index.json"
+
+
+def _safetensors_bytes(model: nn.Module) -> bytes:
+    from safetensors.torch import save
+
+    return save({k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}, metadata={"format": "pt"})
+
+
+class CheckpointKeeper:
+    """Decides what an epoch end writes, besides ``last.pt``."""
+
+    def __init__(self, run: RunDir, keep_top: int = 0, best_score: float = -1.0) -> None:
+        self.run, self.keep_top, self.best_score = run, keep_top, best_score
+
+    def epoch_end(self, model: nn.Module, phase: str, epoch: int, score: float) -> None:
+        if score >= self.best_score:
+            self.best_score = score
+            save_checkpoint(self.run.best_checkpoint, {"model": model.state_dict(), "phase": phase, "epoch": epoch, "top1": score})
+        if self.keep_top > 0:
+            self._keep(model, phase, epoch, score)
+
+    def read_index(self) -> list[dict[str, Any]]:
+        path = self.run.checkpoints / INDEX
+        return json.loads(path.read_text()) if path.is_file() else []
+
+    def _keep(self, model: nn.Module, phase: str, epoch: int, score: float) -> None:
+        entries = [e for e in self.read_index() if (e["phase"], e["epoch"]) != (phase, epoch)]
+        name = f"epoch-{phase}-{epoch:03d}.safetensors"
+        entries.append({"file": name, "phase": phase, "epoch": epoch, "score": score})
+        # best first; among equals the later epoch
+        entries.sort(key=lambda e: (e["score"], e["phase"] == "finetune", e["epoch"]), reverse=True)
+        kept, dropped = entries[: self.keep_top], entries[self.keep_top :]
+        if any(e["file"] == name for e in kept):
+            data = _safetensors_bytes(model)
+            atomic_write(self.run.checkpoints / name, lambda fh: fh.write(data))
+        text = json.dumps(kept, indent=2) + "\n"
+        atomic_write(self.run.checkpoints / INDEX, lambda fh: fh.write(text.encode()))
+        for entry in dropped:
+            (self.run.checkpoints / entry["file"]).unlink(missing_ok=True)
+
+    def snapshot(self, model: nn.Module, cycle: int, export: Any) -> Path:
+        """A loadable run-like directory (model, manifest, recipe) for one LR cycle's end."""
+        folder = self.run.path / "snapshots" / f"cycle-{cycle}"
+        folder.mkdir(parents=True, exist_ok=True)
+        export(model, folder)
+        shutil.copyfile(self.run.recipe_file, folder / "recipe.toml")
+        return folder
