@@ -41,6 +41,8 @@ class DataConfig(_Strict):
     hflip: bool = True
     crop_pct: Annotated[float, Field(gt=0.0, le=1.0)] = 0.875
     on_bad_image: Literal["error", "skip"] = "error"
+    # decoded images are kept in memory (uint8, working resolution) up to this size
+    decode_cache_mb: Annotated[float, Field(ge=0.0)] = 4096.0
 
     @field_validator("crop_scale")
     @classmethod

@@ -118,6 +118,15 @@ def check_paths(recipe: Recipe, origin: str, check_data: bool = True) -> None:
         raise RecipeError(
             f"{origin}: backbone.weights: file {weights!r} not found; use \"imagenet\", \"none\" or a path to a .pth/.safetensors file"
         )
+    if recipe.backbone.sha256 and weights not in ("imagenet", "none"):
+        from .models.weights import sha256_of
+
+        actual = sha256_of(Path(weights))
+        if actual != recipe.backbone.sha256:
+            raise RecipeError(
+                f"{origin}: backbone.sha256: {weights} has sha256 {actual}, expected {recipe.backbone.sha256};"
+                " the file is corrupt or not the one intended"
+            )
 
 
 def check_component_names(recipe: Recipe, origin: str, check_data: bool = True) -> None:

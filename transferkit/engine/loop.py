@@ -52,6 +52,7 @@ def train_epoch(
     *,
     where: str,
     total: int | None = None,
+    first_step: int = 0,
 ) -> dict[str, float]:
     """Train over ``batches``; ``forward`` maps inputs to logits (the whole model, or the head on
     cached features). Returns loss, accuracy, images and seconds."""
@@ -68,8 +69,8 @@ def train_epoch(
         loss = soft_cross_entropy(logits, targets)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
-                f"{where}, step {step + 1}: the loss is {loss.item()}; lower the learning rate or check the data"
-                " (the last good checkpoint is kept)"
+                f"{where}, step {first_step + step + 1}: the loss is {loss.item()}; lower the learning rate or check"
+                " the data; the last good checkpoint is kept (checkpoints/last.pt)"
             )
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:

@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 from ..errors import TransferkitError
 from ..recipe import Recipe
+from .checkpoint import atomic_write
 from .export import export_prepared
 from .plots import plot_confusion, plot_curves
 from .run_dir import RunDir
@@ -49,9 +50,18 @@ def run_recipe(
         if not run.last_checkpoint.is_file():
             raise TransferkitError(f"--resume {resume}: no checkpoints/last.pt in it; nothing to resume")
         checkpoint = resume_state(run)
-    prepared = prepare(recipe, dataset, val_dataset, test_dataset)
+        _check_same_recipe(recipe, checkpoint, run)
+    prepared = prepare(recipe, dataset, val_dataset, test_dataset, log=log)
     if resume is None:
         run = RunDir.create(recipe, output)
+    with run.lock():
+        if resume is None:
+            run.write_recipe(recipe)
+        return _train(prepared, run, checkpoint, on_step, log, started)
+
+
+def _train(prepared: Prepared, run: RunDir, checkpoint: Any, on_step: Any, log: Callable[[str], None], started: float) -> RunResult:
+    recipe = prepared.recipe
     log(f"run directory: {run.path}")
     log(
         f"data: {len(prepared.splits.train)} train, {len(prepared.splits.val or [])} val, "
@@ -61,10 +71,36 @@ def run_recipe(
     trainer = Trainer(prepared, run, on_step=list(on_step or []), log=log)
     summary = trainer.fit(checkpoint)
     final_model = finish(prepared, run, summary, trainer)
+    report = prepared.decode_report
+    if report.bad:
+        summary["skipped_images"] = [{"file": f, "reason": r} for f, r in report.bad]
+        text = "".join(f"{f}\t{r}\n" for f, r in report.bad)
+        atomic_write(run.path / "skipped_images.txt", lambda fh: fh.write(text.encode()))
+    if report.leaks:
+        summary["leakage"] = report.leaks
     summary["wall_seconds"] = time.perf_counter() - started
     run.write_json(run.summary_file, summary)
     log(format_summary(summary, run))
     return RunResult(run.path, summary, final_model.cpu().eval())
+
+
+def _check_same_recipe(recipe: Recipe, checkpoint: dict[str, Any], run: RunDir) -> None:
+    """Resuming with other settings would silently mix two runs: refuse, naming the first key."""
+    import json
+
+    stored = json.loads(checkpoint.get("recipe_json", "{}"))
+    differences = _diff(stored, recipe.to_dict())
+    if stored and differences:
+        raise TransferkitError(
+            f"--resume {run.path}: the recipe differs from the run's at {differences[0]}; resume with the run's own"
+            " recipe (omit RECIPE and --set)"
+        )
+
+
+def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in sorted(set(a) | set(b)) for d in _diff(a.get(k), b.get(k), f"{prefix}{k}.")]
+    return [] if a == b else [prefix.rstrip(".")]
 
 
 def finish(prepared: Prepared, run: RunDir, summary: dict[str, Any], trainer: Trainer) -> Any:
@@ -103,5 +139,7 @@ def format_summary(summary: dict[str, Any], run: RunDir) -> str:
     if final is not None:
         top5 = next((f", {k} {v:.4f}" for k, v in final.items() if k.startswith("top") and k != "top1"), "")
         lines.append(f"  final     test accuracy {final['top1']:.4f}{top5}, macro-F1 {final['macro_f1']:.4f} on {final['n']} images")
+    if summary.get("skipped_images"):
+        lines.append(f"  skipped   {len(summary['skipped_images'])} bad image(s), listed in {run.path / 'skipped_images.txt'}")
     lines.append(f"  wall time {summary.get('wall_seconds', 0):.1f} s; outputs in {run.path}")
     return "\n".join(lines)

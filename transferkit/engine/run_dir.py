@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import tomli_w
 
@@ -38,9 +41,33 @@ class RunDir:
                     f"--output {path}: already holds a run; resume it with --resume {path} or choose another directory"
                 )
         path.mkdir(parents=True, exist_ok=True)
-        run = cls(path)
-        run.write_recipe(recipe)
-        return run
+        return cls(path)
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold ``.lock`` for the run's lifetime: a second run (or resume) into the same directory
+        is refused while this one lives; the OS drops the lock when the process dies, even by SIGKILL."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path / ".lock", "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "?"
+            fh.close()
+            raise TransferkitError(
+                f"{self.path}: another transferkit run (pid {holder}) is using this directory; wait for it to end,"
+                " or choose another --output"
+            ) from None
+        try:
+            fh.seek(0)
+            fh.truncate()
+            fh.write(str(os.getpid()))
+            fh.flush()
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+            fh.close()
 
     # -- paths ---------------------------------------------------------------------------------
     @property

@@ -3,10 +3,11 @@ transforms, batch augmentations and the runtime. Errors here leave no run direct
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from ..components import create_augmentation
+from ..data.decoding import DecodeReport, decode_splits
 from ..data.sources import DatasetSplits, ImageSet, WrappedDataset
 from ..data.transforms import ImageTransform, build_transforms
 from ..errors import DataError, PluginError
@@ -27,6 +28,7 @@ class Prepared:
     eval_transform: ImageTransform
     batch_augs: list[Callable[..., Any]]
     runtime: Runtime
+    decode_report: DecodeReport = field(default_factory=DecodeReport)
 
     @property
     def image_size(self) -> int:
@@ -71,10 +73,18 @@ def build_model(recipe: Recipe, classes: Sequence[str]) -> Classifier:
     return model
 
 
-def prepare(recipe: Recipe, dataset: Any = None, val_dataset: Any = None, test_dataset: Any = None) -> Prepared:
+def prepare(
+    recipe: Recipe, dataset: Any = None, val_dataset: Any = None, test_dataset: Any = None, log: Callable[[str], None] = print
+) -> Prepared:
     seed_everything(recipe.seed)
     splits = build_splits(recipe, dataset, val_dataset, test_dataset)
     model = build_model(recipe, splits.classes)
+    size = int(recipe.data.image_size or model.data_config["input_size"][-1])
+    splits, report = decode_splits(
+        splits, shorter=int(round(size / recipe.data.crop_pct)), on_bad=recipe.data.on_bad_image,
+        budget_mb=recipe.data.decode_cache_mb,
+    )
+    check_decoded(recipe, splits, report, log)
     image_augs = [create_augmentation(s.name, **s.params) for s in recipe.augment.image]
     batch_augs = [create_augmentation(s.name, num_classes=len(splits.classes), **s.params) for s in recipe.augment.batch]
     train_tf, eval_tf = build_transforms(
@@ -86,4 +96,18 @@ def prepare(recipe: Recipe, dataset: Any = None, val_dataset: Any = None, test_d
         image_augs=image_augs,
         seed=recipe.seed,
     )
-    return Prepared(recipe, splits, model, train_tf, eval_tf, batch_augs, resolve_runtime(recipe.train))
+    return Prepared(recipe, splits, model, train_tf, eval_tf, batch_augs, resolve_runtime(recipe.train), report)
+
+
+def check_decoded(recipe: Recipe, splits: DatasetSplits, report: DecodeReport, log: Callable[[str], None]) -> None:
+    """What decoding found: skipped files, leakage between splits, a batch larger than the data."""
+    if report.bad:
+        log(f"skipped {len(report.bad)} bad image(s) (data.on_bad_image = \"skip\"): " + "; ".join(f"{p}: {r}" for p, r in report.bad))
+    for pair, count in report.leaks.items():
+        a, b = pair.split("/")
+        log(f"warning: {count} image file(s) in {a} have the same bytes as files in {b}: the {b} accuracy may be optimistic")
+    if len(splits.train) < recipe.data.batch_size:
+        raise DataError(
+            f"data.batch_size: {recipe.data.batch_size} is larger than the training split ({len(splits.train)} images);"
+            f" lower data.batch_size to at most {len(splits.train)}"
+        )

@@ -123,6 +123,7 @@ class Trainer:
             "rng": rng_state(),
             "batch_augs": [_state_of(aug) for aug in self.prepared.batch_augs],
             "summary_json": json.dumps(self.summary),
+            "recipe_json": json.dumps(self.prepared.recipe.to_dict(), sort_keys=True),
         }
 
     # -- the phases ----------------------------------------------------------------------------
@@ -201,7 +202,8 @@ class Trainer:
                 forward, batches = self.model, self.loader
             stats = train_epoch(
                 self.model, forward, batches, phase.optimizer, phase.scheduler, self.prepared.runtime, settings,
-                phase.scaler, where=f"{plan.name} {epoch + 1}/{plan.epochs}", total=len(self.sampler),
+                phase.scaler, where=f"phase {plan.name}, epoch {epoch + 1}/{plan.epochs}", total=len(self.sampler),
+                first_step=start_step,
             )
             start_step = 0
             self._end_epoch(phase, epoch, stats)

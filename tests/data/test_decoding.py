@@ -1,0 +1,133 @@
+"""Bad images and bad datasets: every case answered clearly, before training starts."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from transferkit.cli import main
+from transferkit.data.decoding import DecodedImages, decode_splits
+from transferkit.data.sources import read_image
+from transferkit.builtin.datasets import imagefolder
+from transferkit.errors import DataError
+
+from ..conftest import write_image_folder, write_recipe
+
+
+def _bad_files(folder: Path) -> dict[str, str]:
+    """Writes one bad file of each kind into train/red; returns name -> expected reason."""
+    red = folder / "train" / "red"
+    good = io.BytesIO()
+    Image.fromarray(np.full((40, 40, 3), 200, np.uint8)).save(good, format="JPEG")
+    (red / "truncated.jpg").write_bytes(good.getvalue()[: len(good.getvalue()) // 2])
+    (red / "empty.jpg").write_bytes(b"")
+    (red / "notes.png").write_text("this is not an image\n")
+    return {"truncated.jpg": "truncated", "empty.jpg": "empty file (0 bytes)", "notes.png": "not an image"}
+
+
+def test_error_policy_names_every_bad_file_at_once(image_folder):
+    expected = _bad_files(image_folder)
+    with pytest.raises(DataError) as info:
+        decode_splits(imagefolder(str(image_folder)), shorter=None, on_bad="error", budget_mb=100)
+    text = str(info.value)
+    assert text.startswith("3 bad image(s):") and "\n" not in text and 'data.on_bad_image = "skip"' in text
+    for name, reason in expected.items():
+        assert f"{name}: {reason}" in text
+
+
+def test_skip_policy_trains_on_the_rest_and_lists_exactly_the_bad_files(image_folder, tiny_recipe, tmp_path, capsys):
+    expected = _bad_files(image_folder)
+    tiny_recipe["data"]["on_bad_image"] = "skip"
+    tiny_recipe["phases"]["finetune"]["epochs"] = 1
+    path = write_recipe(tmp_path / "skip.toml", tiny_recipe)
+    assert main(["finetune", str(path), "--output", str(tmp_path / "run")]) == 0
+    listed = (tmp_path / "run" / "skipped_images.txt").read_text().splitlines()
+    assert sorted(Path(l.split("\t")[0]).name for l in listed) == sorted(expected)
+    assert "skipped   3 bad image(s)" in capsys.readouterr().out
+
+
+def test_cli_exit_code_for_bad_images(image_folder, tiny_recipe, tmp_path, capsys):
+    _bad_files(image_folder)
+    path = write_recipe(tmp_path / "r.toml", tiny_recipe)
+    assert main(["finetune", str(path), "--output", str(tmp_path / "run")]) == 2
+    assert "3 bad image(s)" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # nothing written
+
+
+def test_decompression_bomb_is_a_bad_image(image_folder, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 40x40 = 1600 pixels > the limit
+    with pytest.raises(DataError, match="over the decompression-bomb limit of 1,000 pixels"):
+        decode_splits(imagefolder(str(image_folder)), shorter=None, on_bad="error", budget_mb=100)
+
+
+def test_unusual_but_valid_images_decode_to_rgb(tmp_path):
+    rgb = np.zeros((30, 20, 3), np.uint8)
+    rgb[:10] = (255, 0, 0)  # red band on top
+    cases = {
+        "cmyk.jpg": Image.fromarray(rgb).convert("CMYK"),
+        "gray.png": Image.fromarray(rgb[..., 0]),
+        "rgba.png": Image.fromarray(np.dstack([rgb, np.full((30, 20), 128, np.uint8)])),
+        "palette.png": Image.fromarray(rgb).convert("P"),
+        "deep.png": Image.fromarray(rgb[..., 0].astype(np.uint16) * 257),
+    }
+    cases["palette.png"].info["transparency"] = 0
+    for name, image in cases.items():
+        image.save(tmp_path / name)
+        array = read_image(tmp_path / name)
+        assert array.dtype == np.uint8 and array.shape == (30, 20, 3), name
+    assert read_image(tmp_path / "deep.png")[0, 0, 0] == 255  # 16-bit scaled, not clipped
+
+
+def test_exif_orientation_is_respected(tmp_path):
+    wide = np.zeros((10, 30, 3), np.uint8)
+    image = Image.fromarray(wide)
+    exif = image.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    image.save(tmp_path / "rotated.jpg", exif=exif)
+    assert read_image(tmp_path / "rotated.jpg").shape == (30, 10, 3)
+
+
+def test_decoded_once_at_the_working_resolution(tmp_path):
+    root = write_image_folder(tmp_path, {"train": 3, "test": 1})
+    splits, report = decode_splits(imagefolder(str(root), val_fraction=0.0), shorter=20, on_bad="error", budget_mb=100)
+    assert isinstance(splits.train, DecodedImages) and report.kept_in_memory
+    assert {min(a.shape[:2]) for a in splits.train.arrays} == {20}
+    over, report = decode_splits(imagefolder(str(root), val_fraction=0.0), shorter=20, on_bad="error", budget_mb=0)
+    assert not isinstance(over.train, DecodedImages) and not report.kept_in_memory
+
+
+def test_same_file_in_train_and_test_is_reported_with_counts(image_folder, tiny_recipe, tmp_path, capsys):
+    for i in range(2):
+        src = image_folder / "train" / "red" / f"red_train_{i}.png"
+        (image_folder / "test" / "red" / f"copy{i}.png").write_bytes(src.read_bytes())
+    tiny_recipe["phases"]["finetune"]["epochs"] = 0
+    path = write_recipe(tmp_path / "r.toml", tiny_recipe)
+    assert main(["finetune", str(path), "--output", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "warning: 2 image file(s) in train have the same bytes as files in test" in out
+
+
+def test_single_class_and_differing_class_sets(tmp_path):
+    one = write_image_folder(tmp_path / "one", {"train": 2})
+    for cls in ("green", "blue"):
+        for f in (one / "train" / cls).iterdir():
+            f.unlink()
+        (one / "train" / cls).rmdir()
+    with pytest.raises(DataError, match="found 1 class; a classifier needs at least 2 class folders"):
+        imagefolder(str(one)).check()
+    two = write_image_folder(tmp_path / "two", {"train": 4, "test": 2})
+    (two / "test" / "purple").mkdir()
+    Image.new("RGB", (8, 8)).save(two / "test" / "purple" / "p.png")
+    with pytest.raises(DataError, match="the test split's classes .* differ from train's"):
+        imagefolder(str(two)).check()
+
+
+def test_fewer_images_than_a_batch(tiny_recipe, tmp_path, capsys):
+    tiny_recipe["data"]["batch_size"] = 64
+    path = write_recipe(tmp_path / "r.toml", tiny_recipe)
+    assert main(["finetune", str(path), "--output", str(tmp_path / "run")]) == 2
+    assert "data.batch_size: 64 is larger than the training split (27 images)" in capsys.readouterr().err

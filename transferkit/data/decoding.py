@@ -1,0 +1,150 @@
+"""Decode every image file once, before training: bad files are found up front (all of them, by
+name), and the good ones are kept in memory as uint8 at the working resolution, so no JPEG is
+decoded again in any epoch. Same bytes in two splits are reported as possible leakage."""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+from ..errors import DataError
+from .sources import DatasetSplits, FileImages, ImageSet, SubsetImages, read_image
+
+SPLITS = ("train", "val", "test")
+
+
+class DecodedImages(ImageSet):
+    """Images decoded once and kept as uint8 arrays (shorter side at most ``shorter``)."""
+
+    def __init__(self, arrays: list[np.ndarray], targets: Sequence[int], classes: Sequence[str], names: Sequence[str]) -> None:
+        self.arrays, self.targets, self.classes, self.names = arrays, list(targets), list(classes), list(names)
+
+    def load(self, index: int) -> np.ndarray:
+        return self.arrays[index]
+
+    def describe(self, index: int) -> str:
+        return self.names[index]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self.arrays)
+
+
+@dataclass
+class DecodeReport:
+    """What the decoding pass found."""
+
+    bad: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+    leaks: dict[str, int] = field(default_factory=dict)  # "train/test" -> files with identical bytes
+    leak_examples: list[str] = field(default_factory=list)
+    decoded_mb: float = 0.0
+    kept_in_memory: bool = False
+
+
+def _resize_shorter(image: np.ndarray, shorter: int | None) -> np.ndarray:
+    if shorter is None or min(image.shape[:2]) <= shorter:
+        return image
+    h, w = image.shape[:2]
+    scale = shorter / min(h, w)
+    size = (max(shorter, round(w * scale)), max(shorter, round(h * scale)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.BICUBIC))
+
+
+def _decode(path: Path, shorter: int | None) -> tuple[np.ndarray | None, str, str]:
+    """(array or None, reason if bad, sha1 of the bytes)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return None, f"unreadable ({exc.strerror})", ""
+    digest = hashlib.sha1(data).hexdigest()
+    if not data:
+        return None, "empty file (0 bytes)", digest
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return _resize_shorter(read_image(path), shorter), "", digest
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        return None, f"over the decompression-bomb limit of {Image.MAX_IMAGE_PIXELS:,} pixels", digest
+    except Image.UnidentifiedImageError:
+        return None, "not an image", digest
+    except (OSError, SyntaxError, ValueError) as exc:
+        reason = "truncated" if "truncated" in str(exc).lower() else f"cannot decode ({exc})"
+        return None, reason, digest
+
+
+def _files(images: ImageSet) -> tuple[FileImages, list[int]] | None:
+    """The files behind a set (a FileImages or a subset of one), with their indices."""
+    if isinstance(images, FileImages):
+        return images, list(range(len(images)))
+    if isinstance(images, SubsetImages) and isinstance(images.base, FileImages):
+        return images.base, images.indices
+    return None
+
+
+def decode_splits(
+    splits: DatasetSplits, *, shorter: int | None, on_bad: str, budget_mb: float, workers: int = 4
+) -> tuple[DatasetSplits, DecodeReport]:
+    """Decode every file of every split; raise (``on_bad="error"``) naming all bad files, or
+    drop them (``"skip"``). Keep the decoded arrays when they fit ``budget_mb``."""
+    from tqdm.auto import tqdm
+
+    report = DecodeReport()
+    decoded: dict[str, tuple[list, list[int], list[str], list[str]]] = {}
+    hashes: dict[str, set[str]] = {}
+    jobs = {name: _files(getattr(splits, name)) for name in SPLITS if getattr(splits, name) is not None}
+    if not jobs or any(job is None for job in jobs.values()):
+        return splits, report  # in-memory or user datasets: nothing to decode
+    total = sum(len(idx) for _, idx in jobs.values())
+    with ThreadPoolExecutor(max_workers=workers) as pool, tqdm(total=total, desc="decoding", unit="img", leave=False, disable=None) as bar:
+        for name, (files, indices) in jobs.items():
+            arrays, targets, names, digests = [], [], [], set()
+            paths = [files.paths[i] for i in indices]
+            for i, path, (array, reason, digest) in zip(indices, paths, pool.map(lambda p: _decode(p, shorter), paths)):
+                bar.update(1)
+                if digest:
+                    digests.add(digest)
+                if array is None:
+                    report.bad.append((str(path), reason))
+                    continue
+                arrays.append(array)
+                targets.append(files.targets[i])
+                names.append(str(path))
+            decoded[name] = (arrays, targets, names, list(files.classes))
+            hashes[name] = digests
+    if report.bad and on_bad == "error":
+        shown = "; ".join(f"{p}: {why}" for p, why in report.bad)
+        raise DataError(f"{len(report.bad)} bad image(s): {shown}; fix or remove them, or set data.on_bad_image = \"skip\"")
+    for a, b in (("train", "test"), ("train", "val"), ("val", "test")):
+        common = hashes.get(a, set()) & hashes.get(b, set())
+        if common:
+            report.leaks[f"{a}/{b}"] = len(common)
+    report.decoded_mb = sum(a.nbytes for arrays, *_ in decoded.values() for a in arrays) / 2**20
+    for name, (arrays, targets, names, classes) in decoded.items():
+        if not arrays:
+            raise DataError(f"the {name} split has no readable images left after skipping bad files")
+    if report.decoded_mb > budget_mb:
+        return _without_bad(splits, report), report
+    report.kept_in_memory = True
+    out = {name: DecodedImages(*decoded[name][:2], decoded[name][3], decoded[name][2]) for name in decoded}
+    return DatasetSplits(out["train"], out.get("val"), out.get("test")), report
+
+
+def _without_bad(splits: DatasetSplits, report: DecodeReport) -> DatasetSplits:
+    """Over the memory budget: keep decoding from disk each epoch, minus the bad files."""
+    bad = {p for p, _ in report.bad}
+    parts = {}
+    for name in SPLITS:
+        images = getattr(splits, name)
+        if images is None:
+            parts[name] = None
+            continue
+        keep = [i for i in range(len(images)) if images.describe(i) not in bad]
+        parts[name] = images if len(keep) == len(images) else images.subset(keep)
+    return DatasetSplits(parts["train"], parts["val"], parts["test"])
