@@ -82,6 +82,38 @@ def tiny_recipe(image_folder: Path, tiny_plugin: str) -> dict[str, Any]:
     }
 
 
+SUBPROCESS_PLUGIN = """
+import torch
+from torch import nn
+from transferkit import hookimpl
+
+class Tiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.num_features = 8
+        self.data_config = {"mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25), "input_size": (3, 32, 32)}
+
+    def forward(self, x):
+        return self.body(x)
+
+@hookimpl
+def register_backbones(register):
+    register("subprocess/tiny", lambda pretrained=False: Tiny())
+"""
+
+
+def installed_tiny_plugin(root: Path) -> Path:
+    """A folder to put on PYTHONPATH: an installed-looking distribution whose entry point
+    registers backbone ``subprocess/tiny`` (for tests that run transferkit in other processes)."""
+    dist = root / "subprocesstiny-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: subprocesstiny\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[transferkit]\nsubprocesstiny = subprocesstiny_plugin\n")
+    (root / "subprocesstiny_plugin.py").write_text(SUBPROCESS_PLUGIN)
+    return root
+
+
 def write_recipe(path: Path, recipe: dict[str, Any]) -> Path:
     import tomli_w
 

@@ -9,7 +9,6 @@ import random
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -20,39 +19,9 @@ from safetensors.torch import load_file
 
 from transferkit.engine.checkpoint import load_checkpoint
 
-from ..conftest import write_recipe
+from ..conftest import installed_tiny_plugin, write_recipe
 
 pytestmark = pytest.mark.slow
-
-PLUGIN = """
-    import torch
-    from torch import nn
-    from transferkit import hookimpl
-
-    class Tiny(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.body = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
-            self.num_features = 8
-            self.data_config = {"mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25), "input_size": (3, 32, 32)}
-
-        def forward(self, x):
-            return self.body(x)
-
-    @hookimpl
-    def register_backbones(register):
-        register("faulttest/tiny", lambda pretrained=False: Tiny())
-"""
-
-
-def _plugin_path(root: Path) -> Path:
-    dist = root / "faulttest-0.1.dist-info"
-    dist.mkdir(parents=True)
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: faulttest\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[transferkit]\nfaulttest = faulttest_plugin\n")
-    (root / "faulttest_plugin.py").write_text(textwrap.dedent(PLUGIN))
-    return root
-
 
 def _command(recipe: Path, run: Path) -> list[str]:
     if (run / "checkpoints" / "last.pt").exists():
@@ -72,12 +41,12 @@ def _readable(run: Path) -> None:
 
 
 def test_sigkill_at_20_random_moments_then_resume_gives_identical_weights(tiny_recipe, tmp_path):
-    tiny_recipe["backbone"]["name"] = "faulttest/tiny"
+    tiny_recipe["backbone"]["name"] = "subprocess/tiny"
     tiny_recipe["phases"] = {"extract": {"epochs": 3, "lr": 0.05, "cache_features": False}, "finetune": {"epochs": 3}}
     tiny_recipe["data"]["batch_size"] = 4
     tiny_recipe["train"]["checkpoint_every_steps"] = 1
     recipe = write_recipe(tmp_path / "fault.toml", tiny_recipe)
-    env = {**os.environ, "PYTHONPATH": str(_plugin_path(tmp_path / "plugin")), "OMP_NUM_THREADS": "1", "TRANSFERKIT_OFFLINE": "1"}
+    env = {**os.environ, "PYTHONPATH": str(installed_tiny_plugin(tmp_path / "plugin")), "OMP_NUM_THREADS": "1", "TRANSFERKIT_OFFLINE": "1"}
 
     started = time.perf_counter()
     subprocess.run(_command(recipe, tmp_path / "full"), env=env, check=True, capture_output=True, timeout=300)

@@ -61,16 +61,24 @@ class EpochBatchSampler(Sampler[list[int]]):
             order = list(range(self.n))
         return order[self.rank :: self.world_size]
 
+    @property
+    def batches_per_epoch(self) -> int:
+        """The same on every rank (so LR schedules and DDP steps stay in lockstep): enough batches
+        of at most ``batch_size`` for the largest shard."""
+        largest = -(-self.n // self.world_size)
+        return -(-largest // self.batch_size)
+
     def batches(self) -> list[list[int]]:
+        """This rank's shard in ``batches_per_epoch`` near-equal batches: every image once."""
         idx = self._indices()
-        return [idx[i : i + self.batch_size] for i in range(0, len(idx), self.batch_size)]
+        count = min(self.batches_per_epoch, len(idx))
+        return [chunk.tolist() for chunk in np.array_split(np.asarray(idx, dtype=np.int64), count)] if count else []
 
     def __iter__(self) -> Iterator[list[int]]:
         yield from self.batches()[self.start_batch :]
 
     def __len__(self) -> int:
-        per_rank = len(range(self.rank, self.n, self.world_size))
-        return max(0, -(-per_rank // self.batch_size) - self.start_batch)
+        return max(0, min(self.batches_per_epoch, len(range(self.rank, self.n, self.world_size))) - self.start_batch)
 
 
 def make_loader(dataset: TransformedDataset, sampler: EpochBatchSampler, num_workers: int = 0, pin_memory: bool = False) -> DataLoader:

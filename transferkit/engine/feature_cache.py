@@ -18,6 +18,7 @@ from ..data.transforms import ImageTransform
 from .runtime import Runtime
 
 if TYPE_CHECKING:
+    from .distributed import DistContext
     from .setup import Prepared
 
 
@@ -48,7 +49,10 @@ class FeatureCache:
         views: int = 1,
         seed: int | None = None,
         desc: str = "features",
+        dist: "DistContext | None" = None,
     ) -> "FeatureCache":
+        """Features of every image; across processes each rank computes its share, then all
+        ranks hold the whole cache."""
         from tqdm.auto import tqdm
 
         was_training = backbone.training
@@ -56,13 +60,17 @@ class FeatureCache:
         per_view = []
         for view in range(views):
             dataset = TransformedDataset(images, transform, seed=None if seed is None else mix_seed(seed, view))
-            sampler = EpochBatchSampler(len(dataset), batch_size, shuffle=False)
+            rank, world = (dist.rank, dist.world_size) if dist is not None else (0, 1)
+            sampler = EpochBatchSampler(len(dataset), batch_size, shuffle=False, rank=rank, world_size=world)
             chunks = []
             loader = make_loader(dataset, sampler, num_workers)
             for inputs, _ in tqdm(loader, total=len(sampler), desc=f"{desc} {view + 1}/{views}", leave=False, unit="batch", disable=None):
                 with runtime.autocast():
                     chunks.append(backbone(runtime.to_device(inputs)).float().cpu())
-            per_view.append(torch.cat(chunks))
+            features = torch.cat(chunks)
+            if dist is not None and dist.enabled:
+                features = torch.from_numpy(dist.gather_rows(features.numpy(), len(images)))
+            per_view.append(features)
         backbone.train(was_training)
         return cls(torch.stack(per_view), torch.as_tensor(images.targets, dtype=torch.long))
 
@@ -73,7 +81,7 @@ class FeatureCache:
             yield features[idx], self.targets[idx]
 
 
-def phase1_caches(prepared: "Prepared", backbone: nn.Module, log) -> tuple[FeatureCache | None, FeatureCache | None]:
+def phase1_caches(prepared: "Prepared", backbone: nn.Module, log, dist: "DistContext | None" = None) -> tuple[FeatureCache | None, FeatureCache | None]:
     """Train and validation caches for phase 1, or ``(None, None)`` when the recipe turns the
     cache off. Batch augmentations mix images, so with the cache they apply in phase 2 only."""
     recipe = prepared.recipe
@@ -89,12 +97,12 @@ def phase1_caches(prepared: "Prepared", backbone: nn.Module, log) -> tuple[Featu
     train = FeatureCache.compute(
         backbone, prepared.splits.train, prepared.eval_transform if exact else prepared.train_transform,
         prepared.runtime, batch_size=size, num_workers=workers, views=cfg.cache_views,
-        seed=None if exact else recipe.seed, desc="train features",
+        seed=None if exact else recipe.seed, desc="train features", dist=dist,
     )
     val = None
     if prepared.splits.val is not None:
         val = FeatureCache.compute(backbone, prepared.splits.val, prepared.eval_transform, prepared.runtime,
-                                   batch_size=size, num_workers=workers, desc="val features")
+                                   batch_size=size, num_workers=workers, desc="val features", dist=dist)
     kind = "evaluation transform" if exact else f"{cfg.cache_views} augmented views"
     log(f"  cached {len(train)} train features ({kind}) for phase 1")
     return train, val

@@ -11,7 +11,9 @@ from typing import Any, Callable
 from ..errors import TransferkitError
 from ..recipe import Recipe
 from .checkpoint import atomic_write
+from .distributed import DistContext, init_distributed
 from .export import export_prepared
+from .runtime import resolve_runtime
 from .plots import plot_confusion, plot_curves
 from .run_dir import RunDir
 from .setup import Prepared, prepare
@@ -44,6 +46,9 @@ def run_recipe(
     log: Callable[[str], None] = print,
 ) -> RunResult:
     started = time.perf_counter()
+    dist = init_distributed(resolve_runtime(recipe.train).device.type)
+    if not dist.is_main:
+        log = _silent
     checkpoint = None
     if resume is not None:
         run = RunDir(resume)
@@ -52,15 +57,25 @@ def run_recipe(
         checkpoint = resume_state(run)
         _check_same_recipe(recipe, checkpoint, run)
     prepared = prepare(recipe, dataset, val_dataset, test_dataset, log=log)
-    if resume is None:
-        run = RunDir.create(recipe, output)
+    if resume is None:  # rank 0 names the directory (its timestamp), the others follow
+        path = dist.broadcast(str(RunDir.create(recipe, output).path) if dist.is_main else None)
+        run = RunDir(path)
+    if not dist.is_main:
+        return _train(prepared, run, checkpoint, on_step, log, started, dist)
     with run.lock():
         if resume is None:
             run.write_recipe(recipe)
-        return _train(prepared, run, checkpoint, on_step, log, started)
+        return _train(prepared, run, checkpoint, on_step, log, started, dist)
 
 
-def _train(prepared: Prepared, run: RunDir, checkpoint: Any, on_step: Any, log: Callable[[str], None], started: float) -> RunResult:
+def _silent(_message: str) -> None:
+    pass
+
+
+def _train(
+    prepared: Prepared, run: RunDir, checkpoint: Any, on_step: Any, log: Callable[[str], None], started: float,
+    dist: DistContext,
+) -> RunResult:
     recipe = prepared.recipe
     log(f"run directory: {run.path}")
     log(
@@ -68,9 +83,15 @@ def _train(prepared: Prepared, run: RunDir, checkpoint: Any, on_step: Any, log: 
         f"{len(prepared.splits.test or [])} test images, {len(prepared.splits.classes)} classes; "
         f"backbone {recipe.backbone.name} ({prepared.model.backbone.weights_origin}); device {prepared.runtime.describe()}"
     )
-    trainer = Trainer(prepared, run, on_step=list(on_step or []), log=log)
+    trainer = Trainer(prepared, run, on_step=list(on_step or []), log=log, dist=dist)
     summary = trainer.fit(checkpoint)
-    final_model = finish(prepared, run, summary, trainer)
+    final_model = trainer.averager.module if trainer.averager is not None else trainer.model
+    if "test" not in summary and prepared.splits.val is not None:  # collective: every rank evaluates
+        summary["val"] = trainer.evaluate(prepared.splits.val, "val", model=final_model)
+    if not dist.is_main:
+        dist.barrier()  # rank 0 writes the outputs
+        return RunResult(run.path, summary, final_model.cpu().eval())
+    finish(prepared, run, summary, final_model, trainer.best_top1)
     report = prepared.decode_report
     if report.bad:
         summary["skipped_images"] = [{"file": f, "reason": r} for f, r in report.bad]
@@ -81,6 +102,7 @@ def _train(prepared: Prepared, run: RunDir, checkpoint: Any, on_step: Any, log: 
     summary["wall_seconds"] = time.perf_counter() - started
     run.write_json(run.summary_file, summary)
     log(format_summary(summary, run))
+    dist.barrier()
     return RunResult(run.path, summary, final_model.cpu().eval())
 
 
@@ -103,13 +125,10 @@ def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
     return [] if a == b else [prefix.rstrip(".")]
 
 
-def finish(prepared: Prepared, run: RunDir, summary: dict[str, Any], trainer: Trainer) -> Any:
-    """Export the final model (the averaged one when the recipe averages), plots and summary."""
+def finish(prepared: Prepared, run: RunDir, summary: dict[str, Any], final_model: Any, best_top1: float) -> None:
+    """Write the final model (the averaged one when the recipe averages), plots and summary."""
     recipe = prepared.recipe
     classes = prepared.splits.classes
-    final_model = trainer.averager.module if trainer.averager is not None else trainer.model
-    if "test" not in summary and prepared.splits.val is not None:
-        summary["val"] = trainer.evaluate(prepared.splits.val, "val", model=final_model)
     final = summary.get("test") or summary.get("val")
     export_prepared(prepared, final_model, run.path)
     plot_curves(run.read_metrics(), run.path / "curves.png")
@@ -120,9 +139,8 @@ def finish(prepared: Prepared, run: RunDir, summary: dict[str, Any], trainer: Tr
         classes=classes,
         device=prepared.runtime.describe(),
         backbone=recipe.backbone.name,
-        best_val_or_train_top1=trainer.best_top1,
+        best_val_or_train_top1=best_top1,
     )
-    return final_model
 
 
 def format_summary(summary: dict[str, Any], run: RunDir) -> str:

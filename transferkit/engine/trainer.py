@@ -17,6 +17,7 @@ from ..data.sources import ImageSet
 from ..models.freezing import freeze_backbone, trainable_parameter_count, unfreeze_backbone
 from .averaging import RunAverager, averaged_phase
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .distributed import DistContext
 from .export import export_prepared
 from .feature_cache import FeatureCache, phase1_caches
 from .keeper import CheckpointKeeper
@@ -68,6 +69,7 @@ class PhaseState:
     averager: RunAverager | None = None
     train_cache: FeatureCache | None = None
     val_cache: FeatureCache | None = None
+    forward: Callable[[torch.Tensor], torch.Tensor] | None = None  # what a training step calls
 
 
 @dataclass
@@ -76,6 +78,7 @@ class Trainer:
     run: RunDir
     on_step: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
     log: Callable[[str], None] = print
+    dist: DistContext = field(default_factory=DistContext)
 
     def __post_init__(self) -> None:
         r, runtime = self.prepared.recipe, self.prepared.runtime
@@ -83,7 +86,9 @@ class Trainer:
         if runtime.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.train_set = TransformedDataset(self.prepared.splits.train, self.prepared.train_transform, seed=r.seed)
-        self.sampler = EpochBatchSampler(len(self.train_set), r.data.batch_size, shuffle=True, seed=r.seed)
+        self.sampler = EpochBatchSampler(
+            len(self.train_set), r.data.batch_size, shuffle=True, seed=r.seed, rank=self.dist.rank, world_size=self.dist.world_size
+        )
         self.loader = make_loader(self.train_set, self.sampler, r.data.num_workers, runtime.device.type == "cuda")
         self.keeper = CheckpointKeeper(self.run, r.train.keep_checkpoints)
         self.averager: RunAverager | None = None
@@ -96,7 +101,8 @@ class Trainer:
     # -- evaluation ----------------------------------------------------------------------------
     def evaluate(self, images: ImageSet, desc: str, cached: FeatureCache | None = None, model: nn.Module | None = None) -> dict[str, Any]:
         r, model = self.prepared.recipe, model or self.model
-        sampler = EpochBatchSampler(len(images), r.data.eval_batch_size or r.data.batch_size * 2, shuffle=False)
+        size = r.data.eval_batch_size or r.data.batch_size * 2
+        sampler = EpochBatchSampler(len(images), size, shuffle=False, rank=self.dist.rank, world_size=self.dist.world_size)
         model.eval()
         if cached is not None:
             batches, forward = cached.batches(sampler), model.forward_head
@@ -104,6 +110,7 @@ class Trainer:
             dataset = TransformedDataset(images, self.prepared.eval_transform)
             batches, forward = make_loader(dataset, sampler, r.data.num_workers), model
         probs, targets = predict_probs(forward, batches, self.prepared.runtime, desc=desc, total=len(sampler))
+        probs, targets = self.dist.gather_rows(probs, len(images)), self.dist.gather_rows(targets, len(images))
         metrics = classification_metrics(probs, targets, self.prepared.splits.classes)
         metrics["loss"] = float(-np.log(np.clip(probs[np.arange(len(targets)), targets], 1e-12, None)).mean())
         return metrics
@@ -132,7 +139,8 @@ class Trainer:
             self.model.load_state_dict(resume["model"])
             self.keeper.best_score = float(resume["best_top1"])
             self.summary = json.loads(resume["summary_json"])
-            self.run.truncate_metrics(resume["phase"], int(resume["epoch"]))
+            if self.dist.is_main:
+                self.run.truncate_metrics(resume["phase"], int(resume["epoch"]))
         for plan in phase_plans(self.prepared):
             if plan.epochs == 0:
                 continue
@@ -173,13 +181,25 @@ class Trainer:
             )
         if plan.name == "extract":
             started = time.perf_counter()
-            state.train_cache, state.val_cache = phase1_caches(prepared, self.model.backbone, self.log)
+            state.train_cache, state.val_cache = phase1_caches(prepared, self.model.backbone, self.log, self.dist)
             if state.train_cache is not None:
                 info["feature_cache_seconds"] = time.perf_counter() - started
                 info["seconds"] += info["feature_cache_seconds"]
+        state.forward = self._forward_for(state)
         if resume is not None:
             set_rng_state(resume["rng"])  # last: computing caches must not shift the RNG stream
         return state
+
+    def _forward_for(self, state: PhaseState) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The whole model, or the head on cached features; wrapped in DistributedDataParallel
+        (built after freezing, so it syncs just the trainable parameters) across processes."""
+        module: nn.Module = self.model if state.train_cache is None else HeadOnly(self.model)
+        if not self.dist.enabled:
+            return module
+        from torch.nn.parallel import DistributedDataParallel
+
+        device_ids = [self.prepared.runtime.device.index] if self.prepared.runtime.device.type == "cuda" else None
+        return DistributedDataParallel(module, device_ids=device_ids, broadcast_buffers=False)
 
     def _run_phase(self, plan: PhasePlan, resume: dict[str, Any] | None) -> None:
         r = self.prepared.recipe
@@ -197,9 +217,9 @@ class Trainer:
             self.sampler.set_epoch(key, start_step)
             self.train_set.set_epoch(key)
             if phase.train_cache is not None:
-                forward, batches = self.model.forward_head, phase.train_cache.batches(self.sampler, view=epoch)
+                forward, batches = phase.forward, phase.train_cache.batches(self.sampler, view=epoch)
             else:
-                forward, batches = self.model, self.loader
+                forward, batches = phase.forward, self.loader
             stats = train_epoch(
                 self.model, forward, batches, phase.optimizer, phase.scheduler, self.prepared.runtime, settings,
                 phase.scaler, where=f"phase {plan.name}, epoch {epoch + 1}/{plan.epochs}", total=len(self.sampler),
@@ -217,7 +237,7 @@ class Trainer:
             if phase.averager is not None:
                 phase.averager.update(self.model)
             if every and step % every == 0 and step < phase.steps_per_epoch:
-                save_checkpoint(self.run.last_checkpoint, self._state(phase, epoch, step))
+                self._save_last(phase, epoch, step)
             info = {**done, "phase": phase.plan.name, "epoch": epoch, "step": step, "steps": phase.steps_per_epoch}
             for callback in self.on_step:
                 callback(info)
@@ -234,18 +254,30 @@ class Trainer:
         if splits.val is not None:
             val = self.evaluate(splits.val, "val", phase.val_cache)
             record.update(val_loss=val["loss"], val_top1=val["top1"], val_macro_f1=val["macro_f1"])
+        if self.dist.enabled:  # loss and accuracy over every rank's share of the epoch
+            loss_sum, correct, seen = self.dist.sum(stats["loss"] * stats["images"], stats["acc"] * stats["images"], stats["images"])
+            stats = {**stats, "loss": loss_sum / max(seen, 1), "acc": correct / max(seen, 1), "images": seen}
+            record.update(train_loss=stats["loss"], train_acc=stats["acc"], images=int(seen), ranks=self.dist.world_size)
+        record["images"] = int(stats["images"])
         self.summary["phases"][plan.name]["seconds"] += stats["seconds"]
-        self.run.append_metrics(record)
+        if self.dist.is_main:
+            self.run.append_metrics(record)
         line = f"  {plan.name} epoch {epoch + 1}/{plan.epochs}: loss {stats['loss']:.4f}, train acc {stats['acc']:.3f}"
         self.log(line + (f", val acc {record['val_top1']:.3f}" if "val_top1" in record else "") + f" ({stats['seconds']:.1f} s)")
         if phase.averager is not None:
             phase.averager.epoch_end(self.model, epoch + 1)
-        self.keeper.epoch_end(self.model, plan.name, epoch + 1, record.get("val_top1", stats["acc"]))
+        if self.dist.is_main:
+            self.keeper.epoch_end(self.model, plan.name, epoch + 1, record.get("val_top1", stats["acc"]))
         per_cycle = plan.epochs // plan.cycles
-        if plan.cycles > 1 and (epoch + 1) % per_cycle == 0:
+        if plan.cycles > 1 and (epoch + 1) % per_cycle == 0 and self.dist.is_main:
             folder = self.keeper.snapshot(self.model, (epoch + 1) // per_cycle, lambda m, f: export_prepared(self.prepared, m, f))
             self.log(f"  snapshot of cycle {(epoch + 1) // per_cycle} in {folder}")
-        save_checkpoint(self.run.last_checkpoint, self._state(phase, epoch + 1, 0))
+        self._save_last(phase, epoch + 1, 0)
+
+    def _save_last(self, phase: PhaseState, epoch: int, step: int) -> None:
+        state = self._state(phase, epoch, step)  # on every rank: it draws nothing, but keeps ranks alike
+        if self.dist.is_main:
+            save_checkpoint(self.run.last_checkpoint, state)
 
     def _end_phase(self, phase: PhaseState) -> None:
         plan, splits, info = phase.plan, self.prepared.splits, self.summary["phases"][phase.plan.name]
@@ -259,7 +291,8 @@ class Trainer:
             return
         test = self.evaluate(splits.test, "test")
         info["test_top1"] = test["top1"]
-        self.run.append_metrics({"kind": "test", "phase": plan.name, **{k: v for k, v in test.items() if k != "confusion_matrix"}})
+        if self.dist.is_main:
+            self.run.append_metrics({"kind": "test", "phase": plan.name, **{k: v for k, v in test.items() if k != "confusion_matrix"}})
         self.summary["test"] = test
         self.log(f"  {plan.name} test accuracy: {test['top1']:.4f}")
         if averager is not None:
@@ -267,9 +300,21 @@ class Trainer:
             info["test_top1_averaged"] = averaged["top1"]
             self.summary["test_raw"], self.summary["test"] = test, averaged
             self.summary["averager"] = averager.name
-            self.run.append_metrics({"kind": "test", "phase": plan.name, "weights": averager.name,
-                                     **{k: v for k, v in averaged.items() if k != "confusion_matrix"}})
+            if self.dist.is_main:
+                self.run.append_metrics({"kind": "test", "phase": plan.name, "weights": averager.name,
+                                         **{k: v for k, v in averaged.items() if k != "confusion_matrix"}})
             self.log(f"  {plan.name} test accuracy with {averager.name} weights: {averaged['top1']:.4f}")
+
+
+class HeadOnly(nn.Module):
+    """The classifier's dropout + head as a module of its own (what phase 1 trains on features)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.dropout, self.head = model.dropout, model.head
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(features))
 
 
 def _state_of(component: Any) -> dict[str, Any]:
