@@ -125,6 +125,8 @@ class TrainConfig(_Strict):
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
     channels_last: bool = True
     grad_clip: Annotated[float, Field(ge=0.0)] = 0.0
+    # torch.compile the training forward (worth it on GPUs for long runs; compiling takes a while)
+    compile: bool = False
     checkpoint_every_steps: NonNegInt = 0
     # keep the N best epochs' weights (checkpoints/epoch-*.safetensors + index.json)
     keep_checkpoints: NonNegInt = 0

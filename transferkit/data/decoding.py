@@ -5,6 +5,7 @@ decoded again in any epoch. Same bytes in two splits are reported as possible le
 from __future__ import annotations
 
 import hashlib
+import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ class DecodeReport:
     leak_examples: list[str] = field(default_factory=list)
     decoded_mb: float = 0.0
     kept_in_memory: bool = False
+    seconds: float = 0.0
 
 
 def _resize_shorter(image: np.ndarray, shorter: int | None) -> np.ndarray:
@@ -96,6 +98,7 @@ def decode_splits(
     from tqdm.auto import tqdm
 
     report = DecodeReport()
+    started = time.perf_counter()
     decoded: dict[str, tuple[list, list[int], list[str], list[str]]] = {}
     hashes: dict[str, set[str]] = {}
     jobs = {name: _files(getattr(splits, name)) for name in SPLITS if getattr(splits, name) is not None}
@@ -125,6 +128,7 @@ def decode_splits(
         common = hashes.get(a, set()) & hashes.get(b, set())
         if common:
             report.leaks[f"{a}/{b}"] = len(common)
+    report.seconds = time.perf_counter() - started
     report.decoded_mb = sum(a.nbytes for arrays, *_ in decoded.values() for a in arrays) / 2**20
     for name, (arrays, targets, names, classes) in decoded.items():
         if not arrays:

@@ -99,6 +99,7 @@ def _train(
         atomic_write(run.path / "skipped_images.txt", lambda fh: fh.write(text.encode()))
     if report.leaks:
         summary["leakage"] = report.leaks
+    summary["decode_seconds"] = report.seconds
     summary["wall_seconds"] = time.perf_counter() - started
     run.write_json(run.summary_file, summary)
     log(format_summary(summary, run))

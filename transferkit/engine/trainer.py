@@ -194,12 +194,14 @@ class Trainer:
         """The whole model, or the head on cached features; wrapped in DistributedDataParallel
         (built after freezing, so it syncs just the trainable parameters) across processes."""
         module: nn.Module = self.model if state.train_cache is None else HeadOnly(self.model)
-        if not self.dist.enabled:
-            return module
-        from torch.nn.parallel import DistributedDataParallel
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
 
-        device_ids = [self.prepared.runtime.device.index] if self.prepared.runtime.device.type == "cuda" else None
-        return DistributedDataParallel(module, device_ids=device_ids, broadcast_buffers=False)
+            device_ids = [self.prepared.runtime.device.index] if self.prepared.runtime.device.type == "cuda" else None
+            module = DistributedDataParallel(module, device_ids=device_ids, broadcast_buffers=False)
+        if self.prepared.recipe.train.compile:
+            module = torch.compile(module)  # after DDP, as PyTorch recommends
+        return module
 
     def _run_phase(self, plan: PhasePlan, resume: dict[str, Any] | None) -> None:
         r = self.prepared.recipe
