@@ -1,0 +1,59 @@
+"""torchvision's ImageNet checkpoints for these architectures, and how a factory loads one.
+
+Every backbone here has torchvision's parameter and buffer names, so torchvision's
+``IMAGENET1K_V1`` files load as they are, after ``adapt_state_dict`` has dropped the ImageNet
+classifier. transferkit normally resolves these URLs itself (torch hub cache, then a download);
+``load_imagenet`` is the factories' own ``pretrained=True`` path for use without transferkit.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+# the normalisation and input size the ImageNet checkpoints were trained with
+IMAGENET_CONFIG = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225), "input_size": (3, 224, 224)}
+
+TORCHVISION = "https://download.pytorch.org/models/"
+# torchvision.models.<Arch>_Weights.IMAGENET1K_V1.url (torchvision 0.29). The hex in a file name
+# is the start of the file's sha256, which torch.hub checks. V1, not V2: V2 exists only for some
+# of these architectures (resnext101_64x4d has V1 only), and V1 is the original recipe.
+IMAGENET1K_V1 = {
+    "resnet18": TORCHVISION + "resnet18-f37072fd.pth",
+    "resnet34": TORCHVISION + "resnet34-b627a593.pth",
+    "resnet50": TORCHVISION + "resnet50-0676ba61.pth",
+    "resnet101": TORCHVISION + "resnet101-63fe2227.pth",
+    "resnet152": TORCHVISION + "resnet152-394f9c45.pth",
+    "resnext50_32x4d": TORCHVISION + "resnext50_32x4d-7cdf4587.pth",
+    "resnext101_32x8d": TORCHVISION + "resnext101_32x8d-8ba56ff5.pth",
+    "resnext101_64x4d": TORCHVISION + "resnext101_64x4d-173b62eb.pth",
+    "densenet121": TORCHVISION + "densenet121-a639ec97.pth",
+    "densenet161": TORCHVISION + "densenet161-8d451a50.pth",
+    "densenet169": TORCHVISION + "densenet169-b2777c0a.pth",
+    "densenet201": TORCHVISION + "densenet201-c1103571.pth",
+}
+
+
+def load_imagenet(model: nn.Module, name: str) -> nn.Module:
+    """Load torchvision's ImageNet weights for ``name`` into ``model`` (download or torch hub
+    cache; ``weights_only=True``, so the file cannot run code; sha256 prefix checked)."""
+    state = torch.hub.load_state_dict_from_url(
+        IMAGENET1K_V1[name], map_location="cpu", check_hash=True, weights_only=True
+    )
+    model.load_state_dict(model.adapt_state_dict(state), strict=True)
+    return model
+
+
+def fill_batch_counters(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Give every BatchNorm whose statistics ``state`` holds a ``num_batches_tracked`` of 0 if it
+    has none: files saved before PyTorch 0.4.1 (torchvision's old DenseNet files, which also
+    use the old "norm.1" names) lack the counter. BatchNorm itself fills it in the same way, but
+    only inside ``load_state_dict``, after transferkit has already reported it missing. The
+    counter only matters with ``momentum=None`` (a cumulative average), which is not used here."""
+    out = dict(state)
+    for name, module in model.named_modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.track_running_stats:
+            prefix = f"{name}." if name else ""
+            if prefix + "running_mean" in out and prefix + "num_batches_tracked" not in out:
+                out[prefix + "num_batches_tracked"] = torch.tensor(0, dtype=torch.long)
+    return out
