@@ -24,6 +24,10 @@ def _parser() -> argparse.ArgumentParser:
     va.add_argument("recipe")
     va.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
+    pl = sub.add_parser("plan", help="per phase: trainable parameters, learning rates, BN mode, augmentations, averager")
+    pl.add_argument("recipe")
+    pl.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+
     sub.add_parser("plugins", help="installed plugins: name, version, hooks, status")
 
     ls = sub.add_parser("list", help="registered components of one kind")
@@ -103,6 +107,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    from .engine.plan import format_plan, plan_recipe
+    from .recipe_loading import load_recipe
+
+    print(format_plan(plan_recipe(load_recipe(args.recipe, args.overrides))))
+    return 0
+
+
 def cmd_plugins(args: argparse.Namespace) -> int:
     from .plugins import get_plugins
 
@@ -168,6 +180,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
 COMMANDS = {
     "finetune": cmd_finetune,
     "validate": cmd_validate,
+    "plan": cmd_plan,
     "plugins": cmd_plugins,
     "list": cmd_list,
     "evaluate": cmd_evaluate,

@@ -25,6 +25,7 @@ from .loop import StepSettings, predict_probs, train_epoch
 from .metrics import classification_metrics
 from .optim import build_optimizer, cosine_with_warmup
 from .run_dir import PHASE_ORDER, RunDir
+from ..recipe import Recipe
 from .setup import Prepared
 
 
@@ -40,8 +41,9 @@ class PhasePlan:
     cycles: int = 1
 
 
-def phase_plans(prepared: Prepared) -> list[PhasePlan]:
-    p = prepared.recipe.phases
+def phase_plans(recipe: Recipe) -> list[PhasePlan]:
+    """The recipe's two phases, in order."""
+    p = recipe.phases
     return [
         PhasePlan("extract", 0, p.extract.epochs, p.extract.lr, p.extract.warmup_epochs),
         PhasePlan("finetune", 1, p.finetune.epochs, p.extract.lr * p.finetune.lr_ratio, p.finetune.warmup_epochs,
@@ -141,7 +143,7 @@ class Trainer:
             self.summary = json.loads(resume["summary_json"])
             if self.dist.is_main:
                 self.run.truncate_metrics(resume["phase"], int(resume["epoch"]))
-        for plan in phase_plans(self.prepared):
+        for plan in phase_plans(self.prepared.recipe):
             if plan.epochs == 0:
                 continue
             if resume is not None and PHASE_ORDER[plan.name] < PHASE_ORDER[resume["phase"]]:

@@ -1,0 +1,74 @@
+"""``transferkit plan``: what each phase will train, at which learning rates, without training."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..models.freezing import trainable_parameter_count
+from ..recipe import Recipe
+from .averaging import averaged_phase
+from .optim import build_optimizer
+from .setup import build_model, build_splits
+from .trainer import configure_phase, phase_plans
+
+
+def plan_recipe(recipe: Recipe) -> dict[str, Any]:
+    """Per phase: epochs, trainable parameters, each optimizer group's LR and weight decay, the
+    BatchNorm mode, the augmentations and the averager. Builds the model; reads no image."""
+    splits = build_splits(recipe)
+    model = build_model(recipe, splits.classes)
+    phases = []
+    for plan in phase_plans(recipe):
+        entry: dict[str, Any] = {"phase": plan.name, "epochs": plan.epochs}
+        if plan.epochs:
+            configure_phase(model, plan)
+            optimizer = build_optimizer(model, plan.lr, recipe.train)
+            entry.update(
+                trainable_parameters=trainable_parameter_count(model),
+                total_parameters=sum(p.numel() for p in model.parameters()),
+                groups=[
+                    {"name": g["name"], "lr": g["lr"], "weight_decay": g["weight_decay"], "parameters": sum(p.numel() for p in g["params"])}
+                    for g in optimizer.param_groups
+                ],
+                bn="eval" if model.bn_eval else "train",
+                unfreeze=plan.unfreeze if plan.name == "finetune" else "none (backbone frozen)",
+                feature_cache=plan.name == "extract" and recipe.phases.extract.cache_features,
+                batch_augmentations=[s.name for s in recipe.augment.batch]
+                if not (plan.name == "extract" and recipe.phases.extract.cache_features) else [],
+                cycles=plan.cycles,
+            )
+            entry["averager"] = recipe.averaging.name if recipe.averaging and averaged_phase(recipe) == plan.name else None
+        phases.append(entry)
+    return {
+        "classes": len(splits.classes),
+        "train_images": len(splits.train),
+        "image_augmentations": [s.name for s in recipe.augment.image],
+        "stages": len(model.stages()),
+        "phases": phases,
+    }
+
+
+def format_plan(plan: dict[str, Any]) -> str:
+    lines = [f"{plan['train_images']} training images, {plan['classes']} classes; backbone stages: {plan['stages']};"
+             f" image augmentations: {', '.join(plan['image_augmentations']) or 'none'}"]
+    for p in plan["phases"]:
+        if not p["epochs"]:
+            lines.append(f"{p['phase']}: 0 epochs (skipped)")
+            continue
+        groups = "; ".join(f"{g['name']} {g['parameters']:,} params lr {g['lr']:g} wd {g['weight_decay']:g}" for g in p["groups"])
+        lines.append(
+            f"{p['phase']}: {p['epochs']} epochs, {p['trainable_parameters']:,} of {p['total_parameters']:,} parameters train"
+            f" (unfreeze {p['unfreeze']}), BN {p['bn']}; groups: {groups}"
+        )
+        extras = []
+        if p["feature_cache"]:
+            extras.append("head trains on cached backbone features")
+        if p["batch_augmentations"]:
+            extras.append("batch augmentations " + ", ".join(p["batch_augmentations"]))
+        if p["averager"]:
+            extras.append(f"averager {p['averager']}")
+        if p["cycles"] > 1:
+            extras.append(f"{p['cycles']} cosine cycles with snapshots")
+        if extras:
+            lines.append("    " + "; ".join(extras))
+    return "\n".join(lines)
