@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt $(wildcard plugins/*/pyprojec
 	$(PIP) install -q --upgrade pip
 	# torch first, pinned, so no other requirement can pull a different build
 	$(PIP) install -q $(PIN) torch torchvision
-	$(PIP) install -q $(PIN) -e . $(addprefix -e ,$(PLUGIN_DIRS))
+	$(PIP) install -q $(PIN) -e ".[export,tensorboard]" $(addprefix -e ,$(PLUGIN_DIRS))
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed

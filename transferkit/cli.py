@@ -44,8 +44,19 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
     pr.add_argument("--top-k", type=int, default=1, metavar="K")
     _ensemble_and_tta(pr)
+    _workbench_commands(sub)
     _plugin_commands(sub)
     return parser
+
+
+def _workbench_commands(sub: argparse._SubParsersAction) -> None:
+    """check, lr-find, sweep, report, export: each module of ``transferkit.workbench`` adds one."""
+    from .workbench import command_modules
+
+    for module in command_modules():
+        parser = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
+        module.add_arguments(parser)
+        parser.set_defaults(workbench_run=module.run)
 
 
 def _plugin_commands(sub: argparse._SubParsersAction) -> None:
@@ -53,7 +64,7 @@ def _plugin_commands(sub: argparse._SubParsersAction) -> None:
     from .plugins import registry
 
     for entry in registry("command").entries():
-        if entry.name in COMMANDS:
+        if entry.name in COMMANDS or entry.name in sub.choices:
             continue
         parser = sub.add_parser(entry.name, help=f"{entry.description} [plugin {entry.provider}]")
         entry.factory(parser)
@@ -198,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
 
     try:
-        run = getattr(args, "plugin_run", None) or COMMANDS[args.command]
+        run = getattr(args, "workbench_run", None) or getattr(args, "plugin_run", None) or COMMANDS[args.command]
         return int(run(args) or 0)
     except TransferkitError as exc:
         print(f"transferkit: error: {exc}", file=sys.stderr)
