@@ -55,7 +55,8 @@ class TrainedModel(_Predictor):
     """A finished run's classifier with its evaluation preprocessing and class names."""
 
     def __init__(self, model: Classifier, manifest: dict[str, Any], run_dir: Path | None = None) -> None:
-        self.model = model.eval()
+        # NHWC: oneDNN's (and cuDNN's) convolutions run faster on it, the results are the same
+        self.model = model.eval().to(memory_format=torch.channels_last)
         self.manifest = manifest
         self.run_dir = run_dir
         pre = manifest["preprocessing"]
@@ -88,13 +89,17 @@ class TrainedModel(_Predictor):
         device = next(self.model.parameters()).device
         out = []
         for image in images if policy is not None else []:
-            views = torch.stack(self._views(image, policy)).to(device)
+            views = _nhwc(torch.stack(self._views(image, policy)).to(device))
             out.append(self.model(views).float().softmax(-1).mean(0, keepdim=True).cpu())
         if policy is None:
             for i in range(0, len(images), batch_size):
-                batch = torch.stack([t for im in images[i : i + batch_size] for t in self._views(im, None)]).to(device)
+                batch = _nhwc(torch.stack([t for im in images[i : i + batch_size] for t in self._views(im, None)]).to(device))
                 out.append(self.model(batch).float().softmax(-1).cpu())
         return torch.cat(out).numpy() if out else np.zeros((0, len(self.classes)), dtype=np.float32)
+
+
+def _nhwc(batch: torch.Tensor) -> torch.Tensor:
+    return batch.contiguous(memory_format=torch.channels_last)
 
 
 class Ensemble(_Predictor):
