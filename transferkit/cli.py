@@ -129,9 +129,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_plugins(args: argparse.Namespace) -> int:
     from .plugins import get_plugins
 
-    rows = [(i.name, i.version or "-", ", ".join(i.hooks) or "-", i.status + (f": {i.error}" if i.error else ""))
+    rows = [(i.name, i.distribution or "-", i.version or "-", ", ".join(i.hooks) or "-", i.status + (f": {i.error}" if i.error else ""))
             for i in get_plugins().info.values()]
-    _table(("plugin", "version", "hooks", "status"), rows)
+    _table(("plugin", "package", "version", "hooks", "status"), rows)
     return 0
 
 
