@@ -1,0 +1,131 @@
+"""What ``transferkit lr-find`` writes: the plot (loss against LR, log x, the suggestion marked),
+the (lr, loss) data as CSV and JSON. The default folder follows the run-directory convention,
+``runs/<name>/lr-find-<timestamp>``; it is filled under a temporary name and renamed into place,
+so a crash leaves no half-written folder (and an existing ``--output`` gets each file atomically)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..engine.checkpoint import atomic_write
+
+if TYPE_CHECKING:
+    from ..recipe import Recipe
+    from .lr_find import LRFindResult
+
+PLOT, CSV, JSON = "lr_find.png", "lr_find.csv", "lr_find.json"
+
+
+def default_folder(recipe: "Recipe") -> Path:
+    """``runs/<name>/lr-find-<timestamp>``, with a suffix when that exists already."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = Path("runs") / recipe.name / f"lr-find-{stamp}"
+    suffix = 1
+    while path.exists():
+        suffix += 1
+        path = Path("runs") / recipe.name / f"lr-find-{stamp}-{suffix}"
+    return path
+
+
+def write_outputs(result: "LRFindResult", folder: Path, recipe: "Recipe") -> Path:
+    """Write the three files into ``folder`` (created whole when it does not exist yet)."""
+    files = {CSV: csv_text(result).encode(), JSON: (json.dumps(summary(result, recipe), indent=2) + "\n").encode(),
+             PLOT: plot_png(result, recipe)}
+    if folder.exists():
+        for name, data in files.items():
+            atomic_write(folder / name, lambda fh, data=data: fh.write(data))
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = folder.parent / f".{folder.name}.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        for name, data in files.items():
+            atomic_write(staging / name, lambda fh, data=data: fh.write(data))
+        os.replace(staging, folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return folder
+
+
+def csv_text(result: "LRFindResult") -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["step", "lr", "loss", "smoothed_loss"])
+    t = result.trace
+    for i, (lr, loss, smooth) in enumerate(zip(t.lrs, t.losses, t.smoothed)):
+        writer.writerow([i + 1, repr(lr), repr(loss), repr(smooth)])
+    return out.getvalue()
+
+
+def summary(result: "LRFindResult", recipe: "Recipe") -> dict:
+    from .lr_find import BETA, DIVERGENCE_FACTOR
+
+    t = result.trace
+    return {
+        "format": "transferkit.lr_find", "version": 1, "recipe": recipe.name, "phase": result.phase,
+        "start": t.lrs[0], "end_reached": t.lrs[-1], "steps_planned": t.planned, "steps_run": len(t.lrs),
+        "beta": BETA, "divergence_factor": DIVERGENCE_FACTOR, "stopped_early": t.stopped,
+        "suggestion": {"lr": result.suggestion, "method": "steepest descent of the smoothed loss vs log10(lr)",
+                       "minimum_lr": result.minimum, "minimum_over_10": result.min_over_10},
+        "recipe_key": result.recipe_key, "recipe_value": result.recipe_value,
+        "points": [{"lr": lr, "loss": _finite(loss), "smoothed_loss": _finite(s)} for lr, loss, s in zip(t.lrs, t.losses, t.smoothed)],
+    }
+
+
+def _finite(x: float) -> float | None:
+    return x if x == x and abs(x) != float("inf") else None  # JSON has no NaN
+
+
+def plot_png(result: "LRFindResult", recipe: "Recipe") -> bytes:
+    """Raw and smoothed loss against LR (log x), the suggestion and the minimum marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from .lr_find import BETA, zero_lag
+
+    t = result.trace
+    lrs, raw, smooth = np.asarray(t.lrs), np.asarray(t.losses, dtype=float), np.asarray(t.smoothed, dtype=float)
+    level = zero_lag(t)
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    ax.plot(lrs, raw, color="0.7", lw=0.8, label="loss (each batch)")
+    ax.plot(lrs, smooth, color="C0", lw=2, label=f"smoothed loss (EMA, beta {BETA:g}, bias-corrected)")
+    ax.plot(lrs, level, color="C1", lw=1.2, ls="--", label="smoothed without lag (for the suggestion)")
+    at = lambda lr: float(np.interp(np.log(lr), np.log(lrs), level))  # noqa: E731
+    ax.axvline(result.suggestion, color="C3", ls="--", lw=1)
+    ax.plot([result.suggestion], [at(result.suggestion)], "o", color="C3", ms=8,
+            label=f"suggested {result.suggestion:.2g} (steepest descent)")
+    ax.plot([result.minimum], [at(result.minimum)], "v", color="C2", ms=8,
+            label=f"minimum at {result.minimum:.2g} (/10 = {result.min_over_10:.2g})")
+    if t.stopped:
+        ax.axvline(lrs[-1], color="0.4", ls=":", lw=1, label="stopped: smoothed loss > 4x its best")
+    finite = smooth[np.isfinite(smooth)]
+    if finite.size:
+        low = float(min(finite.min(), np.nanmin(level)))
+        high = max(float(min(finite.max(), 4 * finite.min())), float(finite[0]))
+        pad = 0.08 * max(high - low, 1e-3)
+        ax.set_ylim(low - pad, high + pad)
+    ax.set_xscale("log")
+    what = "finetune base learning rate" if result.phase == "finetune" else "learning rate"
+    ax.set_xlabel(f"{what} (log scale)")
+    ax.set_ylabel("training loss")
+    ax.set_title(f"{recipe.name}: LR range test, phase {result.phase} — set {result.recipe_key} = {result.recipe_value:.2g}",
+                 fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return buffer.getvalue()
