@@ -130,6 +130,8 @@ class TrainConfig(_Strict):
     checkpoint_every_steps: NonNegInt = 0
     # keep the N best epochs' weights (checkpoints/epoch-*.safetensors + index.json)
     keep_checkpoints: NonNegInt = 0
+    # "balanced": per-class loss weights n_samples / (n_classes * n_c) (scikit-learn), both phases
+    class_weights: Literal["none", "balanced"] = "none"
 
     @field_validator("device")
     @classmethod

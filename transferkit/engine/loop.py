@@ -26,11 +26,22 @@ class StepSettings:
     grad_clip: float = 0.0
     # called after each optimizer step with {"step": k (1-based), "lr": the LR used, "loss": ...}
     on_step: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
+    # per-class loss weights [C] on the training device (train.class_weights), or None
+    class_weights: torch.Tensor | None = None
 
 
-def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy against probability targets ``[N, C]`` (one-hot, smoothed or mixed)."""
-    return -(targets * F.log_softmax(logits.float(), dim=-1)).sum(dim=-1).mean()
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, class_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy against probability targets ``[N, C]`` (one-hot, smoothed or mixed).
+
+    With ``class_weights`` ``w`` each sample's loss is weighted by ``sum_c target_c * w_c`` (its
+    target's share of each class) and the sum is divided by the batch's total weight: for one-hot
+    targets exactly ``F.cross_entropy(logits, labels, weight=w)``; smoothed or mixed targets
+    weigh a sample by the classes it stands for."""
+    per_sample = -(targets * F.log_softmax(logits.float(), dim=-1)).sum(dim=-1)
+    if class_weights is None:
+        return per_sample.mean()
+    sample_weights = targets.float() @ class_weights.float()
+    return (per_sample * sample_weights).sum() / sample_weights.sum()
 
 
 def make_targets(labels: torch.Tensor, num_classes: int, smoothing: float) -> torch.Tensor:
@@ -66,7 +77,7 @@ def train_epoch(
             inputs, targets = aug(inputs, targets)
         with runtime.autocast():
             logits = forward(inputs)
-        loss = soft_cross_entropy(logits, targets)
+        loss = soft_cross_entropy(logits, targets, settings.class_weights)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"{where}, step {first_step + step + 1}: the loss is {loss.item()}; lower the learning rate or check"

@@ -17,6 +17,7 @@ from ..data.sources import ImageSet
 from ..models.freezing import freeze_backbone, trainable_parameter_count, unfreeze_backbone
 from .averaging import RunAverager, averaged_phase
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .class_weights import describe_class_weights, recipe_class_weights, weights_tensor
 from .distributed import DistContext
 from .export import export_prepared
 from .feature_cache import FeatureCache, phase1_caches
@@ -95,6 +96,7 @@ class Trainer:
         self.keeper = CheckpointKeeper(self.run, r.train.keep_checkpoints)
         self.averager: RunAverager | None = None
         self.summary: dict[str, Any] = {"phases": {}}
+        self.class_weights = recipe_class_weights(r, self.prepared.splits.train.targets, self.prepared.splits.classes)
 
     @property
     def best_top1(self) -> float:
@@ -143,6 +145,10 @@ class Trainer:
             self.summary = json.loads(resume["summary_json"])
             if self.dist.is_main:
                 self.run.truncate_metrics(resume["phase"], int(resume["epoch"]))
+        if self.class_weights is not None:
+            splits = self.prepared.splits
+            self.log(describe_class_weights(self.class_weights, splits.classes, splits.train.targets))
+            self.summary["class_weights"] = dict(zip(splits.classes, self.class_weights.tolist()))
         for plan in phase_plans(self.prepared.recipe):
             if plan.epochs == 0:
                 continue
@@ -214,6 +220,7 @@ class Trainer:
             label_smoothing=r.train.label_smoothing,
             batch_augs=() if phase.train_cache is not None else self.prepared.batch_augs,
             grad_clip=r.train.grad_clip,
+            class_weights=weights_tensor(self.class_weights, self.prepared.runtime.device),
         )
         for epoch in range(start_epoch, plan.epochs):
             settings.on_step = [self._step_callback(phase, epoch, start_step)]
