@@ -132,6 +132,8 @@ class TrainConfig(_Strict):
     keep_checkpoints: NonNegInt = 0
     # "balanced": per-class loss weights n_samples / (n_classes * n_c) (scikit-learn), both phases
     class_weights: Literal["none", "balanced"] = "none"
+    # scalars (step loss and LR, epoch loss and accuracy, per phase) in RUN_DIR/tensorboard/
+    tensorboard: bool = False
 
     @field_validator("device")
     @classmethod

@@ -17,6 +17,7 @@ from .runtime import resolve_runtime
 from .plots import plot_confusion, plot_curves
 from .run_dir import RunDir
 from .setup import Prepared, prepare
+from .tensorboard_sink import require_tensorboard, tensorboard_sink
 from .trainer import Trainer, resume_state
 
 
@@ -46,6 +47,7 @@ def run_recipe(
     log: Callable[[str], None] = print,
 ) -> RunResult:
     started = time.perf_counter()
+    require_tensorboard(recipe)
     dist = init_distributed(resolve_runtime(recipe.train).device.type)
     if not dist.is_main:
         log = _silent
@@ -83,8 +85,9 @@ def _train(
         f"{len(prepared.splits.test or [])} test images, {len(prepared.splits.classes)} classes; "
         f"backbone {recipe.backbone.name} ({prepared.model.backbone.weights_origin}); device {prepared.runtime.describe()}"
     )
-    trainer = Trainer(prepared, run, on_step=list(on_step or []), log=log, dist=dist)
-    summary = trainer.fit(checkpoint)
+    with tensorboard_sink(recipe, run, enabled=dist.is_main) as tensorboard_steps:
+        trainer = Trainer(prepared, run, on_step=list(on_step or []) + tensorboard_steps, log=log, dist=dist)
+        summary = trainer.fit(checkpoint)
     final_model = trainer.averager.module if trainer.averager is not None else trainer.model
     if "test" not in summary and prepared.splits.val is not None:  # collective: every rank evaluates
         summary["val"] = trainer.evaluate(prepared.splits.val, "val", model=final_model)

@@ -8,7 +8,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import tomli_w
 
@@ -24,6 +24,8 @@ class RunDir:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        # called with each record appended to metrics.jsonl (e.g. the TensorBoard sink)
+        self.observers: list[Callable[[dict[str, Any]], None]] = []
 
     @classmethod
     def create(cls, recipe: Recipe, output: str | Path | None = None) -> "RunDir":
@@ -112,6 +114,8 @@ class RunDir:
         with open(self.metrics_file, "a") as fh:
             fh.write(json.dumps(record, sort_keys=True) + "\n")
             fh.flush()
+        for observe in self.observers:
+            observe(record)
 
     def read_metrics(self) -> list[dict[str, Any]]:
         if not self.metrics_file.exists():
