@@ -1,0 +1,184 @@
+"""transferkit export: ONNX and TorchScript files that match the run's PyTorch classifier within
+1e-4 (at other batch sizes too when the batch is dynamic), a manifest beside them that records
+the preprocessing, and one-line errors that leave nothing behind."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import transferkit
+from transferkit.cli import main
+from transferkit.engine.export import export_model, load_classifier
+from transferkit.errors import TransferkitError
+from transferkit.models.backbone import create_backbone
+from transferkit.models.classifier import Classifier
+from transferkit.plugins import get_plugins, module_plugin
+from transferkit.workbench import export_backends
+from transferkit.workbench.export_formats import TOLERANCE, export_run
+
+from ..conftest import tiny_factory, write_image_folder
+
+ort = pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory):
+    """One finished tiny run (tiny/cnn, 32 px, 3 classes) shared by the module's tests."""
+    plugins = get_plugins()
+    name = plugins.register(module_plugin(register_backbones=lambda register: register("tiny/cnn", tiny_factory)), "tiny-export-test")
+    root = tmp_path_factory.mktemp("export")
+    images = write_image_folder(root / "images", {"train": 8, "test": 2})
+    recipe = {
+        "name": "tiny-export",
+        "data": {"source": "imagefolder", "root": str(images), "image_size": 32, "batch_size": 8, "val_fraction": 0.25},
+        "backbone": {"name": "tiny/cnn", "weights": "none", "head_dropout": 0.2},
+        "phases": {"extract": {"epochs": 1, "lr": 0.05}, "finetune": {"epochs": 1}},
+    }
+    yield transferkit.finetune(recipe, output=root / "run", quiet=True).run_dir
+    plugins.unregister(name)
+
+
+def _pytorch_logits(run: Path, batch: torch.Tensor) -> np.ndarray:
+    model, _ = load_classifier(run)
+    with torch.no_grad():
+        return model(batch).numpy()
+
+
+def _batch(n: int, size: int = 32, seed: int = 1) -> torch.Tensor:
+    return torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def test_onnx_with_a_dynamic_batch_matches_pytorch_at_other_batch_sizes(run_dir, tmp_path):
+    result = export_run(run_dir, "onnx", output=tmp_path / "m.onnx")
+    assert result.path == tmp_path / "m.onnx" and result.manifest_path == tmp_path / "m.onnx.json"
+    assert result.max_abs_diff <= TOLERANCE and result.checked_batches == [2, 5] and result.real_images > 0
+
+    session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+    (inp,), (out,) = session.get_inputs(), session.get_outputs()
+    assert (inp.name, out.name, inp.type) == ("images", "logits", "tensor(float)")
+    assert inp.shape[1:] == [3, 32, 32] and isinstance(inp.shape[0], str)
+    for n in (1, 3, 7):
+        batch = _batch(n, seed=n)
+        got = session.run(["logits"], {"images": batch.numpy()})[0]
+        assert got.shape == (n, 3)
+        assert np.abs(got - _pytorch_logits(run_dir, batch)).max() < 1e-4
+
+
+def test_the_manifest_beside_the_export_records_input_output_preprocessing_and_classes(run_dir, tmp_path):
+    result = export_run(run_dir, "onnx", output=tmp_path / "m.onnx")
+    written = json.loads(result.manifest_path.read_text())
+    run_manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert written["format"] == "onnx" and written["file"] == "m.onnx" and written["opset"] >= 18
+    assert written["input"] == {
+        "name": "images", "shape": ["batch", 3, 32, 32], "dtype": "float32", "layout": "NCHW",
+        "values": "RGB, pixel / 255, then (x - mean) / std per channel, after the preprocessing below",
+    }
+    assert written["output"]["shape"] == ["batch", 3] and "logits" in written["output"]["meaning"]
+    assert {k: v for k, v in written["preprocessing"].items() if k != "interpolation"} == run_manifest["preprocessing"]
+    assert written["preprocessing"]["mean"] == [0.5, 0.5, 0.5] and written["preprocessing"]["center_crop"] == 32
+    assert written["classes"] == ["blue", "green", "red"]
+    check = written["verification"]
+    assert check["tolerance"] == TOLERANCE and 0 <= check["max_abs_diff"] <= TOLERANCE and check["top1_agreement"] == 1.0
+    import hashlib
+
+    assert written["sha256"] == hashlib.sha256(result.path.read_bytes()).hexdigest()
+    assert transferkit.load(run_dir).classes == written["classes"]  # the run's own manifest still loads
+
+
+def test_onnx_with_a_fixed_batch_size(run_dir, tmp_path):
+    result = export_run(run_dir, "onnx", output=tmp_path / "fixed.onnx", batch_size=4)
+    session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].shape == [4, 3, 32, 32]
+    assert result.manifest["input"]["shape"] == [4, 3, 32, 32] and result.checked_batches == [4]
+    batch = _batch(4)
+    assert np.abs(session.run(None, {"images": batch.numpy()})[0] - _pytorch_logits(run_dir, batch)).max() < 1e-4
+
+
+def test_torchscript_matches_pytorch_and_defaults_into_the_run_directory(run_dir, capsys):
+    assert main(["export", str(run_dir), "--format", "torchscript"]) == 0
+    out = capsys.readouterr().out
+    assert "max abs difference" in out and "tolerance 0.0001" in out
+    path = run_dir / "model.torchscript.pt"
+    module = torch.jit.load(str(path))
+    for n in (2, 6):
+        batch = _batch(n, seed=10 + n)
+        with torch.no_grad():
+            got = module(batch).numpy()
+        assert np.abs(got - _pytorch_logits(run_dir, batch)).max() < 1e-4
+    assert json.loads((run_dir / "model.torchscript.pt.json").read_text())["format"] == "torchscript"
+    path.unlink()
+    (run_dir / "model.torchscript.pt.json").unlink()
+
+
+def test_an_export_that_does_not_match_fails_and_writes_nothing(run_dir, tmp_path, monkeypatch):
+    real_runner = export_backends.torchscript_runner
+
+    def off_by_a_little(data: bytes):
+        run, what = real_runner(data)
+        return (lambda images: run(images) + 1e-3), what
+
+    monkeypatch.setattr(export_backends, "torchscript_runner", off_by_a_little)
+    target = tmp_path / "bad.pt"
+    with pytest.raises(TransferkitError, match=r"bad\.pt: the torchscript export differs from PyTorch by 0\.001"):
+        export_run(run_dir, "torchscript", output=target)
+    assert list(tmp_path.iterdir()) == []
+
+
+def _copy(run_dir: Path, to: Path) -> Path:
+    shutil.copytree(run_dir, to, ignore=shutil.ignore_patterns("*.onnx*", "*.pt*", "checkpoints"))
+    return to
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda run: (run / "model.safetensors").write_bytes((run / "model.safetensors").read_bytes()[:200]), r"model\.safetensors: cannot be loaded"),
+        (lambda run: (run / "model.safetensors").unlink(), r"no model\.safetensors; the run did not finish"),
+        (lambda run: (run / "manifest.json").write_text('{"format": "transferkit.cla'), r"manifest\.json: not a valid transferkit manifest"),
+        (lambda run: (run / "manifest.json").unlink(), r"no manifest\.json"),
+    ],
+    ids=["truncated-weights", "no-weights", "cut-manifest", "no-manifest"],
+)
+def test_a_corrupt_or_unfinished_run_is_one_line_and_leaves_nothing(run_dir, tmp_path, capsys, damage, message):
+    run = _copy(run_dir, tmp_path / "run")
+    damage(run)
+    before = sorted(p.name for p in run.iterdir())
+    assert main(["export", str(run), "--format", "onnx"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("transferkit: error: ")
+    assert __import__("re").search(message, err), err
+    assert sorted(p.name for p in run.iterdir()) == before
+
+
+def test_option_errors_are_one_line(run_dir, tmp_path, capsys):
+    assert main(["export", str(run_dir), "--format", "torchscript", "--opset", "17"]) == 1
+    assert "--opset 17: applies to --format onnx only" in capsys.readouterr().err
+    assert main(["export", str(run_dir), "--format", "onnx", "--batch-size", "0"]) == 1
+    assert "--batch-size 0: must be at least 1" in capsys.readouterr().err
+    assert main(["export", str(tmp_path / "nowhere"), "--format", "onnx"]) == 1
+    assert "no such run directory" in capsys.readouterr().err
+
+
+def _untrained_run(backbone: str, weights: str, folder: Path, size: int) -> Path:
+    """A run directory as a finished run leaves it, for a real backbone (no training needed)."""
+    model = Classifier(create_backbone(backbone, weights=weights), ["a", "b", "c", "d"], dropout=0.2).eval()
+    export_model(model, folder, backbone={"name": backbone, "weights": weights, "params": {}}, preprocessing={
+        "image_size": size, "resize_shorter_side": int(round(size / 0.875)), "center_crop": size,
+        "mean": list(model.data_config["mean"]), "std": list(model.data_config["std"]), "channels": "RGB", "scale": "pixel / 255",
+    })
+    return folder
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backbone, weights", [("timm/efficientnet_lite0", "imagenet"), ("resnet18", "none")])
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_real_backbones_export_within_tolerance(backbone, weights, fmt, tmp_path):
+    run = _untrained_run(backbone, weights, tmp_path / "run", 96)
+    result = export_run(run, fmt)
+    assert result.max_abs_diff <= TOLERANCE and result.path.is_file()
