@@ -93,8 +93,9 @@ def summary_rows(content: Any) -> list[tuple[str, str]]:
     for name in ("test", "val"):
         final = s.get(name)
         if final:
-            figures = ", ".join(f"{k} {v:.4f}" for k, v in final.items() if k.startswith("top") or k in ("macro_f1", "loss"))
-            rows.append((f"final model, {name}", f"{figures} on {final.get('n', '?')} images"))
+            shown = sorted(k for k in final if k.startswith("top")) + [k for k in ("macro_f1", "loss") if k in final]
+            figures = ", ".join(f"{k} {final[k]:.4f}" for k in shown)
+            rows.append((f"final model, {name} (at training time)", f"{figures} on {final.get('n', '?')} images"))
     if s.get("averager"):
         rows.append(("averaging", f"{s['averager']} (raw weights: test top-1 {s.get('test_raw', {}).get('top1', float('nan')):.4f})"))
     if "best_val_or_train_top1" in s:
@@ -105,7 +106,9 @@ def summary_rows(content: Any) -> list[tuple[str, str]]:
     rows += [("train/test duplicates", str(len(s["leakage"])))] if s.get("leakage") else []
     n = len(pred.targets)
     accuracy = float((pred.preds == pred.targets).mean()) if n else float("nan")
-    rows.append(("this report's predictions", f"{pred.where}: top-1 {accuracy:.4f}, {int((pred.preds != pred.targets).sum())} wrong of {n}"))
+    rows.append(("this report's predictions", f"{pred.where}: top-1 {accuracy:.4f}, {int((pred.preds != pred.targets).sum())} wrong"
+                 f" of {n} (the exported model on the image files, as transferkit evaluate computes it; the training-time"
+                 " figure came from the decoded-image cache and can differ by an image or two)"))
     return rows
 
 
