@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import transferkit
 import transferkit.engine.optim as optim
 import transferkit.workbench.lr_find_outputs as outputs
 from transferkit.cli import main
@@ -61,14 +62,29 @@ def test_a_nan_loss_stops_the_test():
 @pytest.mark.parametrize("centre", [-4.0, -2.5, -1.5])
 def test_the_suggestion_is_near_the_steepest_descent_and_below_the_divergence(centre):
     trace = range_test(sigmoid_loss(centre), exponential_lrs(1e-7, 10.0, 100))
-    steepest, minimum = suggest(trace)
+    steepest, minimum, method = suggest(trace)
+    assert method == "steepest descent"
     assert 10 ** (centre - 0.5) <= steepest <= 10 ** (centre + 0.5)  # within half a decade of the true one
     assert trace.lrs[0] <= steepest < minimum < trace.lrs[-1]
 
 
+def test_a_flat_loss_that_then_rises_suggests_a_tenth_of_where_it_rises():
+    """Finetuning from a trained head: the loss starts at its floor and only rises, from 1e-3 on."""
+    rng = np.random.default_rng(0)
+
+    def loss(lr: float) -> float:
+        return 0.6 + 200.0 * max(0.0, lr - 1e-3) + rng.normal(0.0, 0.04)
+
+    trace = range_test(loss, exponential_lrs(1e-7, 10.0, 100))
+    suggestion, minimum, method = suggest(trace)
+    assert method == "rise / 10"
+    assert 1e-4 / 3 <= suggestion <= 1e-4 * 3
+    assert suggestion < trace.lrs[-1]
+
+
 def test_extract_phase_writes_plot_csv_and_json_in_a_run_folder(tiny_recipe, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    result = lr_find(tiny_recipe, steps=60, log=None)
+    result = transferkit.lr_find(tiny_recipe, steps=60, log=None)
     folder = result.folder
     assert folder.resolve().parent == tmp_path / "runs" / "tiny" and folder.name.startswith("lr-find-")
     assert sorted(p.name for p in folder.iterdir()) == ["lr_find.csv", "lr_find.json", "lr_find.png"]

@@ -13,10 +13,17 @@ while the learning rate grows exponentially from ``--start`` to ``--end``:
 
 The loss is smoothed by an exponential moving average with bias correction (beta = 0.98, as
 fastai), and the test stops once the smoothed loss exceeds 4x the best seen, or is not finite.
-The suggested LR is the one at the steepest descent of the loss against log10(LR), looked for
-up to the minimum (fastai's "steep"), read off the losses smoothed without lag (``zero_lag``:
-the recorded EMA trails the loss by decades of LR and would suggest too high a value); the
-minimum's LR / 10 is reported beside it.
+The suggestion is read off the losses smoothed by a centred rolling median and mean (``level``),
+not off the recorded EMA, which trails the loss by decades of LR and would suggest too high a
+value:
+
+- when the loss clearly falls (by more than ``margin``), the LR at its steepest descent against
+  log10(LR), looked for up to the minimum (fastai's "steep");
+- when it does not (finetuning from a trained head starts at its floor: flat, then rising), a
+  tenth of the LR where it starts to rise above the minimum by ``margin`` (the classic "/10").
+
+The minimum's LR / 10 is reported beside it (``margin``: see ``suggest``).
+
 Nothing is written until the test is over: the folder (``runs/<name>/lr-find-<timestamp>/``, or
 ``--output``) then gets ``lr_find.png``, ``lr_find.csv`` and ``lr_find.json``, each atomically.
 
@@ -73,8 +80,9 @@ class RangeTrace:
 class LRFindResult:
     phase: str
     trace: RangeTrace
-    suggestion: float  # the LR at the steepest descent of the loss smoothed without lag
-    minimum: float  # the LR at the smoothed loss's minimum
+    suggestion: float  # see ``suggest``
+    minimum: float  # the LR at the minimum of the ``level`` curve
+    method: str  # "steepest descent" or "rise / 10"
     recipe_key: str
     recipe_value: float
     folder: Path | None = None
@@ -93,7 +101,7 @@ class LRFindResult:
             else f"ran all {t.planned} steps"
         lines = [
             f"lr-find ({self.phase}): {len(t.lrs)} steps from {t.lrs[0]:.3g} to {t.lrs[-1]:.3g}, {stop}",
-            f"suggested lr {self.suggestion:.3g} (steepest descent of the loss, smoothed without lag); minimum at {self.minimum:.3g},"
+            f"suggested lr {self.suggestion:.3g} ({METHODS[self.method]}); minimum at {self.minimum:.3g},"
             f" minimum/10 = {self.min_over_10:.3g}",
             f"set {self.recipe_key} = {self.recipe_value:.2g}" + self._key_note(),
         ]
@@ -145,51 +153,55 @@ def range_test(
     return trace
 
 
-def zero_lag(trace: RangeTrace, steps_per_window: float = 0.1) -> "np.ndarray":
-    """The raw losses smoothed without lag, for the suggestion: the bias-corrected EMA run forwards
-    and backwards and averaged, with beta = 1 - 1 / (steps_per_window x steps) (0.9 for 100 steps).
-    The recorded EMA lags the loss by up to beta / (1 - beta) = 49 steps (about 4 decades of LR
-    at 100 steps over 1e-7..10), so its steepest point sits well past the loss's own and would
-    suggest a too-high LR; a read-off after the test need not be causal. Losses above the
-    divergence line (4x the best smoothed loss) are clipped to it first, so the blow-up at the end
-    does not leak backwards."""
+METHODS = {
+    "steepest descent": "steepest descent of the smoothed loss",
+    "rise / 10": "no clear descent: a tenth of the LR where the loss starts to rise",
+}
+
+
+def level(trace: RangeTrace) -> "np.ndarray":
+    """The raw losses smoothed by a centred rolling median, then a centred rolling mean, each over
+    ``max(5, 8% of the planned steps)`` points (9 of 100, under a decade of LR), the windows
+    shrinking at the ends. Centred windows have no lag; the median ignores single spikes and
+    keeps a monotone stretch where it is, the mean steadies its slope; the blow-up at the end
+    reaches back at most one window. Non-finite losses count as +inf."""
     import numpy as np
 
     raw = np.asarray(trace.losses, dtype=float)
-    cap = DIVERGENCE_FACTOR * float(np.nanmin(np.where(np.isfinite(trace.smoothed), trace.smoothed, np.nan)))
-    raw = np.where(np.isfinite(raw), np.minimum(raw, cap), cap)
-    beta = 1.0 - 1.0 / max(1.0, steps_per_window * trace.planned)
-
-    def ema(values: "np.ndarray") -> "np.ndarray":
-        out, average = np.empty_like(values), 0.0
-        for i, value in enumerate(values):
-            average = beta * average + (1 - beta) * value
-            out[i] = average / (1 - beta ** (i + 1))
-        return out
-
-    return (ema(raw) + ema(raw[::-1])[::-1]) / 2
+    raw = np.where(np.isnan(raw), np.inf, raw)
+    half = max(5, int(round(0.08 * trace.planned))) // 2
+    median = np.array([np.median(raw[max(0, i - half) : i + half + 1]) for i in range(len(raw))])
+    with np.errstate(invalid="ignore"):  # inf - inf where the loss diverged
+        return np.array([np.mean(median[max(0, i - half) : i + half + 1]) for i in range(len(raw))])
 
 
-def suggest(trace: RangeTrace) -> tuple[float, float]:
-    """(LR at the steepest descent of the zero-lag smoothed loss against log10 LR, before its
-    minimum; LR at that minimum). The first tenth of the points is skipped (the averages are
-    still settling there), and so is the point the test stopped on; with no descent before the
-    minimum the suggestion falls back to minimum / 10, clipped to the first LR."""
+def suggest(trace: RangeTrace) -> tuple[float, float, str]:
+    """(suggested LR, LR at the minimum, method) from the ``level`` curve, the point the
+    test stopped on left out. ``margin`` is three robust standard deviations of the raw loss
+    around that curve (1.4826 x the median absolute deviation), at least 2% of the minimum: a
+    descent smaller than that is noise. With a descent, the LR of the steepest slope between the
+    first tenth of the points and the minimum; without, a tenth of the first LR past the minimum
+    where the curve exceeds minimum + margin (or of the last LR when it never does), clipped to
+    the first LR."""
     import numpy as np
 
     usable = len(trace.lrs) - 1 if trace.stopped else len(trace.lrs)
-    if usable < 1 or not np.isfinite(trace.smoothed[:usable]).any():
-        return trace.lrs[0], trace.lrs[0]
-    lrs, curve = np.asarray(trace.lrs[:usable]), zero_lag(trace)[:usable]
+    lrs, curve = np.asarray(trace.lrs[:usable]), level(trace)[:usable]
+    raw = np.asarray(trace.losses[:usable], dtype=float)
+    if usable < 3 or not np.isfinite(curve).any():
+        return trace.lrs[0], trace.lrs[0], "rise / 10"
     lowest = int(np.argmin(curve))
+    finite = np.isfinite(raw) & np.isfinite(curve)
+    noise = 1.4826 * float(np.median(np.abs(raw[finite] - curve[finite])))
+    margin = max(3.0 * noise, 0.02 * abs(float(curve[lowest])))
     skip = max(1, usable // 10)
-    if lowest - skip >= 2:
+    if lowest - skip >= 2 and curve[skip] - curve[lowest] > margin:
         window = slice(skip, lowest + 1)
         slope = np.gradient(curve[window], np.log10(lrs[window]))
-        steepest = float(lrs[window][int(np.argmin(slope))])
-    else:
-        steepest = max(float(lrs[lowest]) / 10.0, float(lrs[0]))
-    return steepest, float(lrs[lowest])
+        return float(lrs[window][int(np.argmin(slope))]), float(lrs[lowest]), "steepest descent"
+    above = np.nonzero(curve[lowest:] > curve[lowest] + margin)[0]
+    rise = float(lrs[lowest + above[0]]) if above.size else float(lrs[-1])
+    return max(rise / 10.0, float(lrs[0])), float(lrs[lowest]), "rise / 10"
 
 
 def lr_find(
@@ -217,9 +229,9 @@ def lr_find(
     prepared = prepare(resolved, dataset, val_dataset, log=say)
     step, desc = _phase_step(prepared, phase, say)
     trace = range_test(step, exponential_lrs(start, end, steps), desc=desc)
-    steepest, minimum = suggest(trace)
-    key, value = _recipe_key(resolved, phase, steepest)
-    result = LRFindResult(phase, trace, steepest, minimum, key, value)
+    suggestion, minimum, method = suggest(trace)
+    key, value = _recipe_key(resolved, phase, suggestion)
+    result = LRFindResult(phase, trace, suggestion, minimum, method, key, value)
     if write:
         from .lr_find_outputs import default_folder, write_outputs
 

@@ -67,14 +67,14 @@ def csv_text(result: "LRFindResult") -> str:
 
 
 def summary(result: "LRFindResult", recipe: "Recipe") -> dict:
-    from .lr_find import BETA, DIVERGENCE_FACTOR
+    from .lr_find import BETA, DIVERGENCE_FACTOR, METHODS
 
     t = result.trace
     return {
         "format": "transferkit.lr_find", "version": 1, "recipe": recipe.name, "phase": result.phase,
         "start": t.lrs[0], "end_reached": t.lrs[-1], "steps_planned": t.planned, "steps_run": len(t.lrs),
         "beta": BETA, "divergence_factor": DIVERGENCE_FACTOR, "stopped_early": t.stopped,
-        "suggestion": {"lr": result.suggestion, "method": "steepest descent of the smoothed loss vs log10(lr)",
+        "suggestion": {"lr": result.suggestion, "method": METHODS[result.method],
                        "minimum_lr": result.minimum, "minimum_over_10": result.min_over_10},
         "recipe_key": result.recipe_key, "recipe_value": result.recipe_value,
         "points": [{"lr": lr, "loss": _finite(loss), "smoothed_loss": _finite(s)} for lr, loss, s in zip(t.lrs, t.losses, t.smoothed)],
@@ -93,19 +93,19 @@ def plot_png(result: "LRFindResult", recipe: "Recipe") -> bytes:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from .lr_find import BETA, zero_lag
+    from .lr_find import BETA, level as median_level
 
     t = result.trace
     lrs, raw, smooth = np.asarray(t.lrs), np.asarray(t.losses, dtype=float), np.asarray(t.smoothed, dtype=float)
-    level = zero_lag(t)
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    level = median_level(t)
+    fig, ax = plt.subplots(figsize=(10.5, 4.5))
     ax.plot(lrs, raw, color="0.7", lw=0.8, label="loss (each batch)")
     ax.plot(lrs, smooth, color="C0", lw=2, label=f"smoothed loss (EMA, beta {BETA:g}, bias-corrected)")
-    ax.plot(lrs, level, color="C1", lw=1.2, ls="--", label="smoothed without lag (for the suggestion)")
+    ax.plot(lrs, level, color="C1", lw=1.2, ls="--", label="centred median + mean (for the suggestion)")
     at = lambda lr: float(np.interp(np.log(lr), np.log(lrs), level))  # noqa: E731
     ax.axvline(result.suggestion, color="C3", ls="--", lw=1)
     ax.plot([result.suggestion], [at(result.suggestion)], "o", color="C3", ms=8,
-            label=f"suggested {result.suggestion:.2g} (steepest descent)")
+            label=f"suggested {result.suggestion:.2g} ({result.method})")
     ax.plot([result.minimum], [at(result.minimum)], "v", color="C2", ms=8,
             label=f"minimum at {result.minimum:.2g} (/10 = {result.min_over_10:.2g})")
     if t.stopped:
@@ -123,7 +123,7 @@ def plot_png(result: "LRFindResult", recipe: "Recipe") -> bytes:
     ax.set_title(f"{recipe.name}: LR range test, phase {result.phase} — set {result.recipe_key} = {result.recipe_value:.2g}",
                  fontsize=10)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
