@@ -22,6 +22,8 @@ from .inference import Ensemble, Prediction, TrainedModel, create_tta, load, loa
 from .plugins import get_plugins, register_plugin
 from .recipe import Recipe
 from .recipe_loading import load_recipe
+from .workbench.check import check
+from .workbench.lr_find import lr_find
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -47,6 +49,7 @@ __all__ = [
     "UnknownComponentError",
     "WeightsError",
     "WrappedDataset",
+    "check",
     "create_augmentation",
     "create_averager",
     "create_backbone",
@@ -62,6 +65,7 @@ __all__ = [
     "load",
     "load_ensemble",
     "load_recipe",
+    "lr_find",
     "read_image",
     "register_plugin",
     "to_rgb_array",

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import transferkit
 from transferkit.cli import main
 from transferkit.plugins import get_plugins, module_plugin
 from transferkit.workbench.check import check
@@ -66,7 +67,7 @@ def test_a_good_recipe_passes_all_three_checks_and_writes_nothing(tiny_recipe, t
 
 
 def test_the_figures_behind_each_check(tiny_recipe):
-    report = check(tiny_recipe, log=None)
+    report = transferkit.check(tiny_recipe, log=None)
     assert report.passed
     initial = report["initial loss"].figures
     assert abs(initial["loss"] - math.log(3)) < 0.05 and initial["logit_std"] < 0.2
