@@ -100,6 +100,7 @@ def test_onnx_with_a_fixed_batch_size(run_dir, tmp_path):
     assert np.abs(session.run(None, {"images": batch.numpy()})[0] - _pytorch_logits(run_dir, batch)).max() < 1e-4
 
 
+@pytest.mark.filterwarnings("ignore:.*torch.jit")
 def test_torchscript_matches_pytorch_and_defaults_into_the_run_directory(run_dir, capsys):
     assert main(["export", str(run_dir), "--format", "torchscript"]) == 0
     out = capsys.readouterr().out
@@ -182,3 +183,13 @@ def test_real_backbones_export_within_tolerance(backbone, weights, fmt, tmp_path
     run = _untrained_run(backbone, weights, tmp_path / "run", 96)
     result = export_run(run, fmt)
     assert result.max_abs_diff <= TOLERANCE and result.path.is_file()
+
+
+def test_an_opset_the_exporter_cannot_reach_is_one_line_and_an_explicit_one_is_recorded(run_dir, tmp_path, capsys):
+    assert main(["export", str(run_dir), "--format", "onnx", "--opset", "13", "--output", str(tmp_path / "old.onnx")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--opset 13: torch.onnx.export could not convert the model to opset 13 (it gave opset 18)" in err
+    assert list(tmp_path.iterdir()) == []
+    result = export_run(run_dir, "onnx", output=tmp_path / "m18.onnx", opset=18, batch_size=3)
+    assert result.manifest["opset"] == 18 and result.manifest["verification"]["real_images"] == 3
+    assert result.manifest["verification"]["random_batches"] == [3]

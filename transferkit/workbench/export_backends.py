@@ -11,7 +11,9 @@ verification compares with PyTorch.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import logging
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -53,7 +55,7 @@ def export_onnx(model: nn.Module, example: torch.Tensor, *, dynamic_batch: bool,
 
     dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=65536)},) if dynamic_batch else None
     try:
-        with warnings.catch_warnings(), torch.no_grad():
+        with warnings.catch_warnings(), torch.no_grad(), _quiet_loggers("torch.onnx", "torch.export", "onnxscript"):
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
                 model, (example,), dynamo=True, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
@@ -71,7 +73,13 @@ def export_onnx(model: nn.Module, example: torch.Tensor, *, dynamic_batch: bool,
     except Exception as exc:  # noqa: BLE001
         raise TransferkitError(f"--format onnx: the exported graph does not pass onnx.checker: {_first_line(exc)}") from None
     opsets = {entry.domain or "ai.onnx": int(entry.version) for entry in proto.opset_import}
-    return Serialized(proto.SerializeToString(), {"opset": opsets.get("ai.onnx"), "exporter": f"torch.onnx.export (dynamo) {torch.__version__}"})
+    made = opsets.get("ai.onnx")
+    if opset is not None and made != opset:
+        raise TransferkitError(
+            f"--opset {opset}: torch.onnx.export could not convert the model to opset {opset} (it gave opset {made});"
+            f" use --opset {made} or newer, or leave --opset out"
+        )
+    return Serialized(proto.SerializeToString(), {"opset": made, "exporter": f"torch.onnx.export (dynamo) {torch.__version__}"})
 
 
 def onnx_runner(data: bytes) -> tuple[Runner, str]:
@@ -116,6 +124,20 @@ def torchscript_runner(data: bytes) -> tuple[Runner, str]:
             return module(images.detach().cpu().contiguous()).float().numpy()
 
     return run, f"torch.jit.load {torch.__version__}"
+
+
+@contextlib.contextmanager
+def _quiet_loggers(*names: str):
+    """The exporter logs progress, fallbacks and caught tracebacks; its outcome is checked here."""
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
 
 
 def _first_line(exc: BaseException) -> str:

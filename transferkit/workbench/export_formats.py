@@ -62,10 +62,10 @@ class ExportResult:
 def run(args: argparse.Namespace) -> int:
     result = export_run(args.run_dir, args.format, output=args.output, batch_size=args.batch_size, opset=args.opset)
     m = result.manifest
-    shape = "x".join(str(d) for d in m["input"]["shape"])
+    shape = ", ".join(str(d) for d in m["input"]["shape"])
     what = f"opset {m['opset']}, " if m.get("opset") else ""
     print(
-        f"exported {result.path} ({result.format}, {what}input {m['input']['name']} {shape} float32 normalised NCHW"
+        f"exported {result.path} ({result.format}, {what}input {m['input']['name']} [{shape}] float32 normalised NCHW"
         f" -> logits [{m['input']['shape'][0]}, {len(m['classes'])}]): {result.size_bytes / 1e6:.2f} MB"
     )
     real = f"; {result.real_images} real images" if result.real_images else "; no real images found"
@@ -120,8 +120,9 @@ def export_run(
     if dynamic:
         batches.append(torch.randn(EXAMPLE_BATCH + 3, 3, size, size, generator=generator))
     real = real_image_batch(run_path, manifest, REAL_IMAGES)
-    if real is not None and not dynamic:
-        real = real[torch.arange(batch_size) % len(real)]
+    real_count = 0 if real is None else len(real)
+    if real is not None and not dynamic:  # a fixed batch: as many images as fit, repeated to fill it
+        real, real_count = real[torch.arange(batch_size) % len(real)], min(real_count, batch_size)
     worst, agree, total = 0.0, 0, 0
     for batch in batches + ([real] if real is not None else []):
         with torch.no_grad():
@@ -144,7 +145,7 @@ def export_run(
         manifest, fmt, path, serialized, batch_size,
         verification={
             "max_abs_diff": worst, "tolerance": tolerance, "runtime": runtime,
-            "random_batches": [len(b) for b in batches], "real_images": 0 if real is None else len(real),
+            "random_batches": [len(b) for b in batches], "real_images": real_count,
             "top1_agreement": agree / max(total, 1),
         },
     )
@@ -158,7 +159,7 @@ def export_run(
         raise
     return ExportResult(
         path, manifest_path, fmt, worst, tolerance, len(serialized.data), [len(b) for b in batches],
-        0 if real is None else len(real), record,
+        real_count, record,
     )
 
 
