@@ -58,7 +58,7 @@ def register_datasets(register: Callable[..., None]) -> None:
 def register_tta(register: Callable[..., None]) -> None:
     """Register test-time augmentation policies: ``register(name, factory, description="")``.
 
-    ``factory(**params)`` returns an object with ``views(image, size, resize) -> list[array]``:
+    ``factory(**params)`` returns an object with ``views(image, resize, size) -> list[array]``:
     deterministic uint8 HWC views of one image at the evaluation geometry (``resize``: shorter
     side before the centre crop; ``size``: the crop). Predictions average over the views.
     """

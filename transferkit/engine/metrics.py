@@ -15,7 +15,7 @@ def classification_metrics(probs: np.ndarray, targets: np.ndarray, classes: Sequ
     cm = confusion_matrix(targets, preds, labels=labels)
     support = cm.sum(axis=1)
     per_class = np.divide(np.diag(cm), support, out=np.full(len(classes), np.nan), where=support > 0)
-    k = min(5, len(classes) - 1)
+    # top-k only where it says more than top-1: k = 5, or C - 1 for fewer than 6 classes (none for 2)
     out: dict[str, Any] = {
         "n": int(len(targets)),
         "top1": float(accuracy_score(targets, preds)),
@@ -23,5 +23,7 @@ def classification_metrics(probs: np.ndarray, targets: np.ndarray, classes: Sequ
         "per_class_accuracy": {c: (None if np.isnan(a) else float(a)) for c, a in zip(classes, per_class)},
         "confusion_matrix": cm.tolist(),
     }
-    out[f"top{k}" if k != 5 else "top5"] = float(top_k_accuracy_score(targets, probs, k=k, labels=labels)) if k >= 1 else out["top1"]
+    k = min(5, len(classes) - 1)
+    if k >= 2:
+        out[f"top{k}"] = float(top_k_accuracy_score(targets, probs, k=k, labels=labels))
     return out
