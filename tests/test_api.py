@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import tomllib
+import torch
 
 import transferkit
 from transferkit.cli import main
@@ -57,6 +58,23 @@ def test_load_predicts_class_names(finished_run, image_folder):
     assert all(p.label in model.classes and len(p.top_k) == 2 and 0 <= p.probability <= 1 for p in preds)
     probs = model.predict_proba([str(f) for f in files])
     assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_inference_preprocesses_exactly_as_training_evaluated(finished_run, image_folder):
+    """No train/serve skew: a loaded run turns a file into the very tensor that the training
+    run's evaluation made of it (decoded once, shrunk antialiased, then resized and cropped)."""
+    from transferkit.data.decoding import resize_shorter
+    from transferkit.data.sources import read_image
+    from transferkit.data.transforms import build_transforms
+
+    model = transferkit.load(finished_run)
+    pre = model.manifest["preprocessing"]
+    _, eval_tf = build_transforms(model.model.data_config, pre["image_size"], crop_pct=pre["image_size"] / pre["resize_shorter_side"])
+    for file in sorted((image_folder / "test").rglob("*.png"))[:4]:
+        array = read_image(file)
+        assert min(array.shape[:2]) > pre["resize_shorter_side"]  # the shrinking path is exercised
+        expected = eval_tf(resize_shorter(array, pre["resize_shorter_side"]))
+        assert torch.equal(model._views(str(file), None)[0], expected)
 
 
 def test_evaluate_and_predict_commands(finished_run, image_folder, capsys):

@@ -11,6 +11,7 @@ import albumentations as A
 import numpy as np
 import torch
 
+from .data.decoding import resize_shorter
 from .data.sources import IMAGE_EXTENSIONS, to_rgb_array
 from .data.transforms import _INTERPOLATION, ImageTransform, eval_steps
 from .engine.export import load_classifier
@@ -72,13 +73,15 @@ class TrainedModel(_Predictor):
         return self.model.classes
 
     def resize(self, image: np.ndarray, shorter: int | None = None) -> np.ndarray:
-        """The evaluation resize: shorter side to the manifest's size, or to ``shorter``."""
+        """The evaluation resize: shorter side to the manifest's size, or to ``shorter``; shrinking
+        as training's decoding does (antialiased), enlarging as its evaluation transform does."""
+        image = resize_shorter(image, shorter or self.resize_to)
         return A.SmallestMaxSize(max_size=shorter or self.resize_to, interpolation=self.interpolation)(image=image)["image"]
 
     def _views(self, image: Any, policy: Any) -> list[torch.Tensor]:
         array = to_rgb_array(image)
         if policy is None:
-            return [self.transform(array)]
+            return [self.transform(resize_shorter(array, self.resize_to))]
         return [self.to_tensor(np.ascontiguousarray(v)) for v in policy.views(array, self.resize, self.size)]
 
     @torch.inference_mode()

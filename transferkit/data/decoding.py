@@ -50,7 +50,10 @@ class DecodeReport:
     seconds: float = 0.0
 
 
-def _resize_shorter(image: np.ndarray, shorter: int | None) -> np.ndarray:
+def resize_shorter(image: np.ndarray, shorter: int | None) -> np.ndarray:
+    """Shrink so the shorter side is ``shorter`` (antialiased bicubic, as PIL does); never enlarge.
+    Training decodes with it, and inference (``transferkit.inference``) resizes with it too, so a
+    finished run's predictions equal the ones measured during training."""
     if shorter is None or min(image.shape[:2]) <= shorter:
         return image
     h, w = image.shape[:2]
@@ -71,7 +74,7 @@ def _decode(path: Path, shorter: int | None) -> tuple[np.ndarray | None, str, st
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            return _resize_shorter(read_image(path), shorter), "", digest
+            return resize_shorter(read_image(path), shorter), "", digest
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
         return None, f"over the decompression-bomb limit of {Image.MAX_IMAGE_PIXELS:,} pixels", digest
     except Image.UnidentifiedImageError:

@@ -71,6 +71,7 @@ def export_prepared(prepared: Any, model: Classifier, folder: Path) -> None:
         preprocessing={
             "image_size": size,
             "resize_shorter_side": int(round(size / recipe.data.crop_pct)),
+            "resize_method": "bicubic, antialiased when shrinking (PIL Image.resize)",
             "center_crop": size,
             "mean": list(model.data_config["mean"]),
             "std": list(model.data_config["std"]),
