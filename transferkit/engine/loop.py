@@ -51,6 +51,26 @@ def make_targets(labels: torch.Tensor, num_classes: int, smoothing: float) -> to
     return targets
 
 
+def backward_and_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None, grad_clip: float) -> float:
+    """Backward, gradient clipping (after unscaling under fp16) and the optimizer step. Returns the
+    first group's learning rate, the one this step used."""
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+    else:
+        loss.backward()
+    if grad_clip > 0:
+        nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], grad_clip)
+    lr_used = optimizer.param_groups[0]["lr"]
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    return lr_used
+
+
 def train_epoch(
     model: nn.Module,
     forward: Callable[[torch.Tensor], torch.Tensor],
@@ -83,20 +103,7 @@ def train_epoch(
                 f"{where}, step {first_step + step + 1}: the loss is {loss.item()}; lower the learning rate or check"
                 " the data; the last good checkpoint is kept (checkpoints/last.pt)"
             )
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-        else:
-            loss.backward()
-        if settings.grad_clip > 0:
-            nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], settings.grad_clip)
-        lr_used = optimizer.param_groups[0]["lr"]
-        if scaler is not None:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
+        lr_used = backward_and_step(loss, optimizer, scaler, settings.grad_clip)
         scheduler.step()
         n = labels.numel()
         loss_sum += loss.item() * n

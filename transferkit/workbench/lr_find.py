@@ -261,6 +261,7 @@ def _phase_step(prepared: Any, phase: str, log: Callable[[str], None]) -> tuple[
 
     from ..engine.feature_cache import phase1_caches
     from ..engine.optim import build_optimizer
+    from ..engine.class_weights import recipe_class_weights, weights_tensor
     from ..engine.trainer import HeadOnly, configure_phase, phase_plans
 
     recipe, runtime = prepared.recipe, prepared.runtime
@@ -281,11 +282,12 @@ def _phase_step(prepared: Any, phase: str, log: Callable[[str], None]) -> tuple[
     batches = _endless_batches(prepared, plan.index, cache)
     batch_augs = () if cache is not None else prepared.batch_augs
     scaler = torch.amp.GradScaler("cuda") if runtime.uses_scaler else None
+    class_weights = weights_tensor(recipe_class_weights(recipe, prepared.splits.train.targets, prepared.splits.classes), runtime.device)
     log(f"lr-find {plan.name}: {sum(p.numel() for p in model.parameters() if p.requires_grad):,} trainable parameters,"
         f" BN {'eval' if model.bn_eval else 'train'}" + (", head on cached features" if cache is not None else ""))
 
     def step(lr: float) -> float:
-        from ..engine.loop import make_targets, soft_cross_entropy
+        from ..engine.loop import backward_and_step, make_targets, soft_cross_entropy
 
         for group, ratio in zip(optimizer.param_groups, ratios):
             group["lr"] = lr * ratio
@@ -297,22 +299,10 @@ def _phase_step(prepared: Any, phase: str, log: Callable[[str], None]) -> tuple[
         model.train()
         with runtime.autocast():
             logits = forward(inputs)
-        loss = soft_cross_entropy(logits, targets)
+        loss = soft_cross_entropy(logits, targets, class_weights)
         if not torch.isfinite(loss):
             return loss.item()
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-        else:
-            loss.backward()
-        if recipe.train.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], recipe.train.grad_clip)
-        if scaler is not None:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
+        backward_and_step(loss, optimizer, scaler, recipe.train.grad_clip)
         return loss.item()
 
     return step, f"lr-find {plan.name}"
@@ -324,6 +314,7 @@ def _train_head(prepared: Any, model: Any, plan: Any, cache: Any, log: Callable[
     import torch
 
     from ..data.loaders import EpochBatchSampler, TransformedDataset, make_loader
+    from ..engine.class_weights import recipe_class_weights, weights_tensor
     from ..engine.loop import StepSettings, train_epoch
     from ..engine.optim import build_optimizer, cosine_with_warmup
     from ..engine.trainer import HeadOnly
@@ -338,7 +329,9 @@ def _train_head(prepared: Any, model: Any, plan: Any, cache: Any, log: Callable[
     scheduler = cosine_with_warmup(optimizer, plan.epochs * steps, int(round(plan.warmup_epochs * steps)))
     scaler = torch.amp.GradScaler("cuda") if runtime.uses_scaler else None
     settings = StepSettings(len(prepared.splits.classes), recipe.train.label_smoothing,
-                            () if cache is not None else prepared.batch_augs, recipe.train.grad_clip)
+                            () if cache is not None else prepared.batch_augs, recipe.train.grad_clip,
+                            class_weights=weights_tensor(recipe_class_weights(recipe, prepared.splits.train.targets,
+                                                                              prepared.splits.classes), runtime.device))
     forward = HeadOnly(model) if cache is not None else model
     log(f"training the head first, as phase extract does ({plan.epochs} epochs at lr {plan.lr:g})")
     for epoch in range(plan.epochs):
