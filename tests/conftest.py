@@ -128,3 +128,11 @@ def _quiet_offline(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 __all__ = ["TinyCNN", "tiny_factory", "write_image_folder", "write_recipe", "SHARED_FLOWERS", "transferkit"]
+
+
+def needs_plugin_component(kind: str, name: str, package: str) -> pytest.MarkDecorator:
+    """Skip where a core test uses a plugin's component and that plugin is not installed: the
+    core's tests stay green with the plugins uninstalled."""
+    from transferkit.plugins import registry
+
+    return pytest.mark.skipif(name not in registry(kind), reason=f"needs {package} ({kind} {name!r})")

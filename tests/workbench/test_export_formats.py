@@ -22,7 +22,7 @@ from transferkit.plugins import get_plugins, module_plugin
 from transferkit.workbench import export_backends
 from transferkit.workbench.export_formats import TOLERANCE, export_run
 
-from ..conftest import tiny_factory, write_image_folder
+from ..conftest import needs_plugin_component, tiny_factory, write_image_folder
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -177,7 +177,10 @@ def _untrained_run(backbone: str, weights: str, folder: Path, size: int) -> Path
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backbone, weights", [("timm/efficientnet_lite0", "imagenet"), ("resnet18", "none")])
+@pytest.mark.parametrize("backbone, weights", [
+    ("timm/efficientnet_lite0", "imagenet"),
+    pytest.param("resnet18", "none", marks=needs_plugin_component("backbone", "resnet18", "transferkit-resnets")),
+])
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_real_backbones_export_within_tolerance(backbone, weights, fmt, tmp_path):
     run = _untrained_run(backbone, weights, tmp_path / "run", 96)

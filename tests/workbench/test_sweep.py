@@ -20,7 +20,7 @@ from transferkit.recipe_loading import load_recipe
 from transferkit.workbench.sweep import plan_sweep, sweep
 from transferkit.workbench.sweep_results import read_results
 
-from ..conftest import TinyCNN, write_recipe
+from ..conftest import TinyCNN, needs_plugin_component, write_recipe
 
 
 def _get(recipe: dict, key: str):
@@ -94,7 +94,9 @@ def test_a_2x2_grid_runs_4_trials_ranks_them_on_val_and_writes_the_best_recipe(f
     assert load_recipe(out / "best_recipe.toml").to_dict() == load_recipe(out / rows[0]["trial"] / "recipe.toml").to_dict()
 
 
-@pytest.mark.parametrize("averaging", [None, {"name": "ema", "decay": 0.5}])
+@pytest.mark.parametrize("averaging", [
+    None, pytest.param({"name": "ema", "decay": 0.5}, marks=needs_plugin_component("averager", "ema", "transferkit-averaging")),
+])
 def test_the_val_figure_is_the_exported_models_accuracy_on_the_val_split(fast_recipe, tmp_path, averaging):
     if averaging:  # the exported model is the averaged one: the sweep evaluates it on the val split
         fast_recipe["averaging"] = averaging
