@@ -76,6 +76,17 @@ def test_strict_plugins_makes_a_broken_plugin_fatal(tmp_path):
     assert done.stderr.strip().count("\n") == 0
 
 
+def test_disabled_plugin_is_not_imported_and_says_so(tmp_path):
+    path = _fake_distribution(tmp_path, "raise ImportError('needs libfoo 2.0')\n")
+    done = _run_cli(["plugins"], path, TRANSFERKIT_DISABLE_PLUGINS="brokenplug", TRANSFERKIT_STRICT_PLUGINS="1")
+    assert done.returncode == 0, done.stderr  # not loaded, so strict mode has nothing to fail on
+    line = next(l for l in done.stdout.splitlines() if l.startswith("brokenplug"))
+    assert "disabled by TRANSFERKIT_DISABLE_PLUGINS" in line
+    everything = _run_cli(["list", "backbones"], path, TRANSFERKIT_DISABLE_PLUGINS="*")
+    names = [l.split()[0] for l in everything.stdout.splitlines()[1:]]
+    assert everything.returncode == 0 and "resnet18" not in names and "timm/resnet18" in names
+
+
 def test_duplicate_registration_across_plugins_names_both(tmp_path):
     body = """
         from transferkit import hookimpl

@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT_NAME
 STRICT_ENV = "TRANSFERKIT_STRICT_PLUGINS"
+# comma-separated entry-point or package names not to load (like pytest's "-p no:NAME"), or "*"
+DISABLE_ENV = "TRANSFERKIT_DISABLE_PLUGINS"
 BUILTIN_MODULES = (
     "transferkit.builtin.backbones",
     "transferkit.builtin.datasets",
@@ -62,11 +64,15 @@ class Plugins:
 
     # -- loading -------------------------------------------------------------------------------
     def _load_entry_points(self) -> None:
+        disabled = _disabled_from_env()
         for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
             dist = ep.dist.name if ep.dist is not None else ""
             version = ep.dist.version if ep.dist is not None else ""
             if ep.name in self.info:
                 continue  # the same distribution seen twice on sys.path
+            if disabled & {"*", ep.name, dist}:
+                self.info[ep.name] = PluginInfo(ep.name, version, [], f"disabled by {DISABLE_ENV}", "", dist)
+                continue
             try:
                 plugin = ep.load()
             except Exception as exc:  # noqa: BLE001 - a broken plugin must not take the others down
@@ -153,6 +159,10 @@ def registry(kind: str) -> Registry:
 
 def _strict_from_env() -> bool:
     return os.environ.get(STRICT_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _disabled_from_env() -> set[str]:
+    return {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
 
 
 def _own_version() -> str:
