@@ -12,7 +12,7 @@ import torch
 import transferkit
 from transferkit.cli import main
 
-from .conftest import COLOURS, write_recipe
+from .conftest import COLOURS, needs_plugin_component, write_recipe
 
 
 class ColourSquares:
@@ -75,6 +75,16 @@ def test_inference_preprocesses_exactly_as_training_evaluated(finished_run, imag
         assert min(array.shape[:2]) > pre["resize_shorter_side"]  # the shrinking path is exercised
         expected = eval_tf(resize_shorter(array, pre["resize_shorter_side"]))
         assert torch.equal(model._views(str(file), None)[0], expected)
+
+
+@needs_plugin_component("tta", "10crop", "transferkit-averaging")
+def test_tta_batches_views_of_several_images_and_averages_each_image_alone(finished_run, image_folder):
+    model = transferkit.load(finished_run)
+    files = [str(f) for f in sorted((image_folder / "test").rglob("*.png"))[:7]]
+    together = model.predict_proba(files, tta="10crop", batch_size=24)  # 70 views: batches of 30, 30 and 10
+    alone = np.concatenate([model.predict_proba([f], tta="10crop") for f in files])
+    np.testing.assert_allclose(together, alone, rtol=1e-5, atol=1e-6)
+    assert together.shape == (7, len(model.classes))
 
 
 def test_evaluate_and_predict_commands(finished_run, image_folder, capsys):

@@ -90,11 +90,19 @@ class TrainedModel(_Predictor):
         ``tta``, the mean over that policy's views of each image."""
         policy = create_tta(tta) if tta else None
         device = next(self.model.parameters()).device
-        out = []
-        for image in images if policy is not None else []:
-            views = _nhwc(torch.stack(self._views(image, policy)).to(device))
-            out.append(self.model(views).float().softmax(-1).mean(0, keepdim=True).cpu())
-        if policy is None:
+        out: list[torch.Tensor] = []
+        if policy is not None:  # views of several images share a batch; each image averages its own
+            pending: list[torch.Tensor] = []
+            counts: list[int] = []
+            for k, image in enumerate(images):
+                views = self._views(image, policy)
+                pending += views
+                counts.append(len(views))
+                if len(pending) >= batch_size or k == len(images) - 1:
+                    probs = self.model(_nhwc(torch.stack(pending).to(device))).float().softmax(-1).cpu()
+                    out += [chunk.mean(0, keepdim=True) for chunk in probs.split(counts)]
+                    pending, counts = [], []
+        else:
             for i in range(0, len(images), batch_size):
                 batch = _nhwc(torch.stack([t for im in images[i : i + batch_size] for t in self._views(im, None)]).to(device))
                 out.append(self.model(batch).float().softmax(-1).cpu())
