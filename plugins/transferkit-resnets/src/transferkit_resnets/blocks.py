@@ -142,3 +142,15 @@ class Bottleneck(ResidualBlock):
 
     def last_layer(self) -> nn.Module:
         return self.conv3 if self.preact else self.bn3
+
+
+def init_conv_bn(model: nn.Module) -> None:
+    """He et al. 2015 ("Delving Deep into Rectifiers"): std = sqrt(2 / fan) keeps the variance
+    through ReLUs; fan_out preserves it in the backward pass, as torchvision's ResNets do. BatchNorms
+    start as the identity (gamma 1, beta 0)."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)

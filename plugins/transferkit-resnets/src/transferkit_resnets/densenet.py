@@ -20,6 +20,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from torch import nn
 
+from .blocks import init_conv_bn
 from .weights import IMAGENET_CONFIG, fill_batch_counters, load_imagenet
 
 # old torchvision checkpoints (densenet121-a639ec97.pth among them) name the dense-layer parts
@@ -132,14 +133,9 @@ class DenseNet(nn.Module):
         self.num_blocks = len(block_config)
         self.num_features = channels
         self.data_config = dict(IMAGENET_CONFIG)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                # Kaiming (He et al. 2015) fan_out like the ResNets here; torchvision's DenseNet uses
-                # fan_in. Either keeps activations at unit scale through ReLUs; ImageNet weights replace it
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        # Kaiming fan_out like the ResNets here; torchvision's DenseNet uses fan_in. Either keeps
+        # activations at unit scale through ReLUs; ImageNet weights replace it
+        init_conv_bn(self)
 
     @property
     def stages(self) -> list[nn.Module]:

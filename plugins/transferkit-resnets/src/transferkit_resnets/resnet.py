@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .blocks import BasicBlock, Bottleneck, ResidualBlock
+from .blocks import BasicBlock, Bottleneck, ResidualBlock, init_conv_bn
 from .weights import IMAGENET_CONFIG, fill_batch_counters, load_imagenet
 
 Layers = tuple[int, int, int, int]
@@ -75,14 +75,7 @@ class ResNet(nn.Module):
         return [stem, self.layer1, self.layer2, self.layer3, last]
 
     def _init_weights(self, zero_init_residual: bool) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                # He et al. 2015 ("Delving Deep into Rectifiers"): std = sqrt(2 / fan) keeps the
-                # variance through ReLUs; fan_out preserves it in the backward pass, as torchvision
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_conv_bn(self)
         if zero_init_residual:
             for m in self.modules():
                 if isinstance(m, ResidualBlock):
