@@ -11,7 +11,7 @@ from transferkit.models.backbone import backbone_stages, create_backbone, probe_
 from transferkit.plugins import get_plugins, module_plugin
 
 
-@pytest.mark.parametrize("name", ["timm/efficientnet_lite0", "timm/resnet18", "torchvision/resnet18", "torchvision/mobilenet_v3_small"])
+@pytest.mark.parametrize("name", ["timm/tf_efficientnet_lite0", "timm/efficientnet_lite0", "timm/resnet18", "torchvision/resnet18", "torchvision/mobilenet_v3_small"])
 def test_builtin_backbones_honour_the_contract(name):
     backbone = create_backbone(name).eval()
     with torch.no_grad():
