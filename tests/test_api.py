@@ -65,16 +65,16 @@ def test_inference_preprocesses_exactly_as_training_evaluated(finished_run, imag
     run's evaluation made of it (decoded once, shrunk antialiased, then resized and cropped)."""
     from transferkit.data.decoding import resize_shorter
     from transferkit.data.sources import read_image
-    from transferkit.data.transforms import build_transforms
+    from transferkit.data.preprocessing import preprocessing_for
 
     model = transferkit.load(finished_run)
     pre = model.manifest["preprocessing"]
-    _, eval_tf = build_transforms(model.model.data_config, pre["image_size"], crop_pct=pre["image_size"] / pre["resize_shorter_side"])
+    eval_tf = preprocessing_for(model.model.data_config, pre["image_size"], crop_pct=pre["image_size"] / pre["resize_shorter_side"])
     for file in sorted((image_folder / "test").rglob("*.png"))[:4]:
         array = read_image(file)
         assert min(array.shape[:2]) > pre["resize_shorter_side"]  # the shrinking path is exercised
         expected = eval_tf(resize_shorter(array, pre["resize_shorter_side"]))
-        assert torch.equal(model._views(str(file), None)[0], expected)
+        assert torch.equal(model.preprocessing(read_image(file)), expected)
 
 
 @needs_plugin_component("tta", "10crop", "transferkit-averaging")

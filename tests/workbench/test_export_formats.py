@@ -14,13 +14,13 @@ import torch
 
 import transferkit
 from transferkit.cli import main
-from transferkit.engine.export import export_model, load_classifier
+from transferkit.engine.model_files import load_classifier, write_model_files
 from transferkit.errors import TransferkitError
 from transferkit.models.backbone import create_backbone
 from transferkit.models.classifier import Classifier
 from transferkit.plugins import get_plugins, module_plugin
 from transferkit.workbench import export_backends
-from transferkit.workbench.export_formats import TOLERANCE, export_run
+from transferkit.workbench.export_run import TOLERANCE, export_run
 
 from ..conftest import needs_plugin_component, tiny_factory, write_image_folder
 
@@ -169,7 +169,7 @@ def test_option_errors_are_one_line(run_dir, tmp_path, capsys):
 def _untrained_run(backbone: str, weights: str, folder: Path, size: int) -> Path:
     """A run directory as a finished run leaves it, for a real backbone (no training needed)."""
     model = Classifier(create_backbone(backbone, weights=weights), ["a", "b", "c", "d"], dropout=0.2).eval()
-    export_model(model, folder, backbone={"name": backbone, "weights": weights, "params": {}}, preprocessing={
+    write_model_files(model, folder, backbone={"name": backbone, "weights": weights, "params": {}}, preprocessing={
         "image_size": size, "resize_shorter_side": int(round(size / 0.875)), "center_crop": size,
         "mean": list(model.data_config["mean"]), "std": list(model.data_config["std"]), "channels": "RGB", "scale": "pixel / 255",
     })

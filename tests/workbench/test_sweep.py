@@ -17,7 +17,7 @@ from transferkit.engine.setup import build_splits
 from transferkit.plugins import get_plugins, module_plugin
 from transferkit.recipe import read_toml
 from transferkit.recipe_loading import load_recipe
-from transferkit.workbench.sweep import plan_sweep, sweep
+from transferkit.workbench.sweep_run import plan_sweep, sweep
 from transferkit.workbench.sweep_results import read_results
 
 from ..conftest import TinyCNN, needs_plugin_component, write_recipe

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..models.freezing import trainable_parameter_count
 from ..recipe import Recipe
-from .averaging import averaged_phase
-from .optim import build_optimizer
+from .phases import averaged_phase, phase_plans, prepare_phase, trainable_parameter_count, uses_feature_cache
 from .setup import build_model, build_splits
-from .trainer import configure_phase, phase_plans
 
 
 def plan_recipe(recipe: Recipe) -> dict[str, Any]:
@@ -21,8 +18,8 @@ def plan_recipe(recipe: Recipe) -> dict[str, Any]:
     for plan in phase_plans(recipe):
         entry: dict[str, Any] = {"phase": plan.name, "epochs": plan.epochs}
         if plan.epochs:
-            configure_phase(model, plan)
-            optimizer = build_optimizer(model, plan.lr, recipe.train)
+            optimizer = prepare_phase(model, plan, recipe.train)
+            cached = uses_feature_cache(recipe, plan)
             entry.update(
                 trainable_parameters=trainable_parameter_count(model),
                 total_parameters=sum(p.numel() for p in model.parameters()),
@@ -32,9 +29,8 @@ def plan_recipe(recipe: Recipe) -> dict[str, Any]:
                 ],
                 bn="eval" if model.bn_eval else "train",
                 unfreeze=plan.unfreeze if plan.name == "finetune" else "none (backbone frozen)",
-                feature_cache=plan.name == "extract" and recipe.phases.extract.cache_features,
-                batch_augmentations=[s.name for s in recipe.augment.batch]
-                if not (plan.name == "extract" and recipe.phases.extract.cache_features) else [],
+                feature_cache=cached,
+                batch_augmentations=[] if cached else [s.name for s in recipe.augment.batch],
                 cycles=plan.cycles,
             )
             entry["averager"] = recipe.averaging.name if recipe.averaging and averaged_phase(recipe) == plan.name else None

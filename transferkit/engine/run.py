@@ -12,7 +12,7 @@ from ..errors import TransferkitError
 from ..recipe import Recipe
 from .checkpoint import atomic_write
 from .distributed import DistContext, init_distributed
-from .export import export_prepared
+from .model_files import write_prepared_model
 from .runtime import resolve_runtime
 from .plots import plot_confusion, plot_curves
 from .run_dir import RunDir
@@ -134,7 +134,7 @@ def finish(prepared: Prepared, run: RunDir, summary: dict[str, Any], final_model
     recipe = prepared.recipe
     classes = prepared.splits.classes
     final = summary.get("test") or summary.get("val")
-    export_prepared(prepared, final_model, run.path)
+    write_prepared_model(prepared, final_model, run.path)
     plot_curves(run.read_metrics(), run.path / "curves.png")
     if final is not None:
         plot_confusion(final["confusion_matrix"], classes, run.path / "confusion_matrix.png", "test" if "test" in summary else "val")
