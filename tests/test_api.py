@@ -12,7 +12,8 @@ import torch
 import transferkit
 from transferkit.cli import main
 
-from .conftest import COLOURS, needs_plugin_component, write_recipe
+from .conftest import needs_plugin_component
+from transferkit.testing import COLOURS, write_recipe
 
 
 class ColourSquares:
@@ -21,7 +22,7 @@ class ColourSquares:
     classes = list(COLOURS)
 
     def __init__(self, n: int = 30, seed: int = 0) -> None:
-        from .conftest import make_image
+        from transferkit.testing import make_image
 
         rng = np.random.default_rng(seed)
         self.items = [(make_image(COLOURS[self.classes[i % 3]], rng), i % 3) for i in range(n)]
@@ -34,10 +35,10 @@ class ColourSquares:
 
 
 @pytest.fixture
-def finished_run(tiny_recipe, tmp_path):
-    path = write_recipe(tmp_path / "tiny.toml", tiny_recipe)
-    assert main(["finetune", str(path), "--output", str(tmp_path / "run"), "--set", "phases.finetune.epochs=1"]) == 0
-    return tmp_path / "run"
+def finished_run(tiny_run):
+    """transferkit.testing's tiny run: trained once per session (finetune RECIPE --output --set
+    phases.finetune.epochs=1), copied for each test."""
+    return tiny_run
 
 
 def test_run_directory_holds_everything(finished_run):
@@ -96,7 +97,7 @@ def test_evaluate_and_predict_commands(finished_run, image_folder, capsys):
     assert len(lines) == 4 and all(len(l.split("\t")[1].split("  ")) == 3 for l in lines)
 
 
-def test_finetune_on_a_custom_dataset(tiny_plugin, tmp_path):
+def test_finetune_on_a_custom_dataset(tiny_backbone, tmp_path):
     result = transferkit.finetune(
         {"name": "custom", "backbone": {"name": "tiny/cnn", "weights": "none"}, "data": {"image_size": 32, "batch_size": 8},
          "phases": {"extract": {"epochs": 3, "lr": 0.05}, "finetune": {"epochs": 1}}},

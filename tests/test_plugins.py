@@ -13,10 +13,10 @@ import pytest
 import transferkit
 from transferkit.cli import main
 from transferkit.engine.run import run_recipe
-from transferkit.plugins import get_plugins, module_plugin
+from transferkit.plugins import get_plugins
 from transferkit.recipe_loading import load_recipe
 
-from .conftest import tiny_factory
+from transferkit.testing import plugin, tiny_cnn
 
 
 def test_builtins_register_through_the_plugin_manager():
@@ -29,7 +29,7 @@ def test_builtins_register_through_the_plugin_manager():
 
 def test_in_process_plugin_appears_in_list_and_trains(tiny_recipe, tmp_path, capsys):
     plugins = get_plugins()
-    hooks = module_plugin(register_backbones=lambda register: register("inproc/cnn", tiny_factory, description="in-process CNN"))
+    hooks = plugin(register_backbones=lambda register: register("inproc/cnn", tiny_cnn, description="in-process CNN"))
     name = plugins.register(hooks, "inproc-plugin")
     try:
         assert main(["list", "backbones", "--filter", "inproc/*"]) == 0

@@ -10,7 +10,7 @@ from transferkit.cli import main
 from transferkit.errors import RecipeError
 from transferkit.recipe_loading import load_recipe, parse_override
 
-from .conftest import write_recipe
+from transferkit.testing import write_recipe
 
 RECIPES = sorted(Path(__file__).resolve().parents[1].joinpath("recipes").glob("*.toml"))
 

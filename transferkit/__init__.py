@@ -19,6 +19,7 @@ __version__ = "0.1.0"
 # public name -> the module that defines it (imported when the name is first used)
 _LAZY = {
     "finetune": "transferkit.api",
+    "main": "transferkit.cli",
     "create_augmentation": "transferkit.components",
     "create_averager": "transferkit.components",
     "create_backbone": "transferkit.components",
@@ -91,6 +92,7 @@ __all__ = [
     "load_ensemble",
     "load_recipe",
     "lr_find",
+    "main",
     "read_image",
     "register_plugin",
     "to_rgb_array",
@@ -112,6 +114,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported eagerly
     from .api import finetune
+    from .cli import main
     from .components import (
         create_augmentation,
         create_averager,

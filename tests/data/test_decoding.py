@@ -15,7 +15,7 @@ from transferkit.data.sources import read_image
 from transferkit.builtin.datasets import imagefolder
 from transferkit.errors import DataError
 
-from ..conftest import write_image_folder, write_recipe
+from transferkit.testing import write_image_folder, write_recipe
 
 
 def _bad_files(folder: Path) -> dict[str, str]:

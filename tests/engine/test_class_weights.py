@@ -18,7 +18,7 @@ from transferkit.engine.loop import make_targets, soft_cross_entropy
 from transferkit.errors import DataError, RecipeError
 from transferkit.recipe_loading import load_recipe
 
-from ..conftest import COLOURS, make_image
+from transferkit.testing import COLOURS, make_image
 
 COUNTS = {"blue": 3, "green": 6, "red": 12}  # train images per class; ImageFolder sorts the names
 

@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-from ..conftest import installed_tiny_plugin, write_image_folder, write_recipe
+from ..conftest import installed_tiny_plugin
+from transferkit.testing import write_image_folder, write_recipe
 
 pytestmark = pytest.mark.slow
 

@@ -19,7 +19,8 @@ from safetensors.torch import load_file
 
 from transferkit.engine.checkpoint import load_checkpoint
 
-from ..conftest import installed_tiny_plugin, write_recipe
+from ..conftest import installed_tiny_plugin
+from transferkit.testing import write_recipe
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,8 @@ from transferkit.errors import WeightsError
 from transferkit.models.backbone import create_backbone
 from transferkit.models.weights import WeightSource, read_state_dict, resolve_weights, sha256_of
 
-from ..conftest import SHARED_FLOWERS, TinyCNN
+from ..conftest import SHARED_FLOWERS
+from transferkit.testing import TinyCNN
 
 
 def test_efficientnet_lite0_imagenet_weights_come_from_the_installed_package():
@@ -75,7 +76,7 @@ def test_pickled_checkpoint_needing_code_is_refused(tmp_path):
         read_state_dict(path)
 
 
-def test_mismatched_keys_are_named(tmp_path, tiny_plugin):
+def test_mismatched_keys_are_named(tmp_path, tiny_backbone):
     path = tmp_path / "other.pth"
     state = TinyCNN().state_dict()
     state["extra.weight"] = torch.zeros(1)

@@ -12,9 +12,8 @@ import pytest
 
 import transferkit
 from transferkit.cli import main
-from transferkit.plugins import get_plugins, module_plugin
 
-from ..conftest import COLOURS, TinyCNN, make_image, write_image_folder, write_recipe
+from transferkit.testing import COLOURS, TinyCNN, make_image, registered_backbone, write_image_folder, write_recipe
 
 
 def _result_lines(out: str) -> list[str]:
@@ -143,11 +142,8 @@ class Loud(TinyCNN):
 
 @pytest.fixture
 def loud_plugin():
-    plugins = get_plugins()
-    name = plugins.register(module_plugin(register_backbones=lambda register: register(
-        "tiny/loud", lambda pretrained=False: Loud())), "loud-plugin")
-    yield
-    plugins.unregister(name)
+    with registered_backbone("tiny/loud", lambda pretrained=False: Loud(), "loud-plugin"):
+        yield
 
 
 def test_huge_features_fail_the_initial_loss_check(tiny_recipe, loud_plugin):

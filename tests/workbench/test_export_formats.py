@@ -18,11 +18,11 @@ from transferkit.engine.model_files import load_classifier, write_model_files
 from transferkit.errors import TransferkitError
 from transferkit.models.backbone import create_backbone
 from transferkit.models.classifier import Classifier
-from transferkit.plugins import get_plugins, module_plugin
 from transferkit.workbench import export_backends
 from transferkit.workbench.export_run import TOLERANCE, export_run
 
-from ..conftest import needs_plugin_component, tiny_factory, write_image_folder
+from ..conftest import needs_plugin_component
+from transferkit.testing import registered_backbone, tiny_cnn, write_image_folder
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -30,8 +30,6 @@ ort = pytest.importorskip("onnxruntime")
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory):
     """One finished tiny run (tiny/cnn, 32 px, 3 classes) shared by the module's tests."""
-    plugins = get_plugins()
-    name = plugins.register(module_plugin(register_backbones=lambda register: register("tiny/cnn", tiny_factory)), "tiny-export-test")
     root = tmp_path_factory.mktemp("export")
     images = write_image_folder(root / "images", {"train": 8, "test": 2})
     recipe = {
@@ -40,8 +38,8 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory):
         "backbone": {"name": "tiny/cnn", "weights": "none", "head_dropout": 0.2},
         "phases": {"extract": {"epochs": 1, "lr": 0.05}, "finetune": {"epochs": 1}},
     }
-    yield transferkit.finetune(recipe, output=root / "run", quiet=True).run_dir
-    plugins.unregister(name)
+    with registered_backbone("tiny/cnn", tiny_cnn, "tiny-export-test"):
+        yield transferkit.finetune(recipe, output=root / "run", quiet=True).run_dir
 
 
 def _pytorch_logits(run: Path, batch: torch.Tensor) -> np.ndarray:

@@ -18,7 +18,7 @@ import transferkit.workbench.lr_find_outputs as outputs
 from transferkit.cli import main
 from transferkit.workbench.lr_range import exponential_lrs, range_test, suggest
 
-from ..conftest import write_recipe
+from transferkit.testing import write_recipe
 
 
 def sigmoid_loss(centre: float, noise: float = 0.05, seed: int = 0):

@@ -16,7 +16,7 @@ from transferkit.engine.setup import build_splits
 from transferkit.recipe_loading import load_recipe
 from transferkit.workbench.report_content import build_report
 
-from ..conftest import make_image
+from transferkit.testing import make_image
 
 
 def _weak_run(recipe: dict, output: Path) -> Path:

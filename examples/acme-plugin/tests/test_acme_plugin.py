@@ -7,8 +7,6 @@ import inspect
 from pathlib import Path
 
 import transferkit
-from transferkit.components import describe
-from transferkit.recipe_loading import load_recipe
 from transferkit_acme import plugin
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipe.toml"
@@ -41,8 +39,8 @@ def test_components_are_registered_under_the_plugin_name() -> None:
 
 def test_listing_shows_every_parameter_with_its_default() -> None:
     plugins = transferkit.get_plugins()
-    assert describe(plugins.registry("backbone").get("acme/tinyconvnet")).endswith("(width=16, depth=3)")
-    assert describe(plugins.registry("augmentation").get("acme/posterize_noise")).endswith("(bits=4, noise=8.0, p=0.5)")
+    assert plugins.registry("backbone").get("acme/tinyconvnet").describe().endswith("(width=16, depth=3)")
+    assert plugins.registry("augmentation").get("acme/posterize_noise").describe().endswith("(bits=4, noise=8.0, p=0.5)")
 
 
 def test_factories_are_introspectable() -> None:
@@ -54,7 +52,7 @@ def test_factories_are_introspectable() -> None:
 
 
 def test_the_example_recipe_validates_with_both_components() -> None:
-    recipe = load_recipe(RECIPE)
+    recipe = transferkit.load_recipe(RECIPE)
     assert recipe.backbone.name == "acme/tinyconvnet" and recipe.backbone.params == {"width": 16, "depth": 3}
     assert [s.name for s in recipe.augment.image] == ["acme/posterize_noise"]
     built = [transferkit.create_augmentation(s.name, **s.params) for s in recipe.augment.image]

@@ -8,36 +8,30 @@ import json
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
 
 import transferkit
-from transferkit.cli import main
-from transferkit.engine.run import run_recipe
-from transferkit.recipe_loading import load_recipe
+from transferkit import main
 from transferkit_averaging import average_state_dicts
 
-from averaging_helpers import folder, recipe, tiny_backbone  # noqa: F401  (fixtures)
-
-QUIET = {"log": lambda m: None}
+from averaging_helpers import folder, recipe, tiny_backbone, tiny_run  # noqa: F401  (fixtures)
 
 
 @pytest.mark.parametrize("averaging", [{"name": "ema", "decay": 0.9}, {"name": "swa", "start_epoch": 1}])
 def test_run_reports_raw_and_averaged_side_by_side(folder, tiny_backbone, tmp_path, averaging):
     r = recipe(folder, tiny_backbone, **averaging)
     r["phases"]["finetune"]["bn"] = "train"  # SWA must then recalibrate BatchNorm
-    result = run_recipe(load_recipe(r), output=tmp_path / "run", **QUIET)
+    result = transferkit.finetune(r, output=tmp_path / "run", quiet=True)
     s = result.summary
     assert s["averager"] == averaging["name"] and "top1" in s["test_raw"] and "top1" in s["test"]
     assert s["phases"]["finetune"]["test_top1_averaged"] == s["test"]["top1"]
-    records = [json.loads(l) for l in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    records = transferkit.RunDir(result.run_dir).read_metrics()
     assert [r.get("weights") for r in records if r["kind"] == "test"] == [None, None, averaging["name"]]
 
 
 def test_averager_survives_a_resume(folder, tiny_backbone, tmp_path):
     r = recipe(folder, tiny_backbone, name="ema", decay=0.8)
     r["train"] = {"checkpoint_every_steps": 1}
-    loaded = load_recipe(r)
-    full = run_recipe(loaded, output=tmp_path / "full", **QUIET)
+    full = transferkit.finetune(r, output=tmp_path / "full", quiet=True)
 
     class Stop(Exception):
         pass
@@ -47,22 +41,22 @@ def test_averager_survives_a_resume(folder, tiny_backbone, tmp_path):
             raise Stop
 
     with pytest.raises(Stop):
-        run_recipe(loaded, output=tmp_path / "cut", on_step=[stop], **QUIET)
-    resumed = run_recipe(loaded, resume=tmp_path / "cut", **QUIET)
-    a, b = (load_file(str(x.run_dir / "model.safetensors")) for x in (full, resumed))  # exported = EMA weights
+        transferkit.finetune(r, output=tmp_path / "cut", on_step=[stop], quiet=True)
+    resumed = transferkit.finetune(r, resume=tmp_path / "cut", quiet=True)
+    a, b = (transferkit.load(x.run_dir).model.state_dict() for x in (full, resumed))  # exported = EMA weights
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_checkpoint_average_equals_the_elementwise_mean(folder, tiny_backbone, tmp_path, capsys):
     r = recipe(folder, tiny_backbone)
     r["train"] = {"keep_checkpoints": 3}
-    result = run_recipe(load_recipe(r), output=tmp_path / "run", **QUIET)
-    index = json.loads((result.run_dir / "checkpoints" / "index.json").read_text())
-    assert len(index) == 3 and len(list((result.run_dir / "checkpoints").glob("epoch-*.safetensors"))) == 3
+    result = transferkit.finetune(r, output=tmp_path / "run", quiet=True)
+    kept = transferkit.RunDir(result.run_dir).kept_checkpoints()
+    assert len(kept) == 3 and len({k.path for k in kept if k.path.is_file()}) == 3
     assert main(["average-checkpoints", str(result.run_dir), "--top", "2"]) == 0
     out = result.run_dir / "average-top2"
-    averaged = load_file(str(out / "model.safetensors"))
-    states = [load_file(str(result.run_dir / "checkpoints" / e["file"])) for e in index[:2]]
+    averaged = transferkit.load(out).model.state_dict()
+    states = [k.state_dict() for k in kept[:2]]
     for key, value in averaged.items():
         if value.is_floating_point():
             assert torch.allclose(value, (states[0][key] + states[1][key]) / 2, atol=1e-7)
@@ -81,7 +75,7 @@ def test_average_state_dicts_keeps_integer_buffers():
 def test_snapshot_cycles_give_an_ensemble(folder, tiny_backbone, tmp_path, capsys):
     r = recipe(folder, tiny_backbone)
     r["phases"]["finetune"].update(epochs=4, cycles=2)
-    result = run_recipe(load_recipe(r), output=tmp_path / "run", **QUIET)
+    result = transferkit.finetune(r, output=tmp_path / "run", quiet=True)
     snaps = sorted((result.run_dir / "snapshots").iterdir())
     assert [s.name for s in snaps] == ["cycle-1", "cycle-2"]
     assert main(["evaluate", *map(str, snaps), "--ensemble", "mean"]) == 0
@@ -93,21 +87,23 @@ def test_ensemble_is_the_mean_of_its_members_and_needs_same_classes(folder, tiny
     for seed in (0, 1):
         r = recipe(folder, tiny_backbone)
         r["seed"] = seed
-        runs.append(run_recipe(load_recipe(r), output=tmp_path / f"seed{seed}", **QUIET).run_dir)
+        runs.append(transferkit.finetune(r, output=tmp_path / f"seed{seed}", quiet=True).run_dir)
     images = sorted(str(p) for p in (folder / "test").rglob("*.png"))
     members = [transferkit.load(r).predict_proba(images) for r in runs]
     ensemble = transferkit.load_ensemble(runs)
     assert np.allclose(ensemble.predict_proba(images), np.mean(members, axis=0), atol=1e-7)
-    manifest = json.loads((runs[1] / "manifest.json").read_text())
+    manifest_file = transferkit.RunDir(runs[1]).manifest_file
+    manifest = json.loads(manifest_file.read_text())
     manifest["classes"] = ["a", "b", "c"]
-    (runs[1] / "manifest.json").write_text(json.dumps(manifest))
+    manifest_file.write_text(json.dumps(manifest))
     with pytest.raises(transferkit.DataError, match="ensemble only runs trained on the same classes"):
         transferkit.load_ensemble(runs)
 
 
 @pytest.fixture
-def trained(folder, tiny_backbone, tmp_path):
-    return transferkit.load(run_recipe(load_recipe(recipe(folder, tiny_backbone)), output=tmp_path / "run", **QUIET).run_dir)
+def trained(tiny_run):
+    """transferkit.testing's tiny run (trained once per session), loaded."""
+    return transferkit.load(tiny_run)
 
 
 @pytest.mark.parametrize("name,count", [("flip", 2), ("5crop", 5), ("10crop", 10), ("multiscale", 6)])

@@ -1,19 +1,17 @@
 """Checkpoint averaging: the elementwise mean of a run's top-N epoch weights, written as a new
-loadable model directory. A run keeps them with ``train.keep_checkpoints = N``, which writes
-``checkpoints/epoch-*.safetensors`` and ``checkpoints/index.json`` (best first)."""
+loadable model directory. A run keeps them with ``train.keep_checkpoints = N``; transferkit's
+``RunDir`` lists them (best first) and writes the new model folder."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import torch
-from safetensors.torch import load_file, save_file
 
-from transferkit import TransferkitError
+from transferkit import RunDir, TransferkitError
 
 
 def average_state_dicts(states: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -39,26 +37,18 @@ def average_state_dicts(states: Sequence[Mapping[str, torch.Tensor]]) -> dict[st
 def average_top_checkpoints(run_dir: str | Path, top: int, output: str | Path | None = None) -> tuple[Path, list[dict]]:
     """Average the ``top`` best kept checkpoints of ``run_dir`` into ``output`` (default
     ``RUN_DIR/average-top{N}``), a directory ``transferkit evaluate`` and ``load`` accept."""
-    run = Path(run_dir)
-    index_file = run / "checkpoints" / "index.json"
-    if not index_file.is_file():
-        raise TransferkitError(
-            f"{run}: no checkpoints/index.json; train with train.keep_checkpoints = N to keep the best N epochs"
-        )
-    entries = json.loads(index_file.read_text())
-    if top < 1 or top > len(entries):
-        raise TransferkitError(f"--top {top}: the run kept {len(entries)} checkpoints; choose 1..{len(entries)}")
-    chosen = entries[:top]
-    states = [load_file(str(run / "checkpoints" / e["file"])) for e in chosen]
-    averaged = average_state_dicts(states)
-    out = Path(output) if output else run / f"average-top{top}"
-    out.mkdir(parents=True, exist_ok=True)
-    save_file(averaged, str(out / "model.safetensors"), metadata={"format": "pt"})
-    for name in ("manifest.json", "recipe.toml"):
-        if (run / name).is_file():
-            shutil.copyfile(run / name, out / name)
-    (out / "averaged_from.json").write_text(json.dumps(chosen, indent=2) + "\n")
-    return out, chosen
+    run = RunDir(run_dir)
+    kept = run.kept_checkpoints()
+    if not kept:
+        raise TransferkitError(f"{run.path}: no kept checkpoints; train with train.keep_checkpoints = N to keep the best N epochs")
+    if top < 1 or top > len(kept):
+        raise TransferkitError(f"--top {top}: the run kept {len(kept)} checkpoints; choose 1..{len(kept)}")
+    chosen = kept[:top]
+    averaged = average_state_dicts([k.state_dict() for k in chosen])
+    out = run.write_model_folder(Path(output) if output else run.path / f"average-top{top}", averaged)
+    sources = [{"file": k.path.name, "phase": k.phase, "epoch": k.epoch, "score": k.score} for k in chosen]
+    (out.path / "averaged_from.json").write_text(json.dumps(sources, indent=2) + "\n")
+    return out.path, sources
 
 
 def configure_command(parser: argparse.ArgumentParser) -> None:
