@@ -11,9 +11,9 @@ import torch
 
 import transferkit
 from transferkit.cli import main
+from transferkit.testing import COLOURS, write_recipe
 
 from .conftest import needs_plugin_component
-from transferkit.testing import COLOURS, write_recipe
 
 
 class ColourSquares:
@@ -43,7 +43,8 @@ def finished_run(tiny_run):
 
 def test_run_directory_holds_everything(finished_run):
     names = {p.name for p in finished_run.iterdir()}
-    assert {"recipe.toml", "metrics.jsonl", "checkpoints", "model.safetensors", "manifest.json", "curves.png", "confusion_matrix.png", "summary.json"} <= names
+    assert {"recipe.toml", "metrics.jsonl", "checkpoints", "model.safetensors", "manifest.json", "curves.png",
+            "confusion_matrix.png", "summary.json"} <= names
     resolved = tomllib.loads((finished_run / "recipe.toml").read_text())
     assert resolved["phases"]["finetune"]["epochs"] == 1 and resolved["train"]["optimizer"] == "adamw"
     manifest = json.loads((finished_run / "manifest.json").read_text())
@@ -65,8 +66,8 @@ def test_inference_preprocesses_exactly_as_training_evaluated(finished_run, imag
     """No train/serve skew: a loaded run turns a file into the very tensor that the training
     run's evaluation made of it (decoded once, shrunk antialiased, then resized and cropped)."""
     from transferkit.data.decoding import resize_shorter
-    from transferkit.data.sources import read_image
     from transferkit.data.preprocessing import preprocessing_for
+    from transferkit.data.sources import read_image
 
     model = transferkit.load(finished_run)
     pre = model.manifest["preprocessing"]
@@ -93,8 +94,8 @@ def test_evaluate_and_predict_commands(finished_run, image_folder, capsys):
     assert "on 12 images" in capsys.readouterr().out
     assert main(["evaluate", str(finished_run), "--data", str(image_folder)]) == 0
     assert main(["predict", str(finished_run), str(image_folder / "test" / "blue"), "--top-k", "3"]) == 0
-    lines = [l for l in capsys.readouterr().out.splitlines() if l.endswith("")][-4:]
-    assert len(lines) == 4 and all(len(l.split("\t")[1].split("  ")) == 3 for l in lines)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.endswith("")][-4:]
+    assert len(lines) == 4 and all(len(line.split("\t")[1].split("  ")) == 3 for line in lines)
 
 
 def test_finetune_on_a_custom_dataset(tiny_backbone, tmp_path):

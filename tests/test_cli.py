@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from transferkit.cli import main
-
 from transferkit.testing import write_recipe
 
 

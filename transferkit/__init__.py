@@ -22,7 +22,7 @@ _LAZY = {
     "main": "transferkit.cli",
     "create_augmentation": "transferkit.components",
     "create_averager": "transferkit.components",
-    "create_backbone": "transferkit.components",
+    "create_backbone": "transferkit.models.backbone",
     "list_augmentations": "transferkit.components",
     "list_averagers": "transferkit.components",
     "list_backbones": "transferkit.components",
@@ -118,7 +118,6 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from .components import (
         create_augmentation,
         create_averager,
-        create_backbone,
         list_augmentations,
         list_averagers,
         list_backbones,
@@ -130,6 +129,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from .engine.run_dir import KeptCheckpoint, RunDir
     from .evaluation import evaluate
     from .inference import Ensemble, Prediction, TrainedModel, create_tta, load, load_ensemble
+    from .models.backbone import create_backbone
     from .plugins import get_plugins, register_plugin
     from .recipe import Recipe
     from .recipe_loading import load_recipe

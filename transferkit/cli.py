@@ -19,7 +19,8 @@ from .errors import DataError, TransferkitError
 from .plugins import registry
 from .workbench import command_modules
 
-KINDS = {"backbones": "backbone", "augmentations": "augmentation", "averagers": "averager", "datasets": "dataset", "tta": "tta", "commands": "command"}
+KINDS = {"backbones": "backbone", "augmentations": "augmentation", "averagers": "averager", "datasets": "dataset",
+         "tta": "tta", "commands": "command"}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,7 +29,8 @@ def _parser() -> argparse.ArgumentParser:
 
     ft = sub.add_parser("finetune", help="train a recipe: extract phase, then finetune phase")
     ft.add_argument("recipe", nargs="?", help="recipe TOML (optional with --resume: the run's own recipe)")
-    ft.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a recipe key, e.g. phases.extract.epochs=3")
+    ft.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a recipe key, e.g. phases.extract.epochs=3")
     ft.add_argument("--output", metavar="DIR", help="run directory (default runs/<name>/<timestamp>)")
     ft.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import PluginError
-from .models.backbone import create_backbone
 from .plugins import registry
 
 

@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -85,6 +86,13 @@ class TrainedModel(_Predictor):
     def resize(self, image: np.ndarray, shorter: int | None = None) -> np.ndarray:
         """The evaluation resize (see ``Preprocessing.resize``), passed to TTA policies."""
         return self.preprocessing.resize(image, shorter)
+
+    def with_weights(self, state: Mapping[str, torch.Tensor]) -> "TrainedModel":
+        """The same classifier, classes and preprocessing with other weights (a state dict of this
+        model, e.g. averaged from a run's kept checkpoints), loaded strictly; ``self`` is unchanged."""
+        model = copy.deepcopy(self.model)
+        model.load_state_dict(state, strict=True)
+        return TrainedModel(model, self.manifest, self.run_dir)
 
     def predictions(self, images: ImageSet, tta: str | None = None, batch_size: int = BATCH_SIZE) -> Predictions:
         if tta:

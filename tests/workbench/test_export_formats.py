@@ -18,11 +18,11 @@ from transferkit.engine.model_files import load_classifier, write_model_files
 from transferkit.errors import TransferkitError
 from transferkit.models.backbone import create_backbone
 from transferkit.models.classifier import Classifier
+from transferkit.testing import registered_backbone, tiny_cnn, write_image_folder
 from transferkit.workbench import export_backends
 from transferkit.workbench.export_run import TOLERANCE, export_run
 
 from ..conftest import needs_plugin_component
-from transferkit.testing import registered_backbone, tiny_cnn, write_image_folder
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -137,9 +137,11 @@ def _copy(run_dir: Path, to: Path) -> Path:
 @pytest.mark.parametrize(
     "damage, message",
     [
-        (lambda run: (run / "model.safetensors").write_bytes((run / "model.safetensors").read_bytes()[:200]), r"model\.safetensors: cannot be loaded"),
+        (lambda run: (run / "model.safetensors").write_bytes((run / "model.safetensors").read_bytes()[:200]),
+         r"model\.safetensors: cannot be loaded"),
         (lambda run: (run / "model.safetensors").unlink(), r"no model\.safetensors; the run did not finish"),
-        (lambda run: (run / "manifest.json").write_text('{"format": "transferkit.cla'), r"manifest\.json: not a valid transferkit manifest"),
+        (lambda run: (run / "manifest.json").write_text('{"format": "transferkit.cla'),
+         r"manifest\.json: not a valid transferkit manifest"),
         (lambda run: (run / "manifest.json").unlink(), r"no manifest\.json"),
     ],
     ids=["truncated-weights", "no-weights", "cut-manifest", "no-manifest"],

@@ -16,9 +16,8 @@ import transferkit
 import transferkit.engine.optim as optim
 import transferkit.workbench.lr_find_outputs as outputs
 from transferkit.cli import main
-from transferkit.workbench.lr_range import exponential_lrs, range_test, suggest
-
 from transferkit.testing import write_recipe
+from transferkit.workbench.lr_range import exponential_lrs, range_test, suggest
 
 
 def sigmoid_loss(centre: float, noise: float = 0.05, seed: int = 0):

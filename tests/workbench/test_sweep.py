@@ -16,11 +16,11 @@ from transferkit.cli import main
 from transferkit.engine.setup import build_splits
 from transferkit.recipe import read_toml
 from transferkit.recipe_loading import load_recipe
-from transferkit.workbench.sweep_run import plan_sweep, sweep
+from transferkit.testing import TinyCNN, registered_backbone, write_recipe
 from transferkit.workbench.sweep_results import read_results
+from transferkit.workbench.sweep_run import plan_sweep, sweep
 
 from ..conftest import needs_plugin_component
-from transferkit.testing import TinyCNN, registered_backbone, write_recipe
 
 
 def _get(recipe: dict, key: str):

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Iterator
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from ..data.loaders import EpochBatchSampler, TransformedDataset, make_loader, mix_seed
 from ..data.sources import ImageSet
@@ -53,8 +54,6 @@ class FeatureCache:
     ) -> "FeatureCache":
         """Features of every image; across processes each rank computes its share, then all
         ranks hold the whole cache."""
-        from tqdm.auto import tqdm
-
         was_training = backbone.training
         backbone.eval()
         per_view = []

@@ -27,11 +27,11 @@ from ..data.loaders import EpochBatchSampler, TransformedDataset, make_loader
 from ..errors import RecipeError
 from ..models.classifier import Classifier
 from ..recipe import Recipe, TrainConfig
+from . import optim
 from .class_weights import recipe_class_weights, weights_tensor
 from .distributed import DistContext
 from .feature_cache import FeatureCache
 from .loop import StepSettings, train_epoch
-from . import optim
 from .runtime import Runtime
 from .setup import Prepared
 

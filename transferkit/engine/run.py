@@ -3,6 +3,7 @@ final model, the figures and the summary."""
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,9 +14,9 @@ from ..recipe import Recipe
 from .checkpoint import atomic_write
 from .distributed import DistContext, init_distributed
 from .model_files import write_prepared_model
-from .runtime import resolve_runtime
 from .plots import plot_confusion, plot_curves
 from .run_dir import RunDir
+from .runtime import resolve_runtime
 from .setup import Prepared, prepare
 from .tensorboard_sink import require_tensorboard, tensorboard_sink
 from .trainer import Trainer, resume_state
@@ -112,8 +113,6 @@ def _train(
 
 def _check_same_recipe(recipe: Recipe, checkpoint: dict[str, Any], run: RunDir) -> None:
     """Resuming with other settings would silently mix two runs: refuse, naming the first key."""
-    import json
-
     stored = json.loads(checkpoint.get("recipe_json", "{}"))
     differences = _diff(stored, recipe.to_dict())
     if stored and differences:

@@ -8,8 +8,8 @@ from typing import Any, Callable, Sequence
 
 from ..components import create_augmentation
 from ..data.decoding import DecodeReport, decode_splits
-from ..data.sources import DatasetSplits, ImageSet, WrappedDataset
 from ..data.preprocessing import Preprocessing, preprocessing_for
+from ..data.sources import DatasetSplits, ImageSet, WrappedDataset, stratified_split
 from ..data.transforms import ImageTransform, train_transform
 from ..errors import DataError, PluginError
 from ..models.backbone import create_backbone, probe_features
@@ -43,8 +43,6 @@ def build_splits(recipe: Recipe, dataset: Any = None, val_dataset: Any = None, t
         val = _wrap(val_dataset, train.classes)
         test = _wrap(test_dataset, train.classes)
         if val is None:
-            from ..data.sources import stratified_split
-
             train, val = stratified_split(train, recipe.data.val_fraction, recipe.seed)
         splits = DatasetSplits(train, val, test)
     else:
@@ -54,7 +52,9 @@ def build_splits(recipe: Recipe, dataset: Any = None, val_dataset: Any = None, t
         except TypeError as exc:
             raise DataError(f"data.params: dataset source {recipe.data.source!r} rejected its parameters: {exc}") from None
         if not isinstance(splits, DatasetSplits):
-            raise PluginError(f"dataset {recipe.data.source!r} (plugin {entry.provider!r}) returned {type(splits).__name__}, not DatasetSplits")
+            raise PluginError(
+                f"dataset {recipe.data.source!r} (plugin {entry.provider!r}) returned {type(splits).__name__}, not DatasetSplits"
+            )
     splits.check(f"data.source {recipe.data.source!r}" if dataset is None else "dataset")
     return splits
 

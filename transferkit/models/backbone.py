@@ -16,7 +16,7 @@ from torch import nn
 from ..errors import PluginError, WeightsError
 from ..imagenet import IMAGENET_INPUT_SIZE, IMAGENET_MEAN, IMAGENET_STD
 from ..plugins import registry
-from .weights import read_state_dict, load_into, resolve_weights, url_source
+from .weights import load_into, read_state_dict, resolve_weights, url_source
 
 IMAGENET_DATA_CONFIG = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "input_size": IMAGENET_INPUT_SIZE}
 _CONTAINERS = (nn.Sequential, nn.ModuleList)

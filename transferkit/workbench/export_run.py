@@ -104,7 +104,9 @@ def export_run(
             expected = model(batch).float().numpy()
         got = runner(batch)
         if got.shape != expected.shape:
-            raise TransferkitError(f"{path}: the {fmt} export returned shape {list(got.shape)}, PyTorch {list(expected.shape)}; nothing written")
+            raise TransferkitError(
+                f"{path}: the {fmt} export returned shape {list(got.shape)}, PyTorch {list(expected.shape)}; nothing written"
+            )
         diff = float(abs(got.astype("float64") - expected).max())
         worst = max(worst, diff) if math.isfinite(diff) else math.inf
         agree += int((got.argmax(1) == expected.argmax(1)).sum())

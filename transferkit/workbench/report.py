@@ -11,9 +11,12 @@ HELP = "a self-contained HTML page (and Markdown) about a finished run: curves, 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR")
-    parser.add_argument("--output", metavar="FILE", help="the HTML file (default RUN_DIR/report.html); the Markdown and its PNGs go beside it")
-    parser.add_argument("--top-wrong", type=int, default=16, metavar="N", help="how many confidently wrong images to show (default 16)")
-    parser.add_argument("--data", metavar="DIR", help="predict on this ImageFolder root (its test/ or val/ when present) instead of the run's split")
+    parser.add_argument("--output", metavar="FILE",
+                        help="the HTML file (default RUN_DIR/report.html); the Markdown and its PNGs go beside it")
+    parser.add_argument("--top-wrong", type=int, default=16, metavar="N",
+                        help="how many confidently wrong images to show (default 16)")
+    parser.add_argument("--data", metavar="DIR",
+                        help="predict on this ImageFolder root (its test/ or val/ when present) instead of the run's split")
 
 
 def run(args: argparse.Namespace) -> int:

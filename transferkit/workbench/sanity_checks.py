@@ -336,5 +336,6 @@ def check_labels(data: _CheckData, memorised: float | None = None) -> CheckResul
     learned = f" while the training batches were memorised (accuracy {memorised:.2f})" if memorised is not None and \
         memorised >= ACCURACY_TARGET else ""
     return CheckResult("labels", "FAIL", f"held-out accuracy {accuracy:.2f}, not above chance {chance:.2f} (permutation"
-                       f" p = {p:.2f} > {ALPHA:g}, {n} other training images){learned}: the labels look shuffled or unrelated to the images;"
+                       f" p = {p:.2f} > {ALPHA:g}, {n} other training images){learned}:"
+                       " the labels look shuffled or unrelated to the images;"
                        " check the class folders (or the label column) of the training data", figures)

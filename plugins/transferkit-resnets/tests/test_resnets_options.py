@@ -15,6 +15,7 @@ from torch import nn
 from transferkit_resnets import DenseNet, densenet121, resnet50
 from transferkit_resnets.blocks import ResidualBlock
 from transferkit_resnets.plugin import BACKBONES
+
 from resnets_helpers import one_thread  # noqa: F401  (autouse fixture)
 
 BLOCK_KINDS = ["resnet18", "resnet50", "resnext50_32x4d"]  # basic, bottleneck, grouped bottleneck

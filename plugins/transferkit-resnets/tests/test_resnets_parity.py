@@ -14,8 +14,9 @@ import torch
 import torchvision
 from torch import nn
 
-from transferkit_resnets import DenseNet, IMAGENET1K_V1
+from transferkit_resnets import IMAGENET1K_V1, DenseNet
 from transferkit_resnets.plugin import BACKBONES
+
 from resnets_helpers import calibrate_batchnorm, old_style, one_thread  # noqa: F401  (one_thread: autouse fixture)
 
 # torchvision's own count (its weights' meta["num_params"]) minus the ImageNet classifier,

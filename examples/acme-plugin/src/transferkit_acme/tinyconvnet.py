@@ -18,6 +18,7 @@ from typing import Mapping
 
 import torch
 from torch import nn
+
 from transferkit import IMAGENET_MEAN, IMAGENET_STD
 
 WEIGHTS_ENV = "TRANSFERKIT_ACME_WEIGHTS"

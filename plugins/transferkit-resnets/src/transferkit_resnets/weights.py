@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+
 from transferkit import IMAGENET_MEAN, IMAGENET_STD
 
 # the normalisation and input size the ImageNet checkpoints were trained with
