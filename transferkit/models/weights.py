@@ -32,6 +32,8 @@ class WeightSource:
     fetch: Callable[[], Path] | None = None
     # renames a checkpoint in this source's own format to the module's keys
     adapt: Callable[[StateDict, list[str]], StateDict] | None = None
+    # said when no source has the weights (e.g. which other backbone an installed file fits)
+    hint: str | None = None
 
 
 def resolve_weights(backbone: str, sources: list[WeightSource]) -> tuple[Path, WeightSource]:
@@ -51,9 +53,10 @@ def resolve_weights(backbone: str, sources: list[WeightSource]) -> tuple[Path, W
                 errors.append(f"{source.label}: {type(exc).__name__}")
     tried = ", ".join(s.label for s in sources) or "no known source"
     why = f"; downloads failed ({'; '.join(errors)})" if errors else ""
+    hints = "".join(f"; {s.hint}" for s in sources if s.hint)
     raise WeightsError(
-        f"backbone.weights: no ImageNet weights for {backbone!r} on this machine (looked in: {tried}){why};"
-        f' download a checkpoint and set backbone.weights = "path/to/file.pth", or use weights = "none"'
+        f"backbone.weights: no ImageNet weights for {backbone!r} on this machine (looked in: {tried}){why}{hints};"
+        f' or download a checkpoint and set backbone.weights = "path/to/file.pth", or use weights = "none"'
     )
 
 
