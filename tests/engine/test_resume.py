@@ -24,8 +24,12 @@ def _stop_at(phase: str, epoch: int, step: int):
     return callback
 
 
-@pytest.mark.parametrize("where", [("extract", 1, 2), ("finetune", 0, 3), ("finetune", 1, 1)])
-def test_resume_mid_phase_gives_identical_final_weights(tiny_recipe, tmp_path, where):
+@pytest.mark.parametrize("where, solver", [
+    (("extract", 1, 2), "sgd"), (("finetune", 0, 3), "sgd"), (("finetune", 1, 1), "sgd"),
+    (("finetune", 0, 3), "lbfgs"),  # phase 1 a probe; the final choice reloads it from checkpoints/phase1.safetensors
+])
+def test_resume_mid_phase_gives_identical_final_weights(tiny_recipe, tmp_path, where, solver):
+    tiny_recipe["phases"]["extract"]["solver"] = solver
     tiny_recipe["train"]["checkpoint_every_steps"] = 1
     tiny_recipe["data"]["batch_size"] = 6  # 5 steps an epoch
     tiny_recipe["backbone"]["head_dropout"] = 0.3  # draws from the torch RNG: resume must restore it

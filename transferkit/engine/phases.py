@@ -3,14 +3,20 @@ batches, with which BatchNorm mode. The trainer, ``lr-find``, ``check`` and ``pl
 through these functions, so they cannot drift apart.
 
 1. **extract** — ``freeze_backbone``: no gradients in the backbone, BatchNorm in eval mode; only
-   the head trains, at ``phases.extract.lr``. Nothing in the backbone changes, so by default
+   the head trains. Nothing in the backbone changes, so by default
    (``phases.extract.cache_features``) its features are computed once (``phase1_caches``) and the
-   head trains on them (``HeadOnly``); batch augmentations then wait for phase 2.
+   head is fitted on them as a converged logistic probe (``fit_probe_head``: L-BFGS, L2 strength
+   by cross-validation); with ``solver = "sgd"`` (or the cache off) it trains for ``epochs`` at
+   ``phases.extract.lr`` instead (``HeadOnly`` on cached features). Batch augmentations wait for
+   phase 2.
 2. **finetune** — ``unfreeze_backbone``: all of the backbone, or its last K stages, trains too at
-   ``lr x lr_ratio``; BatchNorm stays in eval mode unless ``bn = "train"``. The model starts from
-   phase 1's head.
+   ``lr x lr_ratio`` (``layer_decay`` < 1: lower for stages further from the head); BatchNorm
+   stays in eval mode unless ``bn = "train"``. The model starts from phase 1's head.
+3. **the final weights** — ``train.final`` (``final_model``): the last epoch, the best validation
+   epoch, or (``"auto"``) the best on validation among the phase-1 probe, the fine-tuned model
+   and their weight-space interpolations (WiSE-FT).
 
-The recipe's averager follows the finetune phase (the extract phase when finetune has no epochs).
+The recipe's averager follows the finetune phase (an SGD extract phase when finetune has no epochs).
 Every epoch of every phase draws its data order and augmentations from ``(seed, epoch_key)``.
 """
 
@@ -32,6 +38,7 @@ from .class_weights import recipe_class_weights, weights_tensor
 from .distributed import DistContext
 from .feature_cache import FeatureCache
 from .loop import StepSettings, train_epoch
+from .probe import DEFAULT_CS, ProbeFit, fit_probe
 from .runtime import Runtime
 from .setup import Prepared
 
@@ -51,6 +58,7 @@ class PhasePlan:
     unfreeze: str = "none"
     bn: str = "eval"
     cycles: int = 1
+    layer_decay: float = 1.0
 
 
 def phase_plans(recipe: Recipe) -> list[PhasePlan]:
@@ -59,7 +67,7 @@ def phase_plans(recipe: Recipe) -> list[PhasePlan]:
     return [
         PhasePlan("extract", 0, p.extract.epochs, p.extract.lr, p.extract.warmup_epochs),
         PhasePlan("finetune", 1, p.finetune.epochs, p.extract.lr * p.finetune.lr_ratio, p.finetune.warmup_epochs,
-                  p.finetune.unfreeze, p.finetune.bn, p.finetune.cycles),
+                  p.finetune.unfreeze, p.finetune.bn, p.finetune.cycles, p.finetune.layer_decay),
     ]
 
 
@@ -73,7 +81,9 @@ def averaged_phase(recipe: Recipe) -> str | None:
     """The phase the recipe's averager follows, or None without ``[averaging]``."""
     if recipe.averaging is None:
         return None
-    return "finetune" if recipe.phases.finetune.epochs > 0 else "extract"
+    if recipe.phases.finetune.epochs > 0:
+        return "finetune"
+    return None if recipe.phases.extract.probe else "extract"  # one converged probe: nothing to average
 
 
 def uses_feature_cache(recipe: Recipe, plan: PhasePlan) -> bool:
@@ -133,9 +143,10 @@ def trainable_parameter_count(model: nn.Module) -> int:
 # -- the optimizer and schedule of a phase --------------------------------------------------------
 def prepare_phase(model: Classifier, plan: PhasePlan, train: TrainConfig) -> torch.optim.Optimizer:
     """Freeze or unfreeze for ``plan``, then the optimizer over the trainable parameters at the
-    phase's LR (its parameter groups: ``optim.param_groups``)."""
+    phase's LR (its parameter groups: ``optim.param_groups``; per backbone stage under layer decay)."""
     configure_phase(model, plan)
-    return optim.build_optimizer(model, plan.lr, train)
+    stages = model.stages() if plan.layer_decay < 1.0 else None
+    return optim.build_optimizer(model, plan.lr, train, layer_decay=plan.layer_decay, stages=stages)
 
 
 @dataclass
@@ -254,9 +265,14 @@ def fit_head(prepared: Prepared, model: Classifier, plan: PhasePlan, cache: Feat
     if plan.epochs == 0:
         return
     recipe, runtime = prepared.recipe, prepared.runtime
+    weights = recipe_class_weights(recipe, prepared.splits.train.targets, prepared.splits.classes)
+    if recipe.phases.extract.probe and cache is not None:
+        configure_phase(model, plan)
+        fit = fit_probe_head(prepared, model, cache, weights)
+        log(f"fitted the head first, as phase extract does (logistic probe, C = {fit.C:g})")
+        return
     batches = TrainingBatches(prepared)
     setup = start_phase(model, plan, recipe.train, runtime, batches.steps_per_epoch)
-    weights = recipe_class_weights(recipe, prepared.splits.train.targets, prepared.splits.classes)
     settings = step_settings(prepared, cache is not None, weights)
     forward = phase_module(model, cache is not None)
     log(f"training the head first, as phase extract does ({plan.epochs} epochs at lr {plan.lr:g})")
@@ -264,3 +280,20 @@ def fit_head(prepared: Prepared, model: Classifier, plan: PhasePlan, cache: Feat
         stats = train_epoch(model, forward, batches.epoch(plan, epoch, cache=cache), setup.optimizer, setup.scheduler, runtime,
                             settings, setup.scaler, where=f"head, epoch {epoch + 1}/{plan.epochs}", total=len(batches))
     log(f"  head after phase extract: loss {stats['loss']:.4f}, train acc {stats['acc']:.3f}")
+
+
+def fit_probe_head(prepared: Prepared, model: Classifier, cache: FeatureCache, class_weights: np.ndarray | None) -> ProbeFit:
+    """Phase 1 as a converged probe: fit the head on the cached training features (every view),
+    with the recipe's label smoothing and class weights, L2 strength by cross-validation (or
+    ``phases.extract.C``); the head's weights are set in place."""
+    recipe = prepared.recipe
+    cfg = recipe.phases.extract
+    fit = fit_probe(
+        cache.features, cache.targets, len(prepared.splits.classes), label_smoothing=recipe.train.label_smoothing,
+        class_weights=None if class_weights is None else torch.as_tensor(class_weights),
+        Cs=DEFAULT_CS if cfg.C is None else (cfg.C,), folds=cfg.cv_folds, seed=recipe.seed,
+    )
+    with torch.no_grad():
+        model.head.weight.copy_(fit.weight.to(model.head.weight))
+        model.head.bias.copy_(fit.bias.to(model.head.bias))
+    return fit

@@ -131,6 +131,11 @@ class RunDir:
         return self.checkpoints / KEPT_INDEX
 
     @property
+    def phase1_weights(self) -> Path:
+        """The model as phase 1 left it (the start of WiSE-FT's interpolation, ``train.final``)."""
+        return self.checkpoints / "phase1.safetensors"
+
+    @property
     def manifest_file(self) -> Path:
         return self.path / MANIFEST_FILE
 

@@ -10,25 +10,27 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
+from safetensors.torch import load_file
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..data.sources import ImageSet
 from .averaging import RunAverager
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from .class_weights import describe_class_weights, recipe_class_weights
+from .class_weights import describe_class_weights, recipe_class_weights, weights_tensor
 from .distributed import DistContext
 from .evaluation import predict
 from .feature_cache import FeatureCache
 from .keeper import CheckpointKeeper
-from .loop import train_epoch
-from .model_files import write_prepared_model
+from .loop import make_targets, soft_cross_entropy, train_epoch
+from .model_files import write_prepared_model, write_weights
 from .phases import (
     PHASE_ORDER,
     PhasePlan,
     PhaseSetup,
     TrainingBatches,
     averaged_phase,
+    fit_probe_head,
     phase1_caches,
     phase_module,
     phase_plans,
@@ -69,6 +71,7 @@ class Trainer:
         self.keeper = CheckpointKeeper(self.run, r.train.keep_checkpoints)
         self.averager: RunAverager | None = None
         self.summary: dict[str, Any] = {"phases": {}}
+        self.phase1_state: dict[str, torch.Tensor] | None = None  # the model after phase 1 (WiSE-FT's start)
         self.class_weights = recipe_class_weights(r, self.prepared.splits.train.targets, self.prepared.splits.classes)
 
     @property
@@ -112,6 +115,8 @@ class Trainer:
             self.summary = json.loads(resume["summary_json"])
             if self.dist.is_main:
                 self.run.truncate_metrics(resume["phase"], int(resume["epoch"]))
+            if self.run.phase1_weights.is_file():
+                self.phase1_state = load_file(str(self.run.phase1_weights))
         if self.class_weights is not None:
             splits = self.prepared.splits
             self.log(describe_class_weights(self.class_weights, splits.classes, splits.train.targets))
@@ -176,6 +181,11 @@ class Trainer:
     def _run_phase(self, plan: PhasePlan, resume: dict[str, Any] | None) -> None:
         phase = self._start_phase(plan, resume)
         start_epoch, start_step = (int(resume["epoch"]), int(resume["step"])) if resume else (0, 0)
+        if plan.name == "extract" and self.prepared.recipe.phases.extract.probe:
+            if start_epoch < plan.epochs:
+                self._fit_probe(phase)
+            self._end_phase(phase)
+            return
         settings = step_settings(self.prepared, phase.train_cache is not None, self.class_weights)
         for epoch in range(start_epoch, plan.epochs):
             settings.on_step = [self._step_callback(phase, epoch, start_step)]
@@ -188,6 +198,25 @@ class Trainer:
             start_step = 0
             self._end_epoch(phase, epoch, stats)
         self._end_phase(phase)
+
+    def _fit_probe(self, phase: PhaseState) -> None:
+        """Phase 1 as one converged fit of the head (``phases.fit_probe_head``), recorded as the
+        phase's one epoch: validation figures, the best checkpoint and ``last.pt`` as usual."""
+        started = time.perf_counter()
+        cache, info = phase.train_cache, self.summary["phases"]["extract"]
+        fit = fit_probe_head(self.prepared, self.model, cache, self.class_weights)
+        with torch.no_grad():
+            features = cache.features.flatten(0, 1)
+            labels = cache.targets.repeat(cache.views)
+            logits = self.model.forward_head(features.to(self.prepared.runtime.device)).float().cpu()
+            targets = make_targets(labels, len(self.prepared.splits.classes), self.prepared.recipe.train.label_smoothing)
+            loss = soft_cross_entropy(logits, targets, weights_tensor(self.class_weights, torch.device("cpu"))).item()
+        stats = {"loss": loss, "acc": float((logits.argmax(1) == labels).float().mean()), "images": len(labels),
+                 "seconds": time.perf_counter() - started}
+        info["probe"] = fit.summary()
+        how = f"C by {fit.folds}-fold cross-validation" if fit.folds > 1 else "C from the recipe"
+        self.log(f"  logistic probe fitted by L-BFGS: C = {fit.C:g} ({how}), {fit.seconds:.1f} s")
+        self._end_epoch(phase, phase.plan.epochs - 1, stats, title="extract probe")
 
     def _step_callback(self, phase: PhaseState, epoch: int, offset: int) -> Callable[[dict[str, Any]], None]:
         every = self.prepared.recipe.train.checkpoint_every_steps
@@ -204,7 +233,7 @@ class Trainer:
 
         return after_step
 
-    def _end_epoch(self, phase: PhaseState, epoch: int, stats: dict[str, float]) -> None:
+    def _end_epoch(self, phase: PhaseState, epoch: int, stats: dict[str, float], title: str | None = None) -> None:
         plan, splits = phase.plan, self.prepared.splits
         record: dict[str, Any] = {
             "kind": "epoch", "phase": plan.name, "epoch": epoch + 1, "base_lr": phase.setup.optimizer.param_groups[0]["initial_lr"],
@@ -214,15 +243,17 @@ class Trainer:
         if splits.val is not None:
             val = self.evaluate(splits.val, "val", phase.val_cache)
             record.update(val_loss=val["loss"], val_top1=val["top1"], val_macro_f1=val["macro_f1"])
-        if self.dist.enabled:  # loss and accuracy over every rank's share of the epoch
+        if self.dist.enabled and title is None:  # loss and accuracy over every rank's share of the epoch
             loss_sum, correct, seen = self.dist.sum(stats["loss"] * stats["images"], stats["acc"] * stats["images"], stats["images"])
             stats = {**stats, "loss": loss_sum / max(seen, 1), "acc": correct / max(seen, 1), "images": seen}
-            record.update(train_loss=stats["loss"], train_acc=stats["acc"], images=int(seen), ranks=self.dist.world_size)
+            record.update(train_loss=stats["loss"], train_acc=stats["acc"])
+        if self.dist.enabled:  # (a probe's epoch: every rank fitted the same head on all the features)
+            record["ranks"] = self.dist.world_size
         record["images"] = int(stats["images"])
         self.summary["phases"][plan.name]["seconds"] += stats["seconds"]
         if self.dist.is_main:
             self.run.append_metrics(record)
-        line = f"  {plan.name} epoch {epoch + 1}/{plan.epochs}: loss {stats['loss']:.4f}, train acc {stats['acc']:.3f}"
+        line = f"  {title or f'{plan.name} epoch {epoch + 1}/{plan.epochs}'}: loss {stats['loss']:.4f}, train acc {stats['acc']:.3f}"
         self.log(line + (f", val acc {record['val_top1']:.3f}" if "val_top1" in record else "") + f" ({stats['seconds']:.1f} s)")
         if phase.averager is not None:
             phase.averager.epoch_end(self.model, epoch + 1)
@@ -241,6 +272,10 @@ class Trainer:
 
     def _end_phase(self, phase: PhaseState) -> None:
         plan, splits, info = phase.plan, self.prepared.splits, self.summary["phases"][phase.plan.name]
+        if plan.name == "extract":
+            self.phase1_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+            if self.dist.is_main:
+                write_weights(self.phase1_state, self.run.checkpoints, self.run.phase1_weights.name)
         averager = phase.averager
         if averager is not None:
             fresh_pass = self.batches.epoch(plan, plan.epochs)  # for BN statistics: the epoch after the last
