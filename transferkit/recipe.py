@@ -39,7 +39,8 @@ class DataConfig(_Strict):
     num_workers: NonNegInt = 0
     crop_scale: tuple[float, float] = (0.25, 1.0)
     hflip: bool = True
-    crop_pct: Annotated[float, Field(gt=0.0, le=1.0)] = 0.875
+    # evaluation: resize the shorter side to image_size / crop_pct, then centre-crop; unset: the backbone's own
+    crop_pct: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
     on_bad_image: Literal["error", "skip"] = "error"
     # decoded images are kept in memory (uint8, working resolution) up to this size
     decode_cache_mb: Annotated[float, Field(ge=0.0)] = 4096.0

@@ -1,6 +1,11 @@
-"""Checkpoint averaging: the elementwise mean of a run's top-N epoch weights, written as a new
-loadable model directory. A run keeps them with ``train.keep_checkpoints = N``; transferkit's
-``RunDir`` lists them (best first) and writes the new model folder."""
+"""Checkpoint averaging: the elementwise mean of a run's top-N epoch weights, or a greedy soup of
+them, written as a new loadable model directory. A run keeps them with
+``train.keep_checkpoints = N``; transferkit's ``RunDir`` lists them (best first) and writes the
+new model folder.
+
+Greedy soup (Wortsman et al. 2022, "Model soups"): take the kept epochs best first; add each to
+the soup only if the soup's validation accuracy does not drop. The soup therefore never scores
+below its first (best) ingredient on validation."""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from typing import Mapping, Sequence
 
 import torch
 
+import transferkit
 from transferkit import RunDir, TransferkitError
 
 
@@ -51,15 +57,53 @@ def average_top_checkpoints(run_dir: str | Path, top: int, output: str | Path | 
     return out.path, sources
 
 
+def greedy_soup(run_dir: str | Path, output: str | Path | None = None) -> tuple[Path, list[dict]]:
+    """A greedy soup of the run's kept checkpoints, judged on the run's validation split, written
+    to ``output`` (default ``RUN_DIR/greedy-soup``). Returns the folder and one record per
+    ingredient tried (``added``, the soup's validation accuracy with it)."""
+    run = RunDir(run_dir)
+    kept = run.kept_checkpoints()
+    if not kept:
+        raise TransferkitError(f"{run.path}: no kept checkpoints; train with train.keep_checkpoints = N to keep the best N epochs")
+    trained = transferkit.load(run.path)
+
+    def val_top1(states: list[dict[str, torch.Tensor]]) -> float:
+        trained.model.load_state_dict(average_state_dicts(states))
+        return float(transferkit.evaluate(run.path, split="val", model=trained)["top1"])
+
+    soup = [kept[0].state_dict()]
+    score = val_top1(soup)
+    tried = [{"file": kept[0].path.name, "phase": kept[0].phase, "epoch": kept[0].epoch, "added": True, "soup_val_top1": score}]
+    for entry in kept[1:]:
+        candidate = soup + [entry.state_dict()]
+        trial = val_top1(candidate)
+        added = trial >= score
+        if added:
+            soup, score = candidate, trial
+        tried.append({"file": entry.path.name, "phase": entry.phase, "epoch": entry.epoch, "added": added, "soup_val_top1": trial})
+    out = run.write_model_folder(Path(output) if output else run.path / "greedy-soup", average_state_dicts(soup))
+    (out.path / "averaged_from.json").write_text(json.dumps(tried, indent=2) + "\n")
+    return out.path, tried
+
+
 def configure_command(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir")
     parser.add_argument("--top", type=int, default=3, metavar="N", help="how many of the best kept epochs (default 3)")
-    parser.add_argument("--output", metavar="DIR", help="default RUN_DIR/average-topN")
+    parser.add_argument("--greedy", action="store_true",
+                        help="a greedy soup instead: every kept epoch, best first, added when validation accuracy does not drop")
+    parser.add_argument("--output", metavar="DIR", help="default RUN_DIR/average-topN (RUN_DIR/greedy-soup with --greedy)")
 
 
 def run_command(args: argparse.Namespace) -> int:
-    out, chosen = average_top_checkpoints(args.run_dir, args.top, args.output)
-    shown = ", ".join(f"{e['phase']} epoch {e['epoch']} ({e['score']:.4f})" for e in chosen)
-    print(f"averaged {len(chosen)} checkpoints: {shown}")
+    if args.greedy:
+        out, tried = greedy_soup(args.run_dir, args.output)
+        added = [e for e in tried if e["added"]]
+        shown = ", ".join(f"{e['phase']} epoch {e['epoch']}" for e in added)
+        score = added[-1]["soup_val_top1"]
+        print(f"greedy soup of {len(added)} of {len(tried)} kept checkpoints ({shown}): validation accuracy {score:.4f}")
+    else:
+        out, chosen = average_top_checkpoints(args.run_dir, args.top, args.output)
+        shown = ", ".join(f"{e['phase']} epoch {e['epoch']} ({e['score']:.4f})" for e in chosen)
+        print(f"averaged {len(chosen)} checkpoints: {shown}")
     print(f"wrote {out}; evaluate it with: transferkit evaluate {out}")
     return 0
