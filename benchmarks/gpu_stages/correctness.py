@@ -139,20 +139,25 @@ def kill_and_resume(settings: Settings, done: dict[str, Any]) -> dict[str, Any]:
 
 
 def compare_runs(ref: Path, cut: Path) -> dict[str, Any]:
-    """What must be equal (schedule, epochs, images) and how far the rest is apart."""
-    a, b = RunDir(ref).read_metrics(), RunDir(cut).read_metrics()
-    plan = lambda records: [(r["phase"], r["epoch"], r["images"], r["base_lr"]) for r in records if r.get("kind") == "epoch"]
-    losses = lambda records: [r["train_loss"] for r in records if r.get("kind") == "epoch"]
+    """What must be equal (the schedule) and how far the rest is apart. A record of an epoch cut
+    and resumed counts only the images after the resume, so its loss is left out of the loss
+    comparison and the image counts are reported apart."""
+    a = [r for r in RunDir(ref).read_metrics() if r.get("kind") == "epoch"]
+    b = [r for r in RunDir(cut).read_metrics() if r.get("kind") == "epoch"]
+    plan = lambda records: [(r["phase"], r["epoch"], r["base_lr"]) for r in records]
+    whole = [(x, y) for x, y in zip(a, b) if x["images"] == y["images"]]
     wa, wb = load_file(str(ref / "model.safetensors")), load_file(str(cut / "model.safetensors"))
     float_keys = [k for k in wa if wa[k].is_floating_point()]
     max_diff = max((float((wa[k].float() - wb[k].float()).abs().max()) for k in float_keys), default=0.0)
     ta, tb = read_summary(ref)["test"], read_summary(cut)["test"]
     return {
         "schedule_equal": plan(a) == plan(b),
-        "epochs": len(plan(a)),
+        "epochs": len(a),
+        "partial_epochs": [f"{y['phase']} epoch {y['epoch']}: {y['images']} of {x['images']} images"
+                           for x, y in zip(a, b) if x["images"] != y["images"]],
         "weights_bitwise_equal": wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa),
         "weights_max_abs_diff": max_diff,
-        "train_loss_max_abs_diff": max((abs(x - y) for x, y in zip(losses(a), losses(b))), default=0.0),
+        "train_loss_max_abs_diff": max((abs(x["train_loss"] - y["train_loss"]) for x, y in whole), default=0.0),
         "test_top1": [ta["top1"], tb["top1"]],
         "test_images_apart": abs(round(ta["top1"] * ta["n"]) - round(tb["top1"] * tb["n"])),
     }

@@ -89,13 +89,17 @@ def stage1(parts: dict[str, Any], fig: Figure) -> list[str]:
     cut = ok(parts, "1-resume")
     if cut:
         at = cut["killed_at"]
+        partial = cut["partial_epochs"]
         lines += [
             f"- SIGKILL (exit {cut['killed_returncode']}) of a second run of the same recipe; its last checkpoint was {at['phase']}"
-            f" epoch {at['epoch']} step {at['step']}; `--resume` finished it. Against the uninterrupted run: schedule (phase, epoch,"
-            f" images, base LR of all {cut['epochs']} epochs) equal: **{'yes' if cut['schedule_equal'] else 'NO'}**; weights bitwise"
-            f" equal: **{'yes' if cut['weights_bitwise_equal'] else 'no'}**, max abs difference {fig(cut['weights_max_abs_diff'], digits=6)};"
-            f" train loss max difference {fig(cut['train_loss_max_abs_diff'], digits=6)}; test accuracy {fig(cut['test_top1'][0], digits=4)}"
-            f" vs {fig(cut['test_top1'][1], digits=4)} ({fig(cut['test_images_apart'], 'image(s)')} apart).",
+            f" epoch {at['epoch'] + 1} after step {at['step']}; `--resume` finished it. Against the uninterrupted run: schedule"
+            f" (phase, epoch and base LR of all {cut['epochs']} epochs) equal: **{'yes' if cut['schedule_equal'] else 'NO'}**;"
+            f" weights bitwise equal: **{'yes' if cut['weights_bitwise_equal'] else 'no'}**, max abs difference"
+            f" {fig(cut['weights_max_abs_diff'], digits=6)}; train loss max difference over whole epochs"
+            f" {fig(cut['train_loss_max_abs_diff'], digits=6)}; test accuracy {fig(cut['test_top1'][0], digits=4)}"
+            f" vs {fig(cut['test_top1'][1], digits=4)} ({fig(cut['test_images_apart'], 'image(s)')} apart)."
+            + (f" metrics.jsonl's record of the resumed epoch counts only the images after the resume ({'; '.join(partial)}),"
+               " so its loss, accuracy and images/s cover that part alone." if partial else ""),
             f"  {RESUME_ON_GPU}",
         ]
     else:

@@ -11,8 +11,8 @@ ENGINE_WITHIN = 0.85  # the engine within 15% of the raw loop
 RESNET50_TRAIN, RESNET50_TRAIN_AIM, RESNET50_EXTRACT = 3000.0, 5000.0, 10000.0
 
 RESUME_ON_GPU = (
-    "What holds exactly, on a GPU too: the schedule (the same epochs, images per epoch and learning rates), the data"
-    " order (seeded sampler) and the resumed step and RNG state, all restored from checkpoints/last.pt. What holds only"
+    "What holds exactly, on a GPU too: the schedule (the same epochs and learning rates), the data order (seeded"
+    " sampler), the resumed step and the RNG state, all restored from checkpoints/last.pt. What holds only"
     " within a tolerance on a GPU: weights, losses and accuracy. cuDNN's convolution kernels (the weight-gradient ones"
     " above all) and split-K or atomic reductions add in an order that changes from run to run, so two uninterrupted CUDA"
     " runs already differ in the last bits and training carries that apart; on the CPU (fp32, deterministic kernels) a"
