@@ -28,9 +28,13 @@ def _gpu_py(*args: str) -> None:
 
 @pytest.fixture(scope="module")
 def dry_run(tmp_path_factory):
-    """A toy CPU reference first, so stage 1's comparison with it runs too."""
+    """With a CPU reference for the toy recipe (what --make-cpu-reference writes; its accuracy is
+    test data here), so stage 1's comparison runs too."""
     folder = tmp_path_factory.mktemp("gpu-dry")
-    _gpu_py("--make-cpu-reference", "--cpu-reference", str(folder / "cpu.json"))
+    overrides = {"data.root": "(generated toy images)", "data.image_size": "32", "data.batch_size": "4",
+                 "phases.extract.epochs": "1", "phases.finetune.epochs": "2", "train.checkpoint_every_steps": "2",
+                 "train.device": "cpu"}
+    (folder / "cpu.json").write_text(json.dumps({"test_top1": 0.5, "test_n": 6, "overrides": overrides}))
     _gpu_py("--cpu-reference", str(folder / "cpu.json"), "--out", str(folder / "RESULTS-gpu.md"))
     return (folder / "RESULTS-gpu.md").read_text(), json.loads((folder / "RESULTS-gpu.json").read_text())
 
@@ -50,7 +54,8 @@ def test_every_part_reports_figures_not_errors(dry_run):
         assert all(p["images_per_second"] > 0 for p in engine["pipeline"].values())
     assert parts["2-resnet50"]["forward_flops"] > 0
     assert 0 <= parts["1-flowers"]["test_top1"] <= 1
-    assert parts["1-flowers"]["cpu_reference"]["status"] == "ok" and parts["1-flowers"]["images_apart"] >= 0
+    assert parts["1-flowers"]["cpu_reference"]["status"] == "ok"
+    assert parts["1-flowers"]["images_apart"] == abs(parts["1-flowers"]["test_correct"] - 3)
     assert parts["1-eval-export"]["onnx_max_abs_diff"] <= parts["1-eval-export"]["onnx_tolerance"]
 
 
