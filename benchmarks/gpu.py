@@ -110,10 +110,10 @@ def run_child(names: list[str], deadline: float, group_file: Path, work: Path, e
         if name in reported.get("parts", {}):  # keys with "_" (a temporary run directory) stay in the child
             results["parts"][name] = {k: v for k, v in reported["parts"][name].items() if not k.startswith("_")}
         elif left <= 5:
-            results["parts"][name] = {"status": "skipped", "error": f"time budget spent; run it with --only {name}"}
+            results["parts"][name] = {"status": "skipped", "error": f"time budget spent; run it with --only {BY_NAME[name].rerun}"}
         elif stopped:
             results["parts"][name] = {"status": "timed out", "error": f"stopped at the {results['budget_s']:.0f} s budget;"
-                                      f" run it with --only {name} --budget-s N"}
+                                      f" run it with --only {BY_NAME[name].rerun} --budget-s N"}
         else:
             results["parts"][name] = {"status": "error", "error": f"the group's process exited {returncode} before this part"
                                       " reported (a crash: see the log above)"}

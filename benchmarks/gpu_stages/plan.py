@@ -25,6 +25,12 @@ class Part:
     estimate_s: float  # on an H100 with 16 CPU cores, cold caches: a part with less time left is skipped
     target: str  # "module:function" (imported in the child only: the parent never imports torch)
     key: str | None = None  # the backbone, for the parts that take one
+    needs: tuple[str, ...] = ()  # parts whose results (a run directory) it uses, in the same run
+
+    @property
+    def rerun(self) -> str:
+        """The --only value that runs this part again."""
+        return ",".join((*self.needs, self.name))
 
     def function(self) -> PartFunction:
         import importlib
@@ -43,8 +49,8 @@ PARTS: tuple[Part, ...] = (
     Part("2-resnet50", "2", "raw loop, ResNet-50", 25, "throughput:raw_throughput", "resnet50"),
     Part("2-lite0", "2", "raw loop, EfficientNet-Lite0", 20, "throughput:raw_throughput", "lite0"),
     Part("1-flowers", "1", "flowers recipe end to end", 45, "correctness:flowers_run"),
-    Part("1-eval-export", "1", "evaluate + export --format onnx", 35, "correctness:evaluate_and_export"),
-    Part("1-resume", "1", "SIGKILL mid-phase + --resume", 60, "correctness:kill_and_resume"),
+    Part("1-eval-export", "1", "evaluate + export --format onnx", 35, "correctness:evaluate_and_export", needs=("1-flowers",)),
+    Part("1-resume", "1", "SIGKILL mid-phase + --resume", 60, "correctness:kill_and_resume", needs=("1-flowers",)),
     Part("1-fp16", "1", "one epoch fp16 + GradScaler", 25, "correctness:fp16_epoch"),
     Part("3-resnet50", "3", "engine, ResNet-50", 50, "engine:engine_throughput", "resnet50"),
     Part("3-lite0", "3", "engine, EfficientNet-Lite0", 45, "engine:engine_throughput", "lite0"),
@@ -83,7 +89,7 @@ def run_group(names: list[str], settings: Settings, deadline: float, results_fil
         left = deadline - time.time()
         if not settings.dry and left < part.estimate_s:
             out["parts"][name] = {"status": "skipped", "error": f"time budget: {left:.0f} s left, the part needs about"
-                                  f" {part.estimate_s:.0f} s; run it with --only {name}"}
+                                  f" {part.estimate_s:.0f} s; run it with --only {part.rerun}"}
             save_json(results_file, out)
             continue
         print(f"[gpu.py] {name}: {part.title}", flush=True)
