@@ -1,6 +1,6 @@
 """One prepared GPU run: proves transferkit's CUDA path and measures it against the card's limit.
 
-    python benchmarks/gpu.py [--dry] [--out benchmarks/RESULTS-gpu.md] [--budget-s 330] [--only PARTS]
+    python benchmarks/gpu.py [--dry] [--out FILE.md] [--budget-s 330] [--only PARTS] [--previous FILE.json]
 
 1. Correctness on CUDA: recipes/flowers.toml end to end on ../shared/data/flowers12 at 224 px
    (bf16 autocast + channels_last), test accuracy beside a CPU run's; one epoch fp16 + GradScaler;
@@ -45,7 +45,8 @@ CPU_REFERENCE = "benchmarks/flowers224-cpu.json"  # written by --make-cpu-refere
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dry", action="store_true", help="every stage at toy sizes on the CPU (not a measurement)")
-    parser.add_argument("--out", default=str(HERE / "RESULTS-gpu.md"), help="the Markdown summary; its JSON goes beside it")
+    parser.add_argument("--out", help="the Markdown summary, its JSON beside it (default benchmarks/RESULTS-gpu.md;"
+                        " with --dry runs/gpu-dry/RESULTS-gpu.md, so a dry run never overwrites GPU figures)")
     parser.add_argument("--data", default="../shared/data/flowers12", help="flowers12, relative to the repository root")
     parser.add_argument("--cpu-reference", help=f"stage 1's CPU figure, a JSON file (default {CPU_REFERENCE}; none with --dry)")
     parser.add_argument("--budget-s", type=float, help="seconds for the whole run (default 330; dry 900)")
@@ -141,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.cpu_reference is None and (args.make_cpu_reference or not args.dry):
         args.cpu_reference = CPU_REFERENCE
+    if args.out is None:
+        args.out = str(ROOT / "runs" / "gpu-dry" / "RESULTS-gpu.md") if args.dry else str(HERE / "RESULTS-gpu.md")
     if args.group:
         child(args)
         return 0
