@@ -13,7 +13,7 @@ from typing import Any
 from transferkit.data.loaders import make_loader
 from transferkit.engine.run_dir import RunDir
 from transferkit.engine.setup import prepare
-from transferkit.engine.trainer import Trainer
+from transferkit.engine.phases import TrainingBatches
 from transferkit.recipe_loading import load_recipe
 
 from .common import (Settings, backbone_name, finetune_argv, fresh_dir, read_summary, replicated_root, run_cli,
@@ -56,19 +56,19 @@ def engine_throughput(settings: Settings, key: str, done: dict[str, Any]) -> dic
 
 
 def input_pipeline(settings: Settings, recipe_file: Path) -> dict[str, Any]:
-    """The engine's training loader (the Trainer builds it) with the pinned copy to the device
+    """The engine's training loader (``phases.TrainingBatches``, as the trainer builds it) with the pinned copy to the device
     and no model: per worker count, the first batch's latency (paid again every epoch: workers
     are not persistent) and images/s after it."""
     recipe = load_recipe(recipe_file)
     prepared = prepare(recipe, log=lambda _: None)
-    trainer = Trainer(prepared, RunDir.create(recipe, fresh_dir(Path(settings.workdir) / "pipeline")), log=lambda _: None)
+    batches_of = TrainingBatches(prepared)
     runtime = prepared.runtime
     out: dict[str, Any] = {}
     for workers in sorted({recipe.data.num_workers, 0}, reverse=True):
-        loader = trainer.loader if workers == recipe.data.num_workers else make_loader(
-            trainer.train_set, trainer.sampler, workers, runtime.device.type == "cuda")
-        trainer.sampler.set_epoch(1)
-        trainer.train_set.set_epoch(1)
+        loader = batches_of.loader if workers == recipe.data.num_workers else make_loader(
+            batches_of.dataset, batches_of.sampler, workers, runtime.device.type == "cuda")
+        batches_of.sampler.set_epoch(1)
+        batches_of.dataset.set_epoch(1)
         synchronize()
         started, first, images = time.perf_counter(), None, 0
         batches = iter(loader)
