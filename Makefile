@@ -1,5 +1,5 @@
-# The two commands of the README: `make demo` and `make test`. Both build .venv from scratch
-# when it is missing or out of date.
+# The two commands of the README: `make demo` and `make test` (ruff, then the tests). Both build
+# .venv from scratch when it is missing or out of date.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -29,6 +29,7 @@ demo: install
 	$(VENV)/bin/transferkit finetune recipes/quickstart.toml
 
 test: install-test
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 
 clean:

@@ -11,8 +11,9 @@ import torch
 
 import transferkit
 from transferkit.cli import main
+from transferkit.testing import COLOURS, write_recipe
 
-from .conftest import COLOURS, needs_plugin_component, write_recipe
+from .conftest import needs_plugin_component
 
 
 class ColourSquares:
@@ -21,7 +22,7 @@ class ColourSquares:
     classes = list(COLOURS)
 
     def __init__(self, n: int = 30, seed: int = 0) -> None:
-        from .conftest import make_image
+        from transferkit.testing import make_image
 
         rng = np.random.default_rng(seed)
         self.items = [(make_image(COLOURS[self.classes[i % 3]], rng), i % 3) for i in range(n)]
@@ -34,15 +35,16 @@ class ColourSquares:
 
 
 @pytest.fixture
-def finished_run(tiny_recipe, tmp_path):
-    path = write_recipe(tmp_path / "tiny.toml", tiny_recipe)
-    assert main(["finetune", str(path), "--output", str(tmp_path / "run"), "--set", "phases.finetune.epochs=1"]) == 0
-    return tmp_path / "run"
+def finished_run(tiny_run):
+    """transferkit.testing's tiny run: trained once per session (finetune RECIPE --output --set
+    phases.finetune.epochs=1), copied for each test."""
+    return tiny_run
 
 
 def test_run_directory_holds_everything(finished_run):
     names = {p.name for p in finished_run.iterdir()}
-    assert {"recipe.toml", "metrics.jsonl", "checkpoints", "model.safetensors", "manifest.json", "curves.png", "confusion_matrix.png", "summary.json"} <= names
+    assert {"recipe.toml", "metrics.jsonl", "checkpoints", "model.safetensors", "manifest.json", "curves.png",
+            "confusion_matrix.png", "summary.json"} <= names
     resolved = tomllib.loads((finished_run / "recipe.toml").read_text())
     assert resolved["phases"]["finetune"]["epochs"] == 1 and resolved["train"]["optimizer"] == "adamw"
     manifest = json.loads((finished_run / "manifest.json").read_text())
@@ -64,17 +66,17 @@ def test_inference_preprocesses_exactly_as_training_evaluated(finished_run, imag
     """No train/serve skew: a loaded run turns a file into the very tensor that the training
     run's evaluation made of it (decoded once, shrunk antialiased, then resized and cropped)."""
     from transferkit.data.decoding import resize_shorter
+    from transferkit.data.preprocessing import preprocessing_for
     from transferkit.data.sources import read_image
-    from transferkit.data.transforms import build_transforms
 
     model = transferkit.load(finished_run)
     pre = model.manifest["preprocessing"]
-    _, eval_tf = build_transforms(model.model.data_config, pre["image_size"], crop_pct=pre["image_size"] / pre["resize_shorter_side"])
+    eval_tf = preprocessing_for(model.model.data_config, pre["image_size"], crop_pct=pre["image_size"] / pre["resize_shorter_side"])
     for file in sorted((image_folder / "test").rglob("*.png"))[:4]:
         array = read_image(file)
         assert min(array.shape[:2]) > pre["resize_shorter_side"]  # the shrinking path is exercised
         expected = eval_tf(resize_shorter(array, pre["resize_shorter_side"]))
-        assert torch.equal(model._views(str(file), None)[0], expected)
+        assert torch.equal(model.preprocessing(read_image(file)), expected)
 
 
 @needs_plugin_component("tta", "10crop", "transferkit-averaging")
@@ -92,11 +94,11 @@ def test_evaluate_and_predict_commands(finished_run, image_folder, capsys):
     assert "on 12 images" in capsys.readouterr().out
     assert main(["evaluate", str(finished_run), "--data", str(image_folder)]) == 0
     assert main(["predict", str(finished_run), str(image_folder / "test" / "blue"), "--top-k", "3"]) == 0
-    lines = [l for l in capsys.readouterr().out.splitlines() if l.endswith("")][-4:]
-    assert len(lines) == 4 and all(len(l.split("\t")[1].split("  ")) == 3 for l in lines)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.endswith("")][-4:]
+    assert len(lines) == 4 and all(len(line.split("\t")[1].split("  ")) == 3 for line in lines)
 
 
-def test_finetune_on_a_custom_dataset(tiny_plugin, tmp_path):
+def test_finetune_on_a_custom_dataset(tiny_backbone, tmp_path):
     result = transferkit.finetune(
         {"name": "custom", "backbone": {"name": "tiny/cnn", "weights": "none"}, "data": {"image_size": 32, "batch_size": 8},
          "phases": {"extract": {"epochs": 3, "lr": 0.05}, "finetune": {"epochs": 1}}},

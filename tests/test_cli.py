@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from transferkit.cli import main
-
-from .conftest import write_recipe
+from transferkit.testing import write_recipe
 
 
 def test_plan_shows_each_phase_without_training(tiny_recipe, tmp_path, capsys):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import write_image_folder
+from transferkit.testing import write_image_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "acme-plugin"

@@ -124,7 +124,7 @@ def test_dataset_and_tta_sketches(sketches) -> None:
     np.testing.assert_array_equal(views[1], image[::-1][4:28, 4:28])
 
 
-def test_command_sketch(sketches, tiny_plugin, capsys) -> None:
+def test_command_sketch(sketches, tiny_backbone, capsys) -> None:
     assert main(["my-names", "tiny/"]) == 0
     assert capsys.readouterr().out.split() == ["tiny/cnn"]
     assert main(["my-names", "nothing/"]) == 1
@@ -133,7 +133,7 @@ def test_command_sketch(sketches, tiny_plugin, capsys) -> None:
     )
 
 
-def test_sketches_together_in_a_run(sketches, tiny_plugin, tmp_path) -> None:
+def test_sketches_together_in_a_run(sketches, tiny_backbone, tmp_path) -> None:
     """The dataset source, the batch augmentation and the averager in one recipe; then TTA."""
     recipe = {
         "name": "guide", "seed": 0,

@@ -13,10 +13,9 @@ import pytest
 import transferkit
 from transferkit.cli import main
 from transferkit.engine.run import run_recipe
-from transferkit.plugins import get_plugins, module_plugin
+from transferkit.plugins import get_plugins
 from transferkit.recipe_loading import load_recipe
-
-from .conftest import tiny_factory
+from transferkit.testing import plugin, tiny_cnn
 
 
 def test_builtins_register_through_the_plugin_manager():
@@ -29,7 +28,7 @@ def test_builtins_register_through_the_plugin_manager():
 
 def test_in_process_plugin_appears_in_list_and_trains(tiny_recipe, tmp_path, capsys):
     plugins = get_plugins()
-    hooks = module_plugin(register_backbones=lambda register: register("inproc/cnn", tiny_factory, description="in-process CNN"))
+    hooks = plugin(register_backbones=lambda register: register("inproc/cnn", tiny_cnn, description="in-process CNN"))
     name = plugins.register(hooks, "inproc-plugin")
     try:
         assert main(["list", "backbones", "--filter", "inproc/*"]) == 0
@@ -63,7 +62,7 @@ def test_plugin_that_raises_on_import_is_reported_not_fatal(tmp_path):
     path = _fake_distribution(tmp_path, "raise ImportError('needs libfoo 2.0')\n")
     done = _run_cli(["plugins"], path)
     assert done.returncode == 0, done.stderr
-    line = next(l for l in done.stdout.splitlines() if l.startswith("brokenplug"))
+    line = next(x for x in done.stdout.splitlines() if x.startswith("brokenplug"))
     assert "0.1" in line and "failed: ImportError: needs libfoo 2.0" in line
     assert "transferkit.builtin.backbones" in done.stdout  # the others still load
 
@@ -80,10 +79,10 @@ def test_disabled_plugin_is_not_imported_and_says_so(tmp_path):
     path = _fake_distribution(tmp_path, "raise ImportError('needs libfoo 2.0')\n")
     done = _run_cli(["plugins"], path, TRANSFERKIT_DISABLE_PLUGINS="brokenplug", TRANSFERKIT_STRICT_PLUGINS="1")
     assert done.returncode == 0, done.stderr  # not loaded, so strict mode has nothing to fail on
-    line = next(l for l in done.stdout.splitlines() if l.startswith("brokenplug"))
+    line = next(x for x in done.stdout.splitlines() if x.startswith("brokenplug"))
     assert "disabled by TRANSFERKIT_DISABLE_PLUGINS" in line
     everything = _run_cli(["list", "backbones"], path, TRANSFERKIT_DISABLE_PLUGINS="*")
-    names = [l.split()[0] for l in everything.stdout.splitlines()[1:]]
+    names = [x.split()[0] for x in everything.stdout.splitlines()[1:]]
     assert everything.returncode == 0 and "resnet18" not in names and "timm/resnet18" in names
 
 

@@ -9,8 +9,7 @@ import pytest
 from transferkit.cli import main
 from transferkit.errors import RecipeError
 from transferkit.recipe_loading import load_recipe, parse_override
-
-from .conftest import write_recipe
+from transferkit.testing import write_recipe
 
 RECIPES = sorted(Path(__file__).resolve().parents[1].joinpath("recipes").glob("*.toml"))
 
@@ -31,7 +30,8 @@ BAD = [
     ({"phases": {"finetune": {"unfreeze": "some"}}}, 'phases.finetune.unfreeze: must be "all", "none" or "last:K"'),
     ({"phases": {"finetune": {"bn": "frozen"}}}, "phases.finetune.bn: Input should be 'eval' or 'train'"),
     ({"phases": {"extract": {"epochs": 0}, "finetune": {"epochs": 0}}}, "nothing to train"),
-    ({"backbone": {"name": "timm/efficientnet_lite9"}}, "backbone.name: unknown backbone 'timm/efficientnet_lite9'; did you mean timm/efficientnet_lite"),
+    ({"backbone": {"name": "timm/efficientnet_lite9"}},
+     "backbone.name: unknown backbone 'timm/efficientnet_lite9'; did you mean timm/efficientnet_lite"),
     ({"backbone": {"weights": "missing/file.pth"}}, "backbone.weights: file 'missing/file.pth' not found"),
     ({"backbone": {"sha256": "abc"}}, "backbone.sha256: must be 64 hexadecimal characters"),
     ({"data": {"root": "does/not/exist"}}, "data.root: 'does/not/exist' does not exist"),

@@ -1,48 +1,74 @@
 """transferkit: plugin-based transfer learning for image classification.
 
-The public API. Plugins import only what is exported here.
+The public API: plugins, their tests and examples import only what ``__all__`` lists (and the
+``transferkit.testing`` helpers for tests). The names load on first use (PEP 562), so
+``import transferkit`` and ``from transferkit import hookimpl`` in a plugin cost no torch import.
 """
 
-from .api import finetune
-from .components import (
-    create_augmentation,
-    create_averager,
-    create_backbone,
-    list_augmentations,
-    list_averagers,
-    list_backbones,
-    list_datasets,
-)
-from .data.sources import ArrayImages, DatasetSplits, FileImages, ImageSet, WrappedDataset, read_image, to_rgb_array
-from .engine.run import RunResult
-from .errors import DataError, PluginError, RecipeError, TransferkitError, UnknownComponentError, WeightsError
-from .evaluation import evaluate
-from .hookspecs import hookimpl
-from .inference import Ensemble, Prediction, TrainedModel, create_tta, load, load_ensemble
-from .plugins import get_plugins, register_plugin
-from .recipe import Recipe
-from .recipe_loading import load_recipe
-from .workbench.check import check
-from .workbench.lr_find import lr_find
+from __future__ import annotations
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .errors import DataError, PluginError, RecipeError, TransferkitError, UnknownComponentError, WeightsError
+from .hookspecs import hookimpl
+from .imagenet import IMAGENET_MEAN, IMAGENET_STD
 
 __version__ = "0.1.0"
+
+# public name -> the module that defines it (imported when the name is first used)
+_LAZY = {
+    "finetune": "transferkit.api",
+    "main": "transferkit.cli",
+    "create_augmentation": "transferkit.components",
+    "create_averager": "transferkit.components",
+    "create_backbone": "transferkit.models.backbone",
+    "list_augmentations": "transferkit.components",
+    "list_averagers": "transferkit.components",
+    "list_backbones": "transferkit.components",
+    "list_datasets": "transferkit.components",
+    "ArrayImages": "transferkit.data.sources",
+    "DatasetSplits": "transferkit.data.sources",
+    "FileImages": "transferkit.data.sources",
+    "ImageSet": "transferkit.data.sources",
+    "WrappedDataset": "transferkit.data.sources",
+    "read_image": "transferkit.data.sources",
+    "to_rgb_array": "transferkit.data.sources",
+    "Predictions": "transferkit.engine.evaluation",
+    "RunResult": "transferkit.engine.run",
+    "KeptCheckpoint": "transferkit.engine.run_dir",
+    "RunDir": "transferkit.engine.run_dir",
+    "evaluate": "transferkit.evaluation",
+    "Ensemble": "transferkit.inference",
+    "Prediction": "transferkit.inference",
+    "TrainedModel": "transferkit.inference",
+    "create_tta": "transferkit.inference",
+    "load": "transferkit.inference",
+    "load_ensemble": "transferkit.inference",
+    "get_plugins": "transferkit.plugins",
+    "register_plugin": "transferkit.plugins",
+    "Recipe": "transferkit.recipe",
+    "load_recipe": "transferkit.recipe_loading",
+    "check": "transferkit.workbench.sanity_checks",
+    "lr_find": "transferkit.workbench.lr_find_run",
+}
 
 __all__ = [
     "ArrayImages",
     "DataError",
-    "Ensemble",
     "DatasetSplits",
+    "Ensemble",
     "FileImages",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "ImageSet",
+    "KeptCheckpoint",
     "PluginError",
     "Prediction",
+    "Predictions",
     "Recipe",
     "RecipeError",
+    "RunDir",
     "RunResult",
     "TrainedModel",
     "TransferkitError",
@@ -66,7 +92,46 @@ __all__ = [
     "load_ensemble",
     "load_recipe",
     "lr_find",
+    "main",
     "read_image",
     "register_plugin",
     "to_rgb_array",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'transferkit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported eagerly
+    from .api import finetune
+    from .cli import main
+    from .components import (
+        create_augmentation,
+        create_averager,
+        list_augmentations,
+        list_averagers,
+        list_backbones,
+        list_datasets,
+    )
+    from .data.sources import ArrayImages, DatasetSplits, FileImages, ImageSet, WrappedDataset, read_image, to_rgb_array
+    from .engine.evaluation import Predictions
+    from .engine.run import RunResult
+    from .engine.run_dir import KeptCheckpoint, RunDir
+    from .evaluation import evaluate
+    from .inference import Ensemble, Prediction, TrainedModel, create_tta, load, load_ensemble
+    from .models.backbone import create_backbone
+    from .plugins import get_plugins, register_plugin
+    from .recipe import Recipe
+    from .recipe_loading import load_recipe
+    from .workbench.lr_find_run import lr_find
+    from .workbench.sanity_checks import check

@@ -1,13 +1,26 @@
-"""The ``transferkit`` command: a thin shell over the Python API (no training logic here)."""
+"""The ``transferkit`` command: a thin shell over the Python API (no training logic here).
+
+It reaches the work through ``transferkit``'s lazy public names, so building the parser (and
+``transferkit --help``) imports no torch; tests/test_startup.py holds that. Plugin commands do
+load the plugins, whose own imports are theirs.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
-KINDS = {"backbones": "backbone", "augmentations": "augmentation", "averagers": "averager", "datasets": "dataset", "tta": "tta", "commands": "command"}
+import transferkit
+
+from .errors import DataError, TransferkitError
+from .plugins import registry
+from .workbench import command_modules
+
+KINDS = {"backbones": "backbone", "augmentations": "augmentation", "averagers": "averager", "datasets": "dataset",
+         "tta": "tta", "commands": "command"}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -16,7 +29,8 @@ def _parser() -> argparse.ArgumentParser:
 
     ft = sub.add_parser("finetune", help="train a recipe: extract phase, then finetune phase")
     ft.add_argument("recipe", nargs="?", help="recipe TOML (optional with --resume: the run's own recipe)")
-    ft.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a recipe key, e.g. phases.extract.epochs=3")
+    ft.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a recipe key, e.g. phases.extract.epochs=3")
     ft.add_argument("--output", metavar="DIR", help="run directory (default runs/<name>/<timestamp>)")
     ft.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
 
@@ -51,8 +65,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def _workbench_commands(sub: argparse._SubParsersAction) -> None:
     """check, lr-find, sweep, report, export: each module of ``transferkit.workbench`` adds one."""
-    from .workbench import command_modules
-
     for module in command_modules():
         parser = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
         module.add_arguments(parser)
@@ -61,8 +73,6 @@ def _workbench_commands(sub: argparse._SubParsersAction) -> None:
 
 def _plugin_commands(sub: argparse._SubParsersAction) -> None:
     """Subcommands that plugins add through ``register_commands``."""
-    from .plugins import registry
-
     for entry in registry("command").entries():
         if entry.name in COMMANDS or entry.name in sub.choices:
             continue
@@ -76,40 +86,32 @@ def _ensemble_and_tta(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tta", metavar="NAME", help="test-time augmentation: flip, 5crop, 10crop... (transferkit list tta)")
 
 
-def _predictor(run_dirs: Sequence[str], args: argparse.Namespace):
-    from .errors import TransferkitError
-    from .inference import load, load_ensemble
-    from .plugins import registry
-
+def _predictor(run_dirs: Sequence[str], args: argparse.Namespace) -> Any:
     if len(run_dirs) > 1 and args.ensemble is None:
         raise TransferkitError(f"{len(run_dirs)} runs given: add --ensemble mean to average them, or give one run")
     if args.tta is not None and args.tta not in registry("tta"):
         raise TransferkitError(f"--tta: {registry('tta').unknown_message(args.tta)}")
-    return load(run_dirs[0]) if len(run_dirs) == 1 else load_ensemble(run_dirs)
+    return transferkit.load(run_dirs[0]) if len(run_dirs) == 1 else transferkit.load_ensemble(run_dirs)
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    from .api import finetune
-
     recipe = args.recipe
     if recipe is None:
         if not args.resume:
             raise SystemExit("transferkit finetune: give a RECIPE, or --resume RUN_DIR")
         recipe = str(Path(args.resume) / "recipe.toml")
-    finetune(recipe, output=args.output, resume=args.resume, **_overrides(args.overrides))
+    transferkit.finetune(recipe, output=args.output, resume=args.resume, **_overrides(args.overrides))
     return 0
 
 
 def _overrides(pairs: Sequence[str]) -> dict:
-    from .recipe_loading import parse_override
+    from .recipe_loading import parse_override  # pydantic: not for --help
 
     return {key.replace(".", "__"): value for key, value in map(parse_override, pairs)}
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .recipe_loading import load_recipe
-
-    recipe = load_recipe(args.recipe, args.overrides)
+    recipe = transferkit.load_recipe(args.recipe, args.overrides)
     p = recipe.phases
     print(
         f"{args.recipe}: ok ({recipe.name}: {recipe.backbone.name} [{recipe.backbone.weights}], data {recipe.data.source}"
@@ -119,28 +121,22 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from .engine.plan import format_plan, plan_recipe
-    from .recipe_loading import load_recipe
+    from .engine.plan import format_plan, plan_recipe  # the engine and torch: not for --help
 
-    print(format_plan(plan_recipe(load_recipe(args.recipe, args.overrides))))
+    print(format_plan(plan_recipe(transferkit.load_recipe(args.recipe, args.overrides))))
     return 0
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
-    from .plugins import get_plugins
-
     rows = [(i.name, i.distribution or "-", i.version or "-", ", ".join(i.hooks) or "-", i.status + (f": {i.error}" if i.error else ""))
-            for i in get_plugins().info.values()]
+            for i in transferkit.get_plugins().info.values()]
     _table(("plugin", "package", "version", "hooks", "status"), rows)
     return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from .components import describe
-    from .plugins import registry
-
     entries = registry(KINDS[args.kind]).entries(args.filter)
-    rows = [(e.name, e.provider, (f"[{e.extras['kind']}] " if "kind" in e.extras else "") + describe(e)) for e in entries]
+    rows = [(e.name, e.provider, (f"[{e.extras['kind']}] " if "kind" in e.extras else "") + e.describe()) for e in entries]
     _table(("name", "plugin", "description"), rows)
     if not rows:
         print(f"no {args.kind} match {args.filter!r}" if args.filter else f"no {args.kind} registered")
@@ -148,13 +144,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    import time
-
-    from .evaluation import evaluate
-
     model = _predictor(args.run_dirs, args)
     started = time.perf_counter()
-    metrics = evaluate(args.run_dirs, args.data, tta=args.tta, model=model)
+    metrics = transferkit.evaluate(args.run_dirs, args.data, tta=args.tta, model=model)
     top = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith("top"))
     what = " + ".join(args.run_dirs) + (f" (ensemble of {len(args.run_dirs)})" if len(args.run_dirs) > 1 else "")
     what += f" with tta {args.tta}" if args.tta else ""
@@ -165,8 +157,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .errors import DataError
-    from .inference import image_files
+    from .inference import image_files  # the engine and torch: not for --help
 
     model = _predictor(args.run_dir.split(","), args)
     files = image_files(args.images)
@@ -200,8 +191,6 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .errors import TransferkitError
-
     try:
         args = _parser().parse_args(argv)
     except TransferkitError as exc:  # a plugin that fails to load under TRANSFERKIT_STRICT_PLUGINS

@@ -1,14 +1,12 @@
-"""Create and list registered components by name: backbones, augmentations, averagers, datasets."""
+"""Create and list registered components by name: backbones, augmentations, averagers, datasets.
+A component's parameters and description: ``registry.Entry.parameters`` / ``describe``."""
 
 from __future__ import annotations
 
-import inspect
-from typing import Any, Callable
+from typing import Any
 
 from .errors import PluginError
-from .models.backbone import create_backbone
 from .plugins import registry
-from .registry import Entry
 
 
 def _build(kind: str, name: str, *args: Any, **params: Any) -> Any:
@@ -16,7 +14,7 @@ def _build(kind: str, name: str, *args: Any, **params: Any) -> Any:
     try:
         return entry.factory(*args, **params)
     except TypeError as exc:
-        allowed = ", ".join(parameters(entry.factory)) or "none"
+        allowed = ", ".join(entry.parameters()) or "none"
         raise PluginError(f"{kind} {name!r} (plugin {entry.provider!r}): {exc}; its parameters: {allowed}") from None
     except (ValueError, AssertionError) as exc:
         raise PluginError(f"{kind} {name!r} (plugin {entry.provider!r}) rejected its parameters: {exc}") from None
@@ -61,37 +59,3 @@ def list_averagers(filter: str | None = None) -> list[str]:
 
 def list_datasets(filter: str | None = None) -> list[str]:
     return _names("dataset", filter)
-
-
-def parameters(factory: Callable[..., Any]) -> dict[str, str]:
-    """A factory's keyword parameters with their defaults, for listings and error messages."""
-    try:
-        sig = inspect.signature(factory)
-    except (TypeError, ValueError):
-        return {}
-    skip = {"pretrained", "model", "num_classes", "root", "self"}
-    out = {}
-    for p in sig.parameters.values():
-        if p.name in skip or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-            continue
-        out[p.name] = "" if p.default is inspect.Parameter.empty else repr(p.default)
-    return out
-
-
-def describe(entry: Entry) -> str:
-    params = parameters(entry.factory)
-    shown = ", ".join(f"{k}={v}" if v else k for k, v in params.items())
-    return f"{entry.description} ({shown})" if shown else entry.description
-
-
-__all__ = [
-    "create_augmentation",
-    "create_averager",
-    "create_backbone",
-    "list_augmentations",
-    "list_averagers",
-    "list_backbones",
-    "list_datasets",
-    "parameters",
-    "describe",
-]

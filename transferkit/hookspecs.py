@@ -1,7 +1,8 @@
-"""The hooks a transferkit plugin may implement.
+"""The hooks a transferkit plugin may implement (docs/plugins.md has each with a worked example).
 
-Every hook receives a ``register`` callable bound to the calling plugin, so each registered
-component knows which plugin provided it (the pattern of ``llm`` and tox).
+Every hook receives a ``register`` callable (as a keyword argument) bound to the calling plugin,
+so each registered component knows which plugin provided it (the pattern of ``llm`` and tox).
+A hook may register any number of components; a name another plugin registered is an error.
 """
 
 from __future__ import annotations
@@ -18,12 +19,16 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 @hookspec
 def register_backbones(register: Callable[..., None]) -> None:
-    """Register backbones: ``register(name, factory, description="")``.
+    """Register backbones: ``register(name, factory, description="", weights={"imagenet": URL})``
+    (``weights`` optional).
 
     ``factory(pretrained: bool = False, **params) -> nn.Module``; the module maps images
     ``[N, 3, H, W]`` to pooled features ``[N, num_features]`` and has an int ``num_features``.
-    Optional attributes: ``stages`` (modules from input to output) and ``data_config``
-    (``mean``, ``std``, ``input_size``).
+    Optional attributes: ``stages`` (a list of modules from input to output), ``data_config``
+    (``mean``, ``std``, ``input_size``, optionally ``crop_pct``, ``interpolation``) and
+    ``adapt_state_dict(state)``. With ``weights={"imagenet": URL}`` transferkit fetches and loads
+    the file itself (factory called with ``pretrained=False``); without it, ``weights =
+    "imagenet"`` calls ``factory(pretrained=True)``.
     """
 
 
@@ -32,8 +37,10 @@ def register_augmentations(register: Callable[..., None]) -> None:
     """Register augmentations: ``register(name, factory, description="", kind="image")``.
 
     ``kind="image"``: ``factory(**params)`` returns an albumentations transform applied per image
-    in the data loader. ``kind="batch"``: ``factory(num_classes, **params)`` returns a callable
-    ``aug(images, targets) -> (images, targets)`` with float targets ``[N, C]``.
+    (uint8 HWC RGB) in the data loader, in training only. ``kind="batch"``:
+    ``factory(num_classes, **params)`` returns a callable ``aug(images, targets) -> (images,
+    targets)`` on normalised float images ``[N, 3, H, W]`` and float targets ``[N, C]``, with
+    optional ``state_dict()`` / ``load_state_dict(state)`` for resuming its random stream.
     """
 
 
@@ -41,8 +48,9 @@ def register_augmentations(register: Callable[..., None]) -> None:
 def register_averagers(register: Callable[..., None]) -> None:
     """Register weight averagers: ``register(name, factory, description="")``.
 
-    ``factory(model, **params)`` returns an object with ``update(model)``, ``module``,
-    ``state_dict()`` and ``load_state_dict(state)``.
+    ``factory(model, **params)`` returns an object with ``update(model)`` (after every optimizer
+    step), ``module`` (the averaged model), ``state_dict()`` and ``load_state_dict(state)``;
+    optionally ``epoch_end(model, epoch)`` and ``finalize(batches)`` (BatchNorm statistics).
     """
 
 
@@ -50,7 +58,9 @@ def register_averagers(register: Callable[..., None]) -> None:
 def register_datasets(register: Callable[..., None]) -> None:
     """Register dataset sources: ``register(name, factory, description="")``.
 
-    ``factory(root: str | None, **params) -> DatasetSplits`` (see ``transferkit.data``).
+    ``factory(root: str | None, seed: int = 0, val_fraction: float = 0.1, **params) ->
+    transferkit.DatasetSplits``: ``root`` is ``data.root``, ``seed`` the recipe's seed, ``params``
+    the recipe's ``data.params``.
     """
 
 
@@ -58,9 +68,10 @@ def register_datasets(register: Callable[..., None]) -> None:
 def register_tta(register: Callable[..., None]) -> None:
     """Register test-time augmentation policies: ``register(name, factory, description="")``.
 
-    ``factory(**params)`` returns an object with ``views(image, resize, size) -> list[array]``:
-    deterministic uint8 HWC views of one image at the evaluation geometry (``resize``: shorter
-    side before the centre crop; ``size``: the crop). Predictions average over the views.
+    ``factory(**params)`` returns an object with ``views(image, resize, size) -> list[array]``,
+    called positionally: deterministic uint8 HWC views of one image at the evaluation geometry
+    (``resize(image, shorter=None)``: the evaluation resize of the shorter side, or to
+    ``shorter`` pixels; ``size``: the crop side). Predictions average over the views.
     """
 
 

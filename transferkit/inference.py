@@ -3,21 +3,24 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
-import albumentations as A
 import numpy as np
 import torch
 
-from .data.decoding import resize_shorter
-from .data.sources import IMAGE_EXTENSIONS, to_rgb_array
-from .data.transforms import _INTERPOLATION, ImageTransform, eval_steps
-from .engine.export import load_classifier
+from .data.preprocessing import preprocessing_from_manifest
+from .data.sources import IMAGE_EXTENSIONS, ArrayImages, ImageSet
+from .engine.evaluation import Predictions, inference_runtime, predict
+from .engine.model_files import load_classifier
 from .errors import DataError
 from .models.classifier import Classifier
 from .plugins import registry
+
+BATCH_SIZE = 64
 
 
 @dataclass
@@ -33,16 +36,25 @@ def create_tta(name: str, **params: Any) -> Any:
 
 
 class _Predictor:
-    """Shared by one model and an ensemble: ``predict`` from ``predict_proba``."""
+    """Shared by one model and an ensemble: ``predict_proba`` and ``predict`` from ``predictions``."""
 
     classes: list[str]
 
-    def predict_proba(self, images: Sequence[Any], tta: str | None = None) -> np.ndarray:
+    def predictions(self, images: ImageSet, tta: str | None = None, batch_size: int = BATCH_SIZE) -> Predictions:
+        """Class probabilities on a labelled image set, with its labels mapped to this model's
+        classes (what ``transferkit.evaluate``, ``report`` and ``sweep`` measure)."""
         raise NotImplementedError
+
+    def predict_proba(self, images: Any, tta: str | None = None, batch_size: int = BATCH_SIZE) -> np.ndarray:
+        """Class probabilities ``[N, C]`` for PIL images, arrays, tensors or file paths (or an
+        ``ImageSet``); with ``tta``, the mean over that policy's views of each image."""
+        if not isinstance(images, ImageSet):
+            images = [images] if not isinstance(images, (list, tuple)) else list(images)
+            images = ArrayImages(images, [0] * len(images), self.classes)
+        return self.predictions(images, tta=tta, batch_size=batch_size).probs
 
     def predict(self, images: Any, top_k: int = 1, tta: str | None = None) -> list[Prediction]:
         """The most likely class of each image, with its probability and the top-k."""
-        images = [images] if not isinstance(images, (list, tuple)) else list(images)
         probs = self.predict_proba(images, tta=tta)
         k = max(1, min(top_k, len(self.classes)))
         preds = []
@@ -60,57 +72,37 @@ class TrainedModel(_Predictor):
         self.model = model.eval().to(memory_format=torch.channels_last)
         self.manifest = manifest
         self.run_dir = run_dir
-        pre = manifest["preprocessing"]
-        self.size = int(pre["image_size"])
-        self.resize_to = int(pre.get("resize_shorter_side", self.size))
-        interpolation = str(manifest.get("data_config", {}).get("interpolation", "bicubic"))
-        self.interpolation = _INTERPOLATION.get(interpolation)
-        self.transform = ImageTransform(eval_steps(self.size, self.size / self.resize_to, interpolation), pre["mean"], pre["std"])
-        self.to_tensor = self.transform.to_tensor
+        self.preprocessing = preprocessing_from_manifest(manifest)
 
     @property
     def classes(self) -> list[str]:
         return self.model.classes
 
+    @property
+    def size(self) -> int:
+        """The crop size the model takes (what TTA views are cut to)."""
+        return self.preprocessing.image_size
+
     def resize(self, image: np.ndarray, shorter: int | None = None) -> np.ndarray:
-        """The evaluation resize: shorter side to the manifest's size, or to ``shorter``; shrinking
-        as training's decoding does (antialiased), enlarging as its evaluation transform does."""
-        image = resize_shorter(image, shorter or self.resize_to)
-        return A.SmallestMaxSize(max_size=shorter or self.resize_to, interpolation=self.interpolation)(image=image)["image"]
+        """The evaluation resize (see ``Preprocessing.resize``), passed to TTA policies."""
+        return self.preprocessing.resize(image, shorter)
 
-    def _views(self, image: Any, policy: Any) -> list[torch.Tensor]:
-        array = to_rgb_array(image)
-        if policy is None:
-            return [self.transform(resize_shorter(array, self.resize_to))]
-        return [self.to_tensor(np.ascontiguousarray(v)) for v in policy.views(array, self.resize, self.size)]
+    def with_weights(self, state: Mapping[str, torch.Tensor]) -> "TrainedModel":
+        """The same classifier, classes and preprocessing with other weights (a state dict of this
+        model, e.g. averaged from a run's kept checkpoints), loaded strictly; ``self`` is unchanged."""
+        model = copy.deepcopy(self.model)
+        model.load_state_dict(state, strict=True)
+        return TrainedModel(model, self.manifest, self.run_dir)
 
-    @torch.inference_mode()
-    def predict_proba(self, images: Sequence[Any], tta: str | None = None, batch_size: int = 64) -> np.ndarray:
-        """Class probabilities ``[N, C]`` for PIL images, arrays, tensors or file paths; with
-        ``tta``, the mean over that policy's views of each image."""
-        policy = create_tta(tta) if tta else None
-        device = next(self.model.parameters()).device
-        out: list[torch.Tensor] = []
-        if policy is not None:  # views of several images share a batch; each image averages its own
-            pending: list[torch.Tensor] = []
-            counts: list[int] = []
-            for k, image in enumerate(images):
-                views = self._views(image, policy)
-                pending += views
-                counts.append(len(views))
-                if len(pending) >= batch_size or k == len(images) - 1:
-                    probs = self.model(_nhwc(torch.stack(pending).to(device))).float().softmax(-1).cpu()
-                    out += [chunk.mean(0, keepdim=True) for chunk in probs.split(counts)]
-                    pending, counts = [], []
+    def predictions(self, images: ImageSet, tta: str | None = None, batch_size: int = BATCH_SIZE) -> Predictions:
+        if tta:
+            policy = create_tta(tta)
+            preprocess: Any = partial(self.preprocessing.views, policy=policy)
         else:
-            for i in range(0, len(images), batch_size):
-                batch = _nhwc(torch.stack([t for im in images[i : i + batch_size] for t in self._views(im, None)]).to(device))
-                out.append(self.model(batch).float().softmax(-1).cpu())
-        return torch.cat(out).numpy() if out else np.zeros((0, len(self.classes)), dtype=np.float32)
-
-
-def _nhwc(batch: torch.Tensor) -> torch.Tensor:
-    return batch.contiguous(memory_format=torch.channels_last)
+            preprocess = self.preprocessing
+        runtime = inference_runtime(self.model)
+        return predict(self.model, images, preprocess, classes=self.classes, runtime=runtime, batch_size=batch_size,
+                       desc=f"predicting{' with ' + tta if tta else ''}")
 
 
 class Ensemble(_Predictor):
@@ -129,8 +121,10 @@ class Ensemble(_Predictor):
         self.members = list(members)
         self.classes = list(first.classes)
 
-    def predict_proba(self, images: Sequence[Any], tta: str | None = None) -> np.ndarray:
-        return np.mean([m.predict_proba(images, tta=tta) for m in self.members], axis=0)
+    def predictions(self, images: ImageSet, tta: str | None = None, batch_size: int = BATCH_SIZE) -> Predictions:
+        """Each member predicts through its own preprocessing; the probabilities are averaged."""
+        members = [m.predictions(images, tta=tta, batch_size=batch_size) for m in self.members]
+        return Predictions(np.mean([p.probs for p in members], axis=0), members[0].targets, self.classes)
 
 
 def load(run_dir: str | Path) -> TrainedModel:

@@ -6,6 +6,7 @@ core is just the first set of plugins (as in pytest, tox and llm).
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata as metadata
 import logging
 import os
@@ -27,11 +28,13 @@ ENTRY_POINT_GROUP = hookspecs.PROJECT_NAME
 STRICT_ENV = "TRANSFERKIT_STRICT_PLUGINS"
 # comma-separated entry-point or package names not to load (like pytest's "-p no:NAME"), or "*"
 DISABLE_ENV = "TRANSFERKIT_DISABLE_PLUGINS"
-BUILTIN_MODULES = (
-    "transferkit.builtin.backbones",
-    "transferkit.builtin.datasets",
-    "transferkit.builtin.augmentations",
-)
+# the built-in plugins and the one hook each implements: registered by name and imported when that
+# hook first runs, so building the CLI (which asks only for commands) imports no torch or timm
+BUILTIN_MODULES = {
+    "transferkit.builtin.backbones": "register_backbones",
+    "transferkit.builtin.datasets": "register_datasets",
+    "transferkit.builtin.augmentations": "register_augmentations",
+}
 KINDS = ("backbone", "augmentation", "averager", "dataset", "tta", "command")
 HOOK_OF_KIND = {kind: f"register_{kind}s" if kind != "tta" else "register_tta" for kind in KINDS}
 
@@ -56,10 +59,9 @@ class Plugins:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         self.pm.add_hookspecs(hookspecs)
         self.info: dict[str, PluginInfo] = {}
-        self._registries: dict[str, Registry] | None = None
-        for module_name in BUILTIN_MODULES:
-            module = __import__(module_name, fromlist=["_"])
-            self._add(module, module_name, version=_own_version(), distribution="transferkit")
+        self._registries: dict[str, Registry] = {}
+        for module_name, hook_name in BUILTIN_MODULES.items():
+            self._add(_imported_on_call(module_name, hook_name), module_name, version=_own_version(), distribution="transferkit")
         self._load_entry_points()
 
     # -- loading -------------------------------------------------------------------------------
@@ -91,7 +93,7 @@ class Plugins:
         self.pm.register(plugin, name=name)
         hooks = [h.name for h in (self.pm.get_hookcallers(plugin) or [])]
         self.info[name] = PluginInfo(name, version, sorted(hooks), "ok", "", distribution)
-        self._registries = None
+        self._registries = {}
 
     def register(self, plugin: Any, name: str | None = None) -> str:
         """Register an in-process plugin (a module or object with hook implementations)."""
@@ -102,33 +104,28 @@ class Plugins:
     def unregister(self, name: str) -> None:
         self.pm.unregister(name=name)
         self.info.pop(name, None)
-        self._registries = None
+        self._registries = {}
 
     # -- registries ----------------------------------------------------------------------------
-    @property
-    def registries(self) -> dict[str, Registry]:
-        if self._registries is None:
-            self._registries = self._collect()
-        return self._registries
-
     def registry(self, kind: str) -> Registry:
-        return self.registries[kind]
+        """The registry of one kind, filled on first use by calling that kind's hook of every plugin."""
+        if kind not in self._registries:
+            self._registries[kind] = self._collect(kind)
+        return self._registries[kind]
 
-    def _collect(self) -> dict[str, Registry]:
-        registries = {kind: Registry(kind) for kind in KINDS}
-        for kind, hook_name in HOOK_OF_KIND.items():
-            caller = getattr(self.pm.hook, hook_name)
-            for impl in caller.get_hookimpls():  # in registration order: built-ins first
-                register = partial(registries[kind].add, provider=impl.plugin_name)
-                try:
-                    impl.function(register=register)
-                except PluginError:
-                    raise
-                except Exception as exc:  # noqa: BLE001
-                    raise PluginError(
-                        f"plugin {impl.plugin_name!r} failed in {hook_name}: {type(exc).__name__}: {exc}"
-                    ) from exc
-        return registries
+    def _collect(self, kind: str) -> Registry:
+        registry, hook_name = Registry(kind), HOOK_OF_KIND[kind]
+        for impl in getattr(self.pm.hook, hook_name).get_hookimpls():  # in registration order: built-ins first
+            register = partial(registry.add, provider=impl.plugin_name)
+            try:
+                impl.function(register=register)
+            except PluginError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                raise PluginError(
+                    f"plugin {impl.plugin_name!r} failed in {hook_name}: {type(exc).__name__}: {exc}"
+                ) from exc
+        return registry
 
 
 _plugins: Plugins | None = None
@@ -140,12 +137,6 @@ def get_plugins() -> Plugins:
     if _plugins is None:
         _plugins = Plugins()
     return _plugins
-
-
-def reset_plugins() -> None:
-    """Forget the loaded plugins (tests, or after installing a package in-process)."""
-    global _plugins
-    _plugins = None
 
 
 def register_plugin(plugin: Any, name: str | None = None) -> str:
@@ -173,8 +164,21 @@ def _own_version() -> str:
 
 
 def module_plugin(**hooks: Any) -> ModuleType:
-    """Build a throwaway plugin module from hook functions (handy in tests and notebooks)."""
+    """Build a throwaway plugin module from hook functions (``transferkit.testing.plugin`` for
+    tests and notebooks)."""
     module = ModuleType("transferkit_inprocess_plugin")
     for hook_name, fn in hooks.items():
         setattr(module, hook_name, hookspecs.hookimpl(fn))
     return module
+
+
+def _imported_on_call(module_name: str, hook_name: str) -> ModuleType:
+    """A stand-in for a built-in plugin module that imports it when its hook is first called."""
+
+    def hook(register: Any) -> None:
+        getattr(importlib.import_module(module_name), hook_name)(register=register)
+
+    hook.__name__ = hook_name
+    stand_in = module_plugin(**{hook_name: hook})
+    stand_in.__name__ = module_name
+    return stand_in

@@ -39,7 +39,8 @@ class DataConfig(_Strict):
     num_workers: NonNegInt = 0
     crop_scale: tuple[float, float] = (0.25, 1.0)
     hflip: bool = True
-    crop_pct: Annotated[float, Field(gt=0.0, le=1.0)] = 0.875
+    # evaluation: resize the shorter side to image_size / crop_pct, then centre-crop; unset: the backbone's own
+    crop_pct: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
     on_bad_image: Literal["error", "skip"] = "error"
     # decoded images are kept in memory (uint8, working resolution) up to this size
     decode_cache_mb: Annotated[float, Field(ge=0.0)] = 4096.0
@@ -80,6 +81,24 @@ class ExtractPhase(_Strict):
     cache_features: bool = True
     # 1: features of the deterministic eval transform (exact); K: K seeded training augmentations
     cache_views: PositiveInt = 1
+    # "lbfgs": the head is a converged logistic probe on the cached features (L2 strength by
+    # cross-validation; `epochs` and `lr` then only switch phase 1 on and set phase 2's LR);
+    # "sgd": `epochs` of the recipe's optimizer at `lr`; "auto": lbfgs with the cache, else sgd
+    solver: Literal["auto", "lbfgs", "sgd"] = "auto"
+    # scikit-learn's C (inverse L2 strength) for the lbfgs probe; unset: chosen by k-fold CV
+    C: Annotated[float, Field(gt=0.0)] | None = None
+    cv_folds: Annotated[int, Field(ge=2, le=20)] = 5
+
+    @model_validator(mode="after")
+    def _probe_needs_cache(self) -> "ExtractPhase":
+        if self.solver == "lbfgs" and not self.cache_features:
+            raise ValueError('solver = "lbfgs" fits the head on cached features: set cache_features = true, or solver = "sgd"')
+        return self
+
+    @property
+    def probe(self) -> bool:
+        """Whether phase 1 fits the head as a converged probe (L-BFGS on cached features)."""
+        return self.solver == "lbfgs" or (self.solver == "auto" and self.cache_features)
 
 
 class FinetunePhase(_Strict):
@@ -92,6 +111,9 @@ class FinetunePhase(_Strict):
     warmup_epochs: Annotated[float, Field(ge=0.0)] = 0.0
     # >1: cosine restarts, a snapshot model saved at the end of each cycle (snapshot ensembles)
     cycles: PositiveInt = 1
+    # layer-wise LR decay: the head trains at the phase's LR, the backbone's last stage at
+    # lr x layer_decay, the one before at lr x layer_decay^2, ... (1.0: one LR for all)
+    layer_decay: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
 
     @model_validator(mode="after")
     def _whole_cycles(self) -> "FinetunePhase":
@@ -134,6 +156,12 @@ class TrainConfig(_Strict):
     class_weights: Literal["none", "balanced"] = "none"
     # scalars (step loss and LR, epoch loss and accuracy, per phase) in RUN_DIR/tensorboard/
     tensorboard: bool = False
+    # the weights a run ends with: "last" (the last epoch, or the averager's), "best" (the best
+    # validation epoch of either phase), "auto" (chosen on validation among the phase-1 probe,
+    # the fine-tuned model and their weight-space interpolations, WiSE-FT; never below the probe)
+    final: Literal["last", "best", "auto"] = "auto"
+    # also measure every candidate for the final weights on the test split (one pass each)
+    test_candidates: bool = False
 
     @field_validator("device")
     @classmethod

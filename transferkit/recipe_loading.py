@@ -11,7 +11,10 @@ from typing import Any, Iterable, Mapping
 from pydantic import ValidationError
 
 from .errors import RecipeError
+from .models.weights import sha256_of
+from .plugins import registry
 from .recipe import Recipe, read_toml
+from .registry import factory_parameters
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -119,8 +122,6 @@ def check_paths(recipe: Recipe, origin: str, check_data: bool = True) -> None:
             f"{origin}: backbone.weights: file {weights!r} not found; use \"imagenet\", \"none\" or a path to a .pth/.safetensors file"
         )
     if recipe.backbone.sha256 and weights not in ("imagenet", "none"):
-        from .models.weights import sha256_of
-
         actual = sha256_of(Path(weights))
         if actual != recipe.backbone.sha256:
             raise RecipeError(
@@ -131,8 +132,6 @@ def check_paths(recipe: Recipe, origin: str, check_data: bool = True) -> None:
 
 def check_component_names(recipe: Recipe, origin: str, check_data: bool = True) -> None:
     """Every named component must be registered by some plugin."""
-    from .plugins import registry
-
     checks = [("backbone", "backbone.name", recipe.backbone.name)]
     if check_data:
         checks.append(("dataset", "data.source", recipe.data.source))
@@ -176,8 +175,6 @@ def _check_params(factory: Any, leading: tuple, params: dict[str, Any], where: s
     try:
         signature.bind(*leading, **params)
     except TypeError as exc:
-        from .components import parameters
-
-        allowed = ", ".join(parameters(factory)) or "none"
+        allowed = ", ".join(factory_parameters(factory)) or "none"
         raise RecipeError(f"{where}: {name}: {exc}; its parameters: {allowed}") from None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
@@ -20,9 +21,38 @@ class Entry:
     description: str = ""
     extras: dict[str, Any] = field(default_factory=dict)
 
+    def parameters(self) -> dict[str, str]:
+        """The factory's keyword parameters with their defaults (``repr``; "" when required)."""
+        return factory_parameters(self.factory)
+
+    def describe(self) -> str:
+        """The description with the parameters and defaults, as ``transferkit list`` shows it."""
+        params = self.parameters()
+        shown = ", ".join(f"{k}={v}" if v else k for k, v in params.items())
+        return f"{self.description} ({shown})" if shown else self.description
+
+
+# parameters the core passes itself, not set in a recipe
+_CORE_PARAMETERS = {"pretrained", "model", "num_classes", "root", "self"}
+
+
+def factory_parameters(factory: Callable[..., Any]) -> dict[str, str]:
+    """A factory's keyword parameters with their defaults, for listings and error messages."""
+    try:
+        sig = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return {}
+    out = {}
+    for p in sig.parameters.values():
+        if p.name in _CORE_PARAMETERS or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        out[p.name] = "" if p.default is inspect.Parameter.empty else repr(p.default)
+    return out
+
 
 class Registry:
-    """Name -> Entry for one kind of component (backbone, augmentation, averager, dataset)."""
+    """Name -> Entry for one kind of component: backbone, augmentation, averager, dataset, tta or
+    command (``plugins.KINDS``)."""
 
     def __init__(self, kind: str) -> None:
         self.kind = kind

@@ -9,13 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from transferkit.builtin.datasets import imagefolder
 from transferkit.cli import main
 from transferkit.data.decoding import DecodedImages, decode_splits
 from transferkit.data.sources import read_image
-from transferkit.builtin.datasets import imagefolder
 from transferkit.errors import DataError
-
-from ..conftest import write_image_folder, write_recipe
+from transferkit.testing import write_image_folder, write_recipe
 
 
 def _bad_files(folder: Path) -> dict[str, str]:
@@ -46,7 +45,7 @@ def test_skip_policy_trains_on_the_rest_and_lists_exactly_the_bad_files(image_fo
     path = write_recipe(tmp_path / "skip.toml", tiny_recipe)
     assert main(["finetune", str(path), "--output", str(tmp_path / "run")]) == 0
     listed = (tmp_path / "run" / "skipped_images.txt").read_text().splitlines()
-    assert sorted(Path(l.split("\t")[0]).name for l in listed) == sorted(expected)
+    assert sorted(Path(line.split("\t")[0]).name for line in listed) == sorted(expected)
     assert "skipped   3 bad image(s)" in capsys.readouterr().out
 
 

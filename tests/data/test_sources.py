@@ -11,8 +11,7 @@ from PIL import Image
 from transferkit.builtin.datasets import csv_manifest, digits, imagefolder
 from transferkit.data.sources import WrappedDataset, stratified_split, to_rgb_array
 from transferkit.errors import DataError
-
-from ..conftest import write_image_folder
+from transferkit.testing import write_image_folder
 
 
 def test_imagefolder_with_train_and_test(image_folder):

@@ -17,8 +17,7 @@ from transferkit.engine.class_weights import balanced_class_weights
 from transferkit.engine.loop import make_targets, soft_cross_entropy
 from transferkit.errors import DataError, RecipeError
 from transferkit.recipe_loading import load_recipe
-
-from ..conftest import COLOURS, make_image
+from transferkit.testing import COLOURS, make_image
 
 COUNTS = {"blue": 3, "green": 6, "red": 12}  # train images per class; ImageFolder sorts the names
 
@@ -66,7 +65,7 @@ def test_balanced_weights_are_scikit_learns_and_a_missing_class_is_one_line():
 
 def test_both_phases_train_with_the_weights_of_the_imbalanced_folder(tiny_recipe, tmp_path, monkeypatch, capsys):
     tiny_recipe["data"].update(root=str(_imbalanced_folder(tmp_path / "imbalanced")), val_fraction=0.0)
-    tiny_recipe["phases"]["extract"]["epochs"] = 1
+    tiny_recipe["phases"]["extract"].update(epochs=1, solver="sgd")  # the weighted loss of SGD steps in both phases
     tiny_recipe["phases"]["finetune"]["epochs"] = 1
     tiny_recipe["train"]["class_weights"] = "balanced"
     tiny_recipe["train"]["label_smoothing"] = 0.1

@@ -10,7 +10,9 @@ import sys
 
 import pytest
 
-from ..conftest import installed_tiny_plugin, write_image_folder, write_recipe
+from transferkit.testing import write_image_folder, write_recipe
+
+from ..conftest import installed_tiny_plugin
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +27,7 @@ def test_two_process_gloo_run_matches_one_process(tiny_recipe, tmp_path):
     root = write_image_folder(tmp_path / "more", {"train": 30, "test": 10})
     tiny_recipe["data"].update(root=str(root), batch_size=8, val_fraction=0.2)
     tiny_recipe["backbone"]["name"] = "subprocess/tiny"
-    tiny_recipe["phases"] = {"extract": {"epochs": 3, "lr": 0.05}, "finetune": {"epochs": 2, "lr_ratio": 0.2}}
+    tiny_recipe["phases"] = {"extract": {"epochs": 3, "lr": 0.05, "solver": "sgd"}, "finetune": {"epochs": 2, "lr_ratio": 0.2}}
     recipe = write_recipe(tmp_path / "ddp.toml", tiny_recipe)
     env = {**os.environ, "PYTHONPATH": str(installed_tiny_plugin(tmp_path / "plugin")), "OMP_NUM_THREADS": "1", "TRANSFERKIT_OFFLINE": "1"}
 

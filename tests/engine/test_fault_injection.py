@@ -18,8 +18,9 @@ import torch
 from safetensors.torch import load_file
 
 from transferkit.engine.checkpoint import load_checkpoint
+from transferkit.testing import write_recipe
 
-from ..conftest import installed_tiny_plugin, write_recipe
+from ..conftest import installed_tiny_plugin
 
 pytestmark = pytest.mark.slow
 

@@ -51,7 +51,9 @@ def test_bn_train_policy_does_update_running_statistics(tiny_recipe, tmp_path):
 
 
 def test_phase2_learning_rate_is_lr_times_lr_ratio(tiny_recipe, tmp_path):
-    _, _, steps, trainer = _train(tiny_recipe, tmp_path, phases__extract__lr=0.02, phases__finetune__lr_ratio=0.25)
+    _, _, steps, trainer = _train(
+        tiny_recipe, tmp_path, phases__extract__lr=0.02, phases__extract__solver="sgd", phases__finetune__lr_ratio=0.25
+    )
     peak = {phase: max(s["lr"] for s in steps if s["phase"] == phase) for phase in ("extract", "finetune")}
     assert peak["extract"] == pytest.approx(0.02)
     assert peak["finetune"] == pytest.approx(0.02 * 0.25)
@@ -74,3 +76,18 @@ def test_bn_policy_survives_model_train_calls(tiny_recipe):
     bns = [m for m in model.backbone.modules() if isinstance(m, nn.BatchNorm2d)]
     assert bns and not any(m.training for m in bns)
     assert model.head.training
+
+
+def test_layer_decay_gives_each_backbone_stage_a_geometrically_smaller_lr(tiny_recipe, tmp_path):
+    from transferkit.engine.phases import phase_plans, prepare_phase
+
+    recipe = load_recipe(tiny_recipe, {"phases.extract.lr": 0.02, "phases.finetune.lr_ratio": 0.5, "phases.finetune.layer_decay": 0.5})
+    model = prepare(recipe).model
+    optimizer = prepare_phase(model, phase_plans(recipe)[1], recipe.train)
+    lr_of = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
+    stages = model.stages()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.01)  # the head's, first
+    assert all(lr_of[id(p)] == pytest.approx(0.01) for p in model.head.parameters())
+    for i, stage in enumerate(stages):  # the last stage 0.5x, the one before 0.25x, ...
+        assert all(lr_of[id(p)] == pytest.approx(0.01 * 0.5 ** (len(stages) - i)) for p in stage.parameters())
+    assert len(lr_of) == sum(1 for _ in model.parameters())

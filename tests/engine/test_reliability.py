@@ -11,9 +11,7 @@ from transferkit.cli import main
 from transferkit.engine.checkpoint import atomic_write, load_checkpoint
 from transferkit.engine.run_dir import RunDir
 from transferkit.errors import TransferkitError
-from transferkit.plugins import get_plugins, module_plugin
-
-from ..conftest import TinyCNN, write_recipe
+from transferkit.testing import TinyCNN, registered_backbone, write_recipe
 
 
 class NaNAfter(TinyCNN):
@@ -34,10 +32,8 @@ class NaNAfter(TinyCNN):
 
 @pytest.fixture
 def nan_plugin():
-    plugins = get_plugins()
-    name = plugins.register(module_plugin(register_backbones=lambda register: register("tiny/nan", lambda pretrained=False: NaNAfter())), "nan-plugin")
-    yield
-    plugins.unregister(name)
+    with registered_backbone("tiny/nan", lambda pretrained=False: NaNAfter(), "nan-plugin"):
+        yield
 
 
 def test_non_finite_loss_stops_naming_phase_epoch_step_and_keeps_the_last_good_checkpoint(tiny_recipe, nan_plugin, tmp_path, capsys):

@@ -24,8 +24,12 @@ def _stop_at(phase: str, epoch: int, step: int):
     return callback
 
 
-@pytest.mark.parametrize("where", [("extract", 1, 2), ("finetune", 0, 3), ("finetune", 1, 1)])
-def test_resume_mid_phase_gives_identical_final_weights(tiny_recipe, tmp_path, where):
+@pytest.mark.parametrize("where, solver", [
+    (("extract", 1, 2), "sgd"), (("finetune", 0, 3), "sgd"), (("finetune", 1, 1), "sgd"),
+    (("finetune", 0, 3), "lbfgs"),  # phase 1 a probe; the final choice reloads it from checkpoints/phase1.safetensors
+])
+def test_resume_mid_phase_gives_identical_final_weights(tiny_recipe, tmp_path, where, solver):
+    tiny_recipe["phases"]["extract"]["solver"] = solver
     tiny_recipe["train"]["checkpoint_every_steps"] = 1
     tiny_recipe["data"]["batch_size"] = 6  # 5 steps an epoch
     tiny_recipe["backbone"]["head_dropout"] = 0.3  # draws from the torch RNG: resume must restore it
@@ -42,7 +46,9 @@ def test_resume_mid_phase_gives_identical_final_weights(tiny_recipe, tmp_path, w
     b = load_file(str(resumed.run_dir / "model.safetensors"))
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ from the uninterrupted run"
-    epochs = lambda run: [(r["phase"], r["epoch"]) for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if r["kind"] == "epoch"]
+    def epochs(run):
+        records = map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+        return [(r["phase"], r["epoch"]) for r in records if r["kind"] == "epoch"]
     assert epochs(resumed.run_dir) == epochs(full.run_dir)
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-import torch
 import timm
+import torch
 
 from transferkit.engine.runtime import resolve_runtime
 from transferkit.recipe import TrainConfig

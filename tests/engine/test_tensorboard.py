@@ -25,6 +25,7 @@ def _scalars(folder) -> dict[str, list[tuple[int, float]]]:
 
 def test_the_event_files_hold_step_epoch_and_test_scalars_per_phase(tiny_recipe, tmp_path):
     tiny_recipe["train"]["tensorboard"] = True
+    tiny_recipe["phases"]["extract"]["solver"] = "sgd"  # step scalars in both phases
     run_dir = transferkit.finetune(tiny_recipe, output=tmp_path / "run", quiet=True).run_dir
     assert (run_dir / "metrics.jsonl").is_file()
     scalars = _scalars(run_dir / "tensorboard")
@@ -52,6 +53,7 @@ def test_off_by_default(tiny_recipe, tmp_path):
 
 def test_the_writer_is_closed_when_training_fails(tiny_recipe, tmp_path, monkeypatch):
     tiny_recipe["train"]["tensorboard"] = True
+    tiny_recipe["phases"]["extract"]["solver"] = "sgd"  # step scalars in both phases
     closed = []
     real_close = tensorboard_sink.TensorBoardSink.close
     monkeypatch.setattr(tensorboard_sink.TensorBoardSink, "close", lambda self: (closed.append(True), real_close(self)))
@@ -69,6 +71,7 @@ def test_the_writer_is_closed_when_training_fails(tiny_recipe, tmp_path, monkeyp
 
 def test_a_missing_tensorboard_is_one_line_naming_the_key_and_writes_nothing(tiny_recipe, tmp_path, monkeypatch):
     tiny_recipe["train"]["tensorboard"] = True
+    tiny_recipe["phases"]["extract"]["solver"] = "sgd"  # step scalars in both phases
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails as if not installed
     with pytest.raises(RecipeError) as caught:
         transferkit.finetune(tiny_recipe, output=tmp_path / "run", quiet=True)

@@ -8,10 +8,14 @@ from torch import nn
 
 from transferkit.errors import PluginError
 from transferkit.models.backbone import backbone_stages, create_backbone, probe_features
-from transferkit.plugins import get_plugins, module_plugin
+from transferkit.testing import registered_backbone
+
+BUILTIN = [
+    "timm/tf_efficientnet_lite0", "timm/efficientnet_lite0", "timm/resnet18", "torchvision/resnet18", "torchvision/mobilenet_v3_small",
+]
 
 
-@pytest.mark.parametrize("name", ["timm/tf_efficientnet_lite0", "timm/efficientnet_lite0", "timm/resnet18", "torchvision/resnet18", "torchvision/mobilenet_v3_small"])
+@pytest.mark.parametrize("name", BUILTIN)
 def test_builtin_backbones_honour_the_contract(name):
     backbone = create_backbone(name).eval()
     with torch.no_grad():
@@ -39,10 +43,5 @@ class WrongShape(nn.Module):
     ],
 )
 def test_plugin_breaking_the_contract_is_named(factory, message):
-    plugins = get_plugins()
-    name = plugins.register(module_plugin(register_backbones=lambda register: register("bad/net", factory)), "bad-plugin")
-    try:
-        with pytest.raises(PluginError, match=message):
-            probe_features(create_backbone("bad/net"), "bad/net", (3, 16, 16))
-    finally:
-        plugins.unregister(name)
+    with registered_backbone("bad/net", factory, "bad-plugin"), pytest.raises(PluginError, match=message):
+        probe_features(create_backbone("bad/net"), "bad/net", (3, 16, 16))

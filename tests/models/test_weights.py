@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,9 +11,9 @@ import torch
 from transferkit.errors import WeightsError
 from transferkit.models.backbone import create_backbone
 from transferkit.models.weights import WeightSource, read_state_dict, resolve_weights, sha256_of
+from transferkit.testing import TinyCNN
 
-from ..conftest import SHARED_FLOWERS, TinyCNN
-
+from ..conftest import SHARED_FLOWERS
 
 LITE = [(0, 224, 0.875), (1, 240, 0.882), (2, 260, 0.89)]
 
@@ -61,7 +59,8 @@ def test_packaged_weights_give_their_reference_networks_logits(k, size, crop_pct
 def test_timm_efficientnet_lite0_offline_points_to_the_tf_variant(monkeypatch):
     """timm's own efficientnet_lite0 weights are not installed; the installed TF port belongs elsewhere."""
     monkeypatch.setenv("TRANSFERKIT_OFFLINE", "1")
-    with pytest.raises(WeightsError, match=r'holds TensorFlow-ported weights for timm/tf_efficientnet_lite0 .* set backbone.name = "timm/tf_efficientnet_lite0"'):
+    expected = r'holds TensorFlow-ported weights for timm/tf_efficientnet_lite0 .* set backbone.name = "timm/tf_efficientnet_lite0"'
+    with pytest.raises(WeightsError, match=expected):
         create_backbone("timm/efficientnet_lite0", weights="imagenet")
 
 
@@ -74,7 +73,8 @@ def test_real_imagenet_weights_recognise_daisies():
     backbone = create_backbone("timm/tf_efficientnet_lite0", weights="imagenet").eval()
     head_w, head_b = list(torch.load(_lite_package(0), weights_only=True).values())[-2:]
     files = sorted((SHARED_FLOWERS / "test" / "daisy").glob("*.jpg"))[:4]
-    x = torch.stack([torch.from_numpy(np.asarray(Image.open(f).convert("RGB").resize((224, 224)), dtype=np.float32) / 255).permute(2, 0, 1) for f in files])
+    pixels = [np.asarray(Image.open(f).convert("RGB").resize((224, 224)), dtype=np.float32) / 255 for f in files]
+    x = torch.stack([torch.from_numpy(p).permute(2, 0, 1) for p in pixels])
     with torch.no_grad():
         assert (backbone((x - 0.5) / 0.5) @ head_w.T + head_b).argmax(-1).tolist() == [985] * len(files)
 
@@ -114,7 +114,7 @@ def test_pickled_checkpoint_needing_code_is_refused(tmp_path):
         read_state_dict(path)
 
 
-def test_mismatched_keys_are_named(tmp_path, tiny_plugin):
+def test_mismatched_keys_are_named(tmp_path, tiny_backbone):
     path = tmp_path / "other.pth"
     state = TinyCNN().state_dict()
     state["extra.weight"] = torch.zeros(1)

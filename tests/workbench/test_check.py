@@ -12,10 +12,7 @@ import pytest
 
 import transferkit
 from transferkit.cli import main
-from transferkit.plugins import get_plugins, module_plugin
-from transferkit.workbench.check import check
-
-from ..conftest import COLOURS, TinyCNN, make_image, write_image_folder, write_recipe
+from transferkit.testing import COLOURS, TinyCNN, make_image, registered_backbone, write_image_folder, write_recipe
 
 
 def _result_lines(out: str) -> list[str]:
@@ -93,17 +90,17 @@ def test_shuffled_class_folders_fail_with_the_shuffled_labels_message_and_exit_1
 
 def test_the_same_images_with_true_labels_pass(tiny_recipe, tmp_path):
     tiny_recipe["data"]["root"] = str(write_image_folder(tmp_path / "true", {"train": 30, "test": 2}))
-    assert check(tiny_recipe, log=None).passed
+    assert transferkit.check(tiny_recipe, log=None).passed
 
 
 def test_python_api_dataset_with_permuted_labels_fails_labels_only(tiny_recipe):
-    shuffled = check(tiny_recipe, dataset=PermutedLabels(20, permute=True), log=None)
+    shuffled = transferkit.check(tiny_recipe, dataset=PermutedLabels(20, permute=True), log=None)
     assert not shuffled.passed
     labels = shuffled["labels"]
     assert labels.status == "FAIL" and labels.figures["p_value"] > 0.01
     assert "labels look shuffled" in labels.message
     assert shuffled["initial loss"].passed
-    truthful = check(tiny_recipe, dataset=PermutedLabels(20, permute=False), log=None)
+    truthful = transferkit.check(tiny_recipe, dataset=PermutedLabels(20, permute=False), log=None)
     assert truthful.passed, truthful.format()
 
 
@@ -115,7 +112,7 @@ def test_an_absurd_learning_rate_is_too_high(tiny_recipe, tmp_path, capsys):
 
 
 def test_a_tiny_learning_rate_is_too_low(tiny_recipe):
-    report = check(tiny_recipe, phases__extract__lr=1e-7, log=None)
+    report = transferkit.check(tiny_recipe, phases__extract__lr=1e-7, log=None)
     overfit = report["overfit"]
     assert overfit.status == "FAIL" and "the learning rate is too low; raise phases.extract.lr" in overfit.message
     assert overfit.figures["steps"] == 300
@@ -123,7 +120,7 @@ def test_a_tiny_learning_rate_is_too_low(tiny_recipe):
 
 
 def test_full_model_overfits_as_phase_2_trains(tiny_recipe):
-    report = check(tiny_recipe, full_model=True, steps=40, log=None)
+    report = transferkit.check(tiny_recipe, full_model=True, steps=40, log=None)
     overfit = report["overfit"]
     assert overfit.passed, overfit.line()
     assert "whole model, unfreeze all" in overfit.message and overfit.figures["mode"] == "full"
@@ -131,7 +128,8 @@ def test_full_model_overfits_as_phase_2_trains(tiny_recipe):
 
 
 def test_a_full_model_at_an_absurd_lr_diverges(tiny_recipe):
-    overfit = check(tiny_recipe, full_model=True, steps=20, phases__extract__lr=10, phases__finetune__lr_ratio=10, log=None)["overfit"]
+    overfit = transferkit.check(tiny_recipe, full_model=True, steps=20, phases__extract__lr=10, phases__finetune__lr_ratio=10,
+                                log=None)["overfit"]
     assert overfit.status == "FAIL" and "too high; lower phases.finetune.lr_ratio" in overfit.message
 
 
@@ -144,16 +142,13 @@ class Loud(TinyCNN):
 
 @pytest.fixture
 def loud_plugin():
-    plugins = get_plugins()
-    name = plugins.register(module_plugin(register_backbones=lambda register: register(
-        "tiny/loud", lambda pretrained=False: Loud())), "loud-plugin")
-    yield
-    plugins.unregister(name)
+    with registered_backbone("tiny/loud", lambda pretrained=False: Loud(), "loud-plugin"):
+        yield
 
 
 def test_huge_features_fail_the_initial_loss_check(tiny_recipe, loud_plugin):
     tiny_recipe["backbone"]["name"] = "tiny/loud"
-    result = check(tiny_recipe, steps=5, log=None)["initial loss"]
+    result = transferkit.check(tiny_recipe, steps=5, log=None)["initial loss"]
     assert result.status == "FAIL"
     assert result.figures["loss"] > 1.5 * math.log(3)
     assert "spread too widely" in result.message and "vs ln(3) = 1.0986" in result.message

@@ -14,15 +14,15 @@ import torch
 
 import transferkit
 from transferkit.cli import main
-from transferkit.engine.export import export_model, load_classifier
+from transferkit.engine.model_files import load_classifier, write_model_files
 from transferkit.errors import TransferkitError
 from transferkit.models.backbone import create_backbone
 from transferkit.models.classifier import Classifier
-from transferkit.plugins import get_plugins, module_plugin
+from transferkit.testing import registered_backbone, tiny_cnn, write_image_folder
 from transferkit.workbench import export_backends
-from transferkit.workbench.export_formats import TOLERANCE, export_run
+from transferkit.workbench.export_run import TOLERANCE, export_run
 
-from ..conftest import needs_plugin_component, tiny_factory, write_image_folder
+from ..conftest import needs_plugin_component
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -30,8 +30,6 @@ ort = pytest.importorskip("onnxruntime")
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory):
     """One finished tiny run (tiny/cnn, 32 px, 3 classes) shared by the module's tests."""
-    plugins = get_plugins()
-    name = plugins.register(module_plugin(register_backbones=lambda register: register("tiny/cnn", tiny_factory)), "tiny-export-test")
     root = tmp_path_factory.mktemp("export")
     images = write_image_folder(root / "images", {"train": 8, "test": 2})
     recipe = {
@@ -40,8 +38,8 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory):
         "backbone": {"name": "tiny/cnn", "weights": "none", "head_dropout": 0.2},
         "phases": {"extract": {"epochs": 1, "lr": 0.05}, "finetune": {"epochs": 1}},
     }
-    yield transferkit.finetune(recipe, output=root / "run", quiet=True).run_dir
-    plugins.unregister(name)
+    with registered_backbone("tiny/cnn", tiny_cnn, "tiny-export-test"):
+        yield transferkit.finetune(recipe, output=root / "run", quiet=True).run_dir
 
 
 def _pytorch_logits(run: Path, batch: torch.Tensor) -> np.ndarray:
@@ -139,9 +137,11 @@ def _copy(run_dir: Path, to: Path) -> Path:
 @pytest.mark.parametrize(
     "damage, message",
     [
-        (lambda run: (run / "model.safetensors").write_bytes((run / "model.safetensors").read_bytes()[:200]), r"model\.safetensors: cannot be loaded"),
+        (lambda run: (run / "model.safetensors").write_bytes((run / "model.safetensors").read_bytes()[:200]),
+         r"model\.safetensors: cannot be loaded"),
         (lambda run: (run / "model.safetensors").unlink(), r"no model\.safetensors; the run did not finish"),
-        (lambda run: (run / "manifest.json").write_text('{"format": "transferkit.cla'), r"manifest\.json: not a valid transferkit manifest"),
+        (lambda run: (run / "manifest.json").write_text('{"format": "transferkit.cla'),
+         r"manifest\.json: not a valid transferkit manifest"),
         (lambda run: (run / "manifest.json").unlink(), r"no manifest\.json"),
     ],
     ids=["truncated-weights", "no-weights", "cut-manifest", "no-manifest"],
@@ -169,7 +169,7 @@ def test_option_errors_are_one_line(run_dir, tmp_path, capsys):
 def _untrained_run(backbone: str, weights: str, folder: Path, size: int) -> Path:
     """A run directory as a finished run leaves it, for a real backbone (no training needed)."""
     model = Classifier(create_backbone(backbone, weights=weights), ["a", "b", "c", "d"], dropout=0.2).eval()
-    export_model(model, folder, backbone={"name": backbone, "weights": weights, "params": {}}, preprocessing={
+    write_model_files(model, folder, backbone={"name": backbone, "weights": weights, "params": {}}, preprocessing={
         "image_size": size, "resize_shorter_side": int(round(size / 0.875)), "center_crop": size,
         "mean": list(model.data_config["mean"]), "std": list(model.data_config["std"]), "channels": "RGB", "scale": "pixel / 255",
     })

@@ -16,9 +16,8 @@ import transferkit
 import transferkit.engine.optim as optim
 import transferkit.workbench.lr_find_outputs as outputs
 from transferkit.cli import main
-from transferkit.workbench.lr_find import exponential_lrs, lr_find, range_test, suggest
-
-from ..conftest import write_recipe
+from transferkit.testing import write_recipe
+from transferkit.workbench.lr_range import exponential_lrs, range_test, suggest
 
 
 def sigmoid_loss(centre: float, noise: float = 0.05, seed: int = 0):
@@ -132,7 +131,7 @@ def test_finetune_scales_every_parameter_group_together(tiny_recipe, monkeypatch
         return optimizer
 
     monkeypatch.setattr(optim, "build_optimizer", with_ratio)
-    result = lr_find(tiny_recipe, phase="finetune", steps=10, start=1e-5, end=1e-3, write=False, log=None)
+    result = transferkit.lr_find(tiny_recipe, phase="finetune", steps=10, start=1e-5, end=1e-3, write=False, log=None)
     groups = made[-1].param_groups
     assert len(groups) == 2 and result.folder is None
     assert groups[1]["lr"] == pytest.approx(result.trace.lrs[-1])
@@ -152,7 +151,7 @@ def test_a_crash_while_writing_leaves_no_folder(tiny_recipe, tmp_path, monkeypat
     original = outputs.atomic_write
     monkeypatch.setattr(outputs, "atomic_write", failing)
     with pytest.raises(OSError):
-        lr_find(tiny_recipe, steps=10, log=None)
+        transferkit.lr_find(tiny_recipe, steps=10, log=None)
     assert list((tmp_path / "runs" / "tiny").iterdir()) == []
 
 

@@ -14,9 +14,8 @@ import transferkit
 from transferkit.cli import main
 from transferkit.engine.setup import build_splits
 from transferkit.recipe_loading import load_recipe
-from transferkit.workbench.report import build_report
-
-from ..conftest import make_image
+from transferkit.testing import make_image
+from transferkit.workbench.report_content import build_report
 
 
 def _weak_run(recipe: dict, output: Path) -> Path:

@@ -14,13 +14,13 @@ import pytest
 import transferkit
 from transferkit.cli import main
 from transferkit.engine.setup import build_splits
-from transferkit.plugins import get_plugins, module_plugin
 from transferkit.recipe import read_toml
 from transferkit.recipe_loading import load_recipe
-from transferkit.workbench.sweep import plan_sweep, sweep
+from transferkit.testing import TinyCNN, registered_backbone, write_recipe
 from transferkit.workbench.sweep_results import read_results
+from transferkit.workbench.sweep_run import plan_sweep, sweep
 
-from ..conftest import TinyCNN, needs_plugin_component, write_recipe
+from ..conftest import needs_plugin_component
 
 
 def _get(recipe: dict, key: str):
@@ -50,11 +50,8 @@ class Poisoned(TinyCNN):
 
 @pytest.fixture
 def poison_plugin():
-    plugins = get_plugins()
-    name = plugins.register(module_plugin(register_backbones=lambda register: register(
-        "tiny/poison", lambda pretrained=False, poison=False: Poisoned(poison))), "poison-plugin")
-    yield
-    plugins.unregister(name)
+    with registered_backbone("tiny/poison", lambda pretrained=False, poison=False: Poisoned(poison), "poison-plugin"):
+        yield
 
 
 def test_a_2x2_grid_runs_4_trials_ranks_them_on_val_and_writes_the_best_recipe(fast_recipe, tmp_path, capsys):

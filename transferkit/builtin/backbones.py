@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..hookspecs import hookimpl
+from ..models.backbone import IMAGENET_DATA_CONFIG
 from ..models.weights import StateDict, WeightSource, map_by_order, url_source
 
 
@@ -139,8 +140,7 @@ def create_torchvision(model_name: str, pretrained: bool = False, **params: Any)
     parent_name, _, attr = qualified.rpartition(".")
     parent = body.get_submodule(parent_name) if parent_name else body
     setattr(parent, attr, nn.Identity())
-    data_config = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225), "input_size": (3, 224, 224)}
-    return FeatureBackbone(body, linear.in_features, data_config, (qualified,))
+    return FeatureBackbone(body, linear.in_features, dict(IMAGENET_DATA_CONFIG), (qualified,))
 
 
 def _last_linear(body: nn.Module, model_name: str) -> tuple[str, nn.Linear]:

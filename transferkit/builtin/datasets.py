@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+from PIL import Image
 
 from ..data.sources import IMAGE_EXTENSIONS, ArrayImages, DatasetSplits, FileImages, ImageSet, stratified_split
 from ..errors import DataError
@@ -98,7 +99,7 @@ def flowers102(root: str | None, seed: int = 0, val_fraction: float = 0.1, downl
     base = Path(root or "data/flowers102")
     if (base / "train").is_dir():
         return imagefolder(str(base), seed=seed, val_fraction=val_fraction)
-    from torchvision.datasets import Flowers102
+    from torchvision.datasets import Flowers102  # torchvision: only this source needs it (list datasets stays fast)
 
     try:
         splits = {s: Flowers102(str(base), split=s, download=download) for s in ("train", "val", "test")}
@@ -117,8 +118,7 @@ def flowers102(root: str | None, seed: int = 0, val_fraction: float = 0.1, downl
 
 def render_digits(size: int = 32) -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's 8x8 handwritten digits rendered as ``size``-pixel RGB images, dark ink on white."""
-    from PIL import Image
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # only this source needs it (list datasets stays fast)
 
     digits = load_digits()
     ink = (digits.images / 16.0 * 255.0).astype(np.uint8)

@@ -14,6 +14,7 @@ from typing import Sequence
 
 import numpy as np
 from PIL import Image
+from tqdm.auto import tqdm
 
 from ..errors import DataError
 from .sources import DatasetSplits, FileImages, ImageSet, SubsetImages, read_image
@@ -98,8 +99,6 @@ def decode_splits(
 ) -> tuple[DatasetSplits, DecodeReport]:
     """Decode every file of every split; raise (``on_bad="error"``) naming all bad files, or
     drop them (``"skip"``). Keep the decoded arrays when they fit ``budget_mb``."""
-    from tqdm.auto import tqdm
-
     report = DecodeReport()
     started = time.perf_counter()
     decoded: dict[str, tuple[list, list[int], list[str], list[str]]] = {}

@@ -158,7 +158,7 @@ def stratified_split(images: ImageSet, fraction: float, seed: int) -> tuple[Imag
     """Hold out ``fraction`` of ``images`` per class (scikit-learn, seeded); None when 0."""
     if fraction <= 0:
         return images, None
-    from sklearn.model_selection import train_test_split
+    from sklearn.model_selection import train_test_split  # sklearn: not on the path of `transferkit list`
 
     indices = np.arange(len(images))
     counts = np.bincount(images.targets, minlength=len(images.classes))

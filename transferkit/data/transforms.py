@@ -1,5 +1,6 @@
 """Transforms resolved from the backbone's data config: train = random resized crop + flip (+ the
-recipe's image augmentations); eval = resize + centre crop. Always ends normalised, as a tensor."""
+recipe's image augmentations); eval = resize + centre crop (``preprocessing.Preprocessing``).
+Always ends normalised, as a tensor."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import cv2
 import numpy as np
 import torch
 
-_INTERPOLATION = {"bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC, "nearest": cv2.INTER_NEAREST}
+INTERPOLATION = {"bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC, "nearest": cv2.INTER_NEAREST}
 
 
 class ToTensorCHW:
@@ -47,35 +48,26 @@ class ImageTransform:
             self.pipeline.set_random_state(np.random.default_rng(seed), random.Random(seed))
 
 
-def eval_steps(size: int, crop_pct: float, interpolation: str = "bicubic") -> list[Any]:
-    interp = _INTERPOLATION.get(interpolation, cv2.INTER_CUBIC)
-    resize = max(size, int(round(size / crop_pct)))
-    return [A.SmallestMaxSize(max_size=resize, interpolation=interp), A.CenterCrop(size, size)]
-
-
 def train_steps(size: int, scale: tuple[float, float], hflip: bool, interpolation: str = "bicubic") -> list[Any]:
-    interp = _INTERPOLATION.get(interpolation, cv2.INTER_CUBIC)
+    interp = INTERPOLATION.get(interpolation, cv2.INTER_CUBIC)
     steps: list[Any] = [A.RandomResizedCrop(size=(size, size), scale=scale, interpolation=interp)]
     if hflip:
         steps.append(A.HorizontalFlip(p=0.5))
     return steps
 
 
-def build_transforms(
+def train_transform(
     data_config: dict[str, Any],
     image_size: int | None,
     *,
     crop_scale: tuple[float, float] = (0.25, 1.0),
     hflip: bool = True,
-    crop_pct: float | None = None,
     image_augs: Sequence[Any] = (),
     seed: int | None = None,
-) -> tuple[ImageTransform, ImageTransform]:
-    """The (train, eval) transforms for a backbone's data config and the recipe's settings."""
+) -> ImageTransform:
+    """The training transform for a backbone's data config and the recipe's settings (the
+    evaluation one is ``preprocessing.preprocessing_for``)."""
     size = int(image_size or data_config["input_size"][-1])
-    pct = float(crop_pct or data_config.get("crop_pct", 0.875))
     interp = str(data_config.get("interpolation", "bicubic"))
-    mean, std = data_config["mean"], data_config["std"]
-    train = ImageTransform(train_steps(size, crop_scale, hflip, interp) + list(image_augs), mean, std, seed)
-    evaluation = ImageTransform(eval_steps(size, pct, interp), mean, std)
-    return train, evaluation
+    steps = train_steps(size, crop_scale, hflip, interp) + list(image_augs)
+    return ImageTransform(steps, data_config["mean"], data_config["std"], seed)

@@ -1,5 +1,5 @@
-"""Weight averaging in a run: the recipe's averager follows the model through one phase (the
-finetune phase, or the extract phase when finetune has no epochs) and is evaluated beside it.
+"""Weight averaging in a run: the recipe's averager follows the model through one phase
+(``phases.averaged_phase``) and is evaluated beside it.
 
 An averager (from ``register_averagers``) offers ``update(model)`` after each optimizer step,
 ``module`` (the averaged model), ``state_dict`` / ``load_state_dict``; optionally
@@ -15,12 +15,6 @@ from torch import nn
 
 from ..components import create_averager
 from ..recipe import Recipe
-
-
-def averaged_phase(recipe: Recipe) -> str | None:
-    if recipe.averaging is None:
-        return None
-    return "finetune" if recipe.phases.finetune.epochs > 0 else "extract"
 
 
 class RunAverager:

@@ -44,7 +44,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001
-        raise WeightsError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {exc}); it may be corrupt or not transferkit's") from None
+        raise WeightsError(
+            f"{path}: cannot read checkpoint ({type(exc).__name__}: {exc}); it may be corrupt or not transferkit's"
+        ) from None
 
 
 def rng_state() -> dict[str, Any]:

@@ -12,6 +12,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from sklearn.utils.class_weight import compute_class_weight
 
 from ..errors import DataError
 from ..recipe import Recipe
@@ -20,8 +21,6 @@ from ..recipe import Recipe
 def balanced_class_weights(targets: Sequence[int], classes: Sequence[str]) -> np.ndarray:
     """``compute_class_weight("balanced")`` over integer ``targets``, one weight per class name;
     a class without training images is one line naming it."""
-    from sklearn.utils.class_weight import compute_class_weight
-
     labels = np.asarray(targets, dtype=np.int64)
     counts = np.bincount(labels, minlength=len(classes))
     empty = [c for c, n in zip(classes, counts) if n == 0]

@@ -1,5 +1,6 @@
 """Phase 1 on cached features: with the backbone frozen and BatchNorm in eval mode, its output
-for an image does not change, so it is computed once and the head trains on the stored features.
+for an image does not change, so it is computed once and the head trains on the stored features
+(when and how: ``phases.phase1_caches``).
 
 Exact for the deterministic evaluation transform (``views = 1``); with ``views = K`` each image
 is stored under K seeded training augmentations and epoch e trains on view e mod K.
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Iterator
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from ..data.loaders import EpochBatchSampler, TransformedDataset, make_loader, mix_seed
 from ..data.sources import ImageSet
@@ -19,7 +21,6 @@ from .runtime import Runtime
 
 if TYPE_CHECKING:
     from .distributed import DistContext
-    from .setup import Prepared
 
 
 class FeatureCache:
@@ -53,8 +54,6 @@ class FeatureCache:
     ) -> "FeatureCache":
         """Features of every image; across processes each rank computes its share, then all
         ranks hold the whole cache."""
-        from tqdm.auto import tqdm
-
         was_training = backbone.training
         backbone.eval()
         per_view = []
@@ -79,30 +78,3 @@ class FeatureCache:
         for index in sampler:
             idx = torch.as_tensor(index, dtype=torch.long)
             yield features[idx], self.targets[idx]
-
-
-def phase1_caches(prepared: "Prepared", backbone: nn.Module, log, dist: "DistContext | None" = None) -> tuple[FeatureCache | None, FeatureCache | None]:
-    """Train and validation caches for phase 1, or ``(None, None)`` when the recipe turns the
-    cache off. Batch augmentations mix images, so with the cache they apply in phase 2 only."""
-    recipe = prepared.recipe
-    cfg = recipe.phases.extract
-    if not cfg.cache_features:
-        return None, None
-    if prepared.batch_augs:
-        log("  batch augmentations apply from phase 2 (phase 1 trains on cached features;"
-            " set phases.extract.cache_features = false to mix images in phase 1 too)")
-    size = recipe.data.eval_batch_size or recipe.data.batch_size * 2
-    workers = recipe.data.num_workers
-    exact = cfg.cache_views == 1
-    train = FeatureCache.compute(
-        backbone, prepared.splits.train, prepared.eval_transform if exact else prepared.train_transform,
-        prepared.runtime, batch_size=size, num_workers=workers, views=cfg.cache_views,
-        seed=None if exact else recipe.seed, desc="train features", dist=dist,
-    )
-    val = None
-    if prepared.splits.val is not None:
-        val = FeatureCache.compute(backbone, prepared.splits.val, prepared.eval_transform, prepared.runtime,
-                                   batch_size=size, num_workers=workers, desc="val features", dist=dist)
-    kind = "evaluation transform" if exact else f"{cfg.cache_views} augmented views"
-    log(f"  cached {len(train)} train features ({kind}) for phase 1")
-    return train, val

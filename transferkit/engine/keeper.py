@@ -1,5 +1,6 @@
 """Checkpoints kept at epoch ends: the best (by validation accuracy), the top-N epochs as
-safetensors with an index (for checkpoint averaging), and snapshots at the end of LR cycles."""
+safetensors with an index (for checkpoint averaging; read back by ``RunDir.kept_checkpoints``),
+and snapshots at the end of LR cycles."""
 
 from __future__ import annotations
 
@@ -11,15 +12,8 @@ from typing import Any
 from torch import nn
 
 from .checkpoint import atomic_write, save_checkpoint
+from .model_files import write_weights
 from .run_dir import RunDir
-
-INDEX = "index.json"
-
-
-def _safetensors_bytes(model: nn.Module) -> bytes:
-    from safetensors.torch import save
-
-    return save({k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}, metadata={"format": "pt"})
 
 
 class CheckpointKeeper:
@@ -36,7 +30,7 @@ class CheckpointKeeper:
             self._keep(model, phase, epoch, score)
 
     def read_index(self) -> list[dict[str, Any]]:
-        path = self.run.checkpoints / INDEX
+        path = self.run.kept_index_file
         return json.loads(path.read_text()) if path.is_file() else []
 
     def _keep(self, model: nn.Module, phase: str, epoch: int, score: float) -> None:
@@ -47,10 +41,9 @@ class CheckpointKeeper:
         entries.sort(key=lambda e: (e["score"], e["phase"] == "finetune", e["epoch"]), reverse=True)
         kept, dropped = entries[: self.keep_top], entries[self.keep_top :]
         if any(e["file"] == name for e in kept):
-            data = _safetensors_bytes(model)
-            atomic_write(self.run.checkpoints / name, lambda fh: fh.write(data))
+            write_weights(model.state_dict(), self.run.checkpoints, name)
         text = json.dumps(kept, indent=2) + "\n"
-        atomic_write(self.run.checkpoints / INDEX, lambda fh: fh.write(text.encode()))
+        atomic_write(self.run.kept_index_file, lambda fh: fh.write(text.encode()))
         for entry in dropped:
             (self.run.checkpoints / entry["file"]).unlink(missing_ok=True)
 
@@ -59,5 +52,5 @@ class CheckpointKeeper:
         folder = self.run.path / "snapshots" / f"cycle-{cycle}"
         folder.mkdir(parents=True, exist_ok=True)
         export(model, folder)
-        shutil.copyfile(self.run.recipe_file, folder / "recipe.toml")
+        shutil.copyfile(self.run.recipe_file, RunDir(folder).recipe_file)
         return folder

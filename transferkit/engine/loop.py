@@ -1,4 +1,5 @@
-"""One epoch of training and one pass of evaluation. Everything phase-specific is passed in."""
+"""One epoch of training, and the one training step that lr-find shares. Everything
+phase-specific is passed in (see ``phases``); evaluation is ``evaluation.predict``."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -115,24 +115,3 @@ def train_epoch(
     bar.close()
     seconds = time.perf_counter() - start
     return {"loss": loss_sum / max(seen, 1), "acc": correct / max(seen, 1), "images": seen, "seconds": seconds}
-
-
-@torch.inference_mode()
-def predict_probs(
-    forward: Callable[[torch.Tensor], torch.Tensor],
-    batches: Iterable[tuple[torch.Tensor, Any]],
-    runtime: Runtime,
-    *,
-    desc: str = "eval",
-    total: int | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Softmax probabilities ``[N, C]`` and labels ``[N]`` over ``batches``."""
-    probs, labels = [], []
-    for inputs, target in tqdm(batches, total=total, desc=desc, leave=False, unit="batch", dynamic_ncols=True, disable=None):
-        with runtime.autocast():
-            logits = forward(runtime.to_device(inputs))
-        probs.append(logits.float().softmax(dim=-1).cpu())
-        labels.append(torch.as_tensor(target))
-    if not probs:
-        return np.zeros((0, 0), dtype=np.float32), np.zeros((0,), dtype=np.int64)
-    return torch.cat(probs).numpy(), torch.cat(labels).numpy()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import torch
 from torch import nn
@@ -26,8 +26,33 @@ def param_groups(named: Iterable[tuple[str, nn.Parameter]], lr: float, weight_de
     return groups
 
 
-def build_optimizer(model: nn.Module, lr: float, cfg: TrainConfig) -> torch.optim.Optimizer:
-    groups = param_groups(model.named_parameters(), lr, cfg.weight_decay)
+def layer_decay_groups(
+    model: nn.Module, lr: float, weight_decay: float, decay: float, stages: Sequence[nn.Module]
+) -> list[dict]:
+    """Layer-wise LR decay (timm's ``param_groups_layer_decay``, AutoGluon's ``layerwise_lr_decay``):
+    everything outside the backbone's ``stages`` (the head) at ``lr``, the last stage at
+    ``lr x decay``, the one before at ``lr x decay^2``, ... Head groups first, so the first
+    group's LR is the phase's."""
+    depth = {id(p): len(stages) - i for i, stage in enumerate(stages) for p in stage.parameters()}
+    by_depth: dict[int, list[tuple[str, nn.Parameter]]] = {}
+    for name, p in model.named_parameters():
+        by_depth.setdefault(depth.get(id(p), 0), []).append((name, p))
+    groups = []
+    for d in sorted(by_depth):
+        for group in param_groups(by_depth[d], lr * decay**d, weight_decay):
+            if d:
+                group["name"] = f"stage -{d} {group['name']}"
+            groups.append(group)
+    return groups
+
+
+def build_optimizer(
+    model: nn.Module, lr: float, cfg: TrainConfig, *, layer_decay: float = 1.0, stages: Sequence[nn.Module] | None = None
+) -> torch.optim.Optimizer:
+    if layer_decay < 1.0 and stages:
+        groups = layer_decay_groups(model, lr, cfg.weight_decay, layer_decay, stages)
+    else:
+        groups = param_groups(model.named_parameters(), lr, cfg.weight_decay)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
     return torch.optim.AdamW(groups, lr=lr)

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..models.freezing import trainable_parameter_count
 from ..recipe import Recipe
-from .averaging import averaged_phase
-from .optim import build_optimizer
+from .phases import averaged_phase, phase_plans, prepare_phase, trainable_parameter_count, uses_feature_cache
 from .setup import build_model, build_splits
-from .trainer import configure_phase, phase_plans
 
 
 def plan_recipe(recipe: Recipe) -> dict[str, Any]:
@@ -21,8 +18,8 @@ def plan_recipe(recipe: Recipe) -> dict[str, Any]:
     for plan in phase_plans(recipe):
         entry: dict[str, Any] = {"phase": plan.name, "epochs": plan.epochs}
         if plan.epochs:
-            configure_phase(model, plan)
-            optimizer = build_optimizer(model, plan.lr, recipe.train)
+            optimizer = prepare_phase(model, plan, recipe.train)
+            cached = uses_feature_cache(recipe, plan)
             entry.update(
                 trainable_parameters=trainable_parameter_count(model),
                 total_parameters=sum(p.numel() for p in model.parameters()),
@@ -32,10 +29,12 @@ def plan_recipe(recipe: Recipe) -> dict[str, Any]:
                 ],
                 bn="eval" if model.bn_eval else "train",
                 unfreeze=plan.unfreeze if plan.name == "finetune" else "none (backbone frozen)",
-                feature_cache=plan.name == "extract" and recipe.phases.extract.cache_features,
-                batch_augmentations=[s.name for s in recipe.augment.batch]
-                if not (plan.name == "extract" and recipe.phases.extract.cache_features) else [],
+                feature_cache=cached,
+                batch_augmentations=[] if cached else [s.name for s in recipe.augment.batch],
                 cycles=plan.cycles,
+                probe=plan.name == "extract" and recipe.phases.extract.probe,
+                C=recipe.phases.extract.C,
+                layer_decay=plan.layer_decay,
             )
             entry["averager"] = recipe.averaging.name if recipe.averaging and averaged_phase(recipe) == plan.name else None
         phases.append(entry)
@@ -45,6 +44,7 @@ def plan_recipe(recipe: Recipe) -> dict[str, Any]:
         "image_augmentations": [s.name for s in recipe.augment.image],
         "stages": len(model.stages()),
         "phases": phases,
+        "final": recipe.train.final,
     }
 
 
@@ -61,8 +61,13 @@ def format_plan(plan: dict[str, Any]) -> str:
             f" (unfreeze {p['unfreeze']}), BN {p['bn']}; groups: {groups}"
         )
         extras = []
-        if p["feature_cache"]:
+        if p["probe"]:
+            cfg = "C by cross-validation" if p.get("C") is None else f"C = {p['C']:g}"
+            extras.append(f"head fitted on cached backbone features as a logistic probe (L-BFGS, {cfg}; epochs and lr unused)")
+        elif p["feature_cache"]:
             extras.append("head trains on cached backbone features")
+        if p["layer_decay"] < 1.0:
+            extras.append(f"layer-wise LR decay {p['layer_decay']:g} per stage below the head")
         if p["batch_augmentations"]:
             extras.append("batch augmentations " + ", ".join(p["batch_augmentations"]))
         if p["averager"]:
@@ -71,4 +76,9 @@ def format_plan(plan: dict[str, Any]) -> str:
             extras.append(f"{p['cycles']} cosine cycles with snapshots")
         if extras:
             lines.append("    " + "; ".join(extras))
+    lines.append({
+        "last": "final weights: the last epoch's",
+        "best": "final weights: the best validation epoch's",
+        "auto": "final weights: chosen on validation among the phase-1 probe, the fine-tuned model and their interpolations (WiSE-FT)",
+    }[plan["final"]])
     return "\n".join(lines)

@@ -3,6 +3,7 @@ final model, the figures and the summary."""
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,12 +11,13 @@ from typing import Any, Callable
 
 from ..errors import TransferkitError
 from ..recipe import Recipe
-from .checkpoint import atomic_write
+from .checkpoint import atomic_write, load_checkpoint
 from .distributed import DistContext, init_distributed
-from .export import export_prepared
-from .runtime import resolve_runtime
+from .final_model import select_final
+from .model_files import write_prepared_model
 from .plots import plot_confusion, plot_curves
 from .run_dir import RunDir
+from .runtime import resolve_runtime
 from .setup import Prepared, prepare
 from .tensorboard_sink import require_tensorboard, tensorboard_sink
 from .trainer import Trainer, resume_state
@@ -89,6 +91,7 @@ def _train(
         trainer = Trainer(prepared, run, on_step=list(on_step or []) + tensorboard_steps, log=log, dist=dist)
         summary = trainer.fit(checkpoint)
     final_model = trainer.averager.module if trainer.averager is not None else trainer.model
+    final_model = _final_weights(trainer, final_model, summary, log)
     if "test" not in summary and prepared.splits.val is not None:  # collective: every rank evaluates
         summary["val"] = trainer.evaluate(prepared.splits.val, "val", model=final_model)
     if not dist.is_main:
@@ -110,10 +113,42 @@ def _train(
     return RunResult(run.path, summary, final_model.cpu().eval())
 
 
+def _final_weights(trainer: Trainer, finetuned: Any, summary: dict[str, Any], log: Callable[[str], None]) -> Any:
+    """``train.final``: keep the last weights, the best epoch's, or choose among the probe, the
+    fine-tuned model and their interpolations on validation (``final_model``). The test figures
+    become the chosen model's. Collective: every rank evaluates the same candidates."""
+    prepared, recipe = trainer.prepared, trainer.prepared.recipe
+    splits = prepared.splits
+    if recipe.phases.finetune.epochs == 0 or recipe.train.final == "last":
+        summary["final"] = {"policy": recipe.train.final, "chosen": "last"}
+        return finetuned
+    best_state = None
+    if recipe.train.final == "best":
+        trainer.dist.barrier()  # rank 0 wrote best.pt
+        if trainer.run.best_checkpoint.is_file():
+            best_state = load_checkpoint(trainer.run.best_checkpoint)["model"]
+
+    def evaluate(model: Any, split: str) -> dict[str, Any] | None:
+        images = getattr(splits, split)
+        return None if images is None else trainer.evaluate(images, f"{split} (final candidates)", model=model)
+
+    chosen, info = select_final(
+        recipe.train.final, finetuned, trainer.phase1_state, best_state, evaluate,
+        n_val=len(splits.val or []), measure_test=recipe.train.test_candidates, log=log,
+    )
+    summary["final"] = info
+    if chosen is not finetuned and splits.test is not None:
+        summary["test_finetuned"] = summary.get("test")
+        summary["test"] = trainer.evaluate(splits.test, "test (final)", model=chosen)
+        if trainer.dist.is_main:
+            record = {k: v for k, v in summary["test"].items() if k != "confusion_matrix"}
+            trainer.run.append_metrics({"kind": "test", "phase": "final", "weights": info["chosen"], **record})
+        log(f"  final test accuracy ({info['chosen']}): {summary['test']['top1']:.4f}")
+    return chosen
+
+
 def _check_same_recipe(recipe: Recipe, checkpoint: dict[str, Any], run: RunDir) -> None:
     """Resuming with other settings would silently mix two runs: refuse, naming the first key."""
-    import json
-
     stored = json.loads(checkpoint.get("recipe_json", "{}"))
     differences = _diff(stored, recipe.to_dict())
     if stored and differences:
@@ -134,7 +169,7 @@ def finish(prepared: Prepared, run: RunDir, summary: dict[str, Any], final_model
     recipe = prepared.recipe
     classes = prepared.splits.classes
     final = summary.get("test") or summary.get("val")
-    export_prepared(prepared, final_model, run.path)
+    write_prepared_model(prepared, final_model, run.path)
     plot_curves(run.read_metrics(), run.path / "curves.png")
     if final is not None:
         plot_confusion(final["confusion_matrix"], classes, run.path / "confusion_matrix.png", "test" if "test" in summary else "val")
@@ -155,7 +190,11 @@ def format_summary(summary: dict[str, Any], run: RunDir) -> str:
         lines.append(f"  {name:<9} {shown}, {info['seconds']:.1f} s training, {info['trainable_parameters']:,} trainable parameters")
     final = summary.get("test")
     raw = summary.get("test_raw")
-    if raw is not None:
+    chosen = summary.get("final", {})
+    if chosen.get("chosen") not in (None, "last", "finetuned") and summary.get("test_finetuned"):
+        lines.append(f"  finetuned test accuracy {summary['test_finetuned']['top1']:.4f} (last weights)")
+        lines.append(f"  {chosen['chosen']:<9} test accuracy {final['top1']:.4f} (chosen on validation, exported)")
+    elif raw is not None:
         lines.append(f"  raw       test accuracy {raw['top1']:.4f} (last weights)")
         lines.append(f"  {summary.get('averager', 'averaged'):<9} test accuracy {final['top1']:.4f} (averaged weights, exported)")
     if final is not None:

@@ -1,4 +1,11 @@
-"""The run directory: resolved recipe, metrics.jsonl, checkpoints, final model, plots, summary."""
+"""The run directory, the one place that knows its layout: the resolved recipe, metrics.jsonl,
+checkpoints (``last.pt``, ``best.pt``, the kept top-N epochs and their index), the model files,
+plots and summary; and the timestamped folders runs, sweeps and lr-find write into.
+
+Public (``transferkit.RunDir``): the paths, ``read_metrics`` / ``read_summary``,
+``kept_checkpoints``, ``write_model_folder`` and ``RunDir.timestamped``. The other writers are the
+engine's. Plugins use these instead of file names, so the layout can change under them.
+"""
 
 from __future__ import annotations
 
@@ -6,39 +13,66 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 import tomli_w
+import torch
+from safetensors.torch import load_file
 
 from ..errors import TransferkitError
 from ..recipe import Recipe
 from .checkpoint import atomic_write
+from .model_files import MANIFEST_FILE, WEIGHTS_FILE, write_weights
+from .phases import PHASE_ORDER
 
-PHASE_ORDER = {"extract": 0, "finetune": 1}
+RUNS_ROOT = Path("runs")
+KEPT_INDEX = "index.json"
+
+
+@dataclass(frozen=True)
+class KeptCheckpoint:
+    """One epoch's weights kept by ``train.keep_checkpoints = N`` (a classifier state dict)."""
+
+    path: Path
+    phase: str
+    epoch: int
+    score: float  # the validation top-1 it was kept for (training accuracy without a val split)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return load_file(str(self.path))
 
 
 class RunDir:
-    """Paths and writers of one run's directory."""
+    """Paths, readers and writers of one run's directory."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         # called with each record appended to metrics.jsonl (e.g. the TensorBoard sink)
         self.observers: list[Callable[[dict[str, Any]], None]] = []
 
+    @staticmethod
+    def timestamped(name: str, prefix: str = "") -> Path:
+        """A free folder path ``runs/<name>/<prefix><YYYYmmdd-HHMMSS>`` (``-2``, ``-3``... when
+        taken); not created."""
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        path, suffix = RUNS_ROOT / name / f"{prefix}{stamp}", 1
+        while path.exists():
+            suffix += 1
+            path = RUNS_ROOT / name / f"{prefix}{stamp}-{suffix}"
+        return path
+
     @classmethod
     def create(cls, recipe: Recipe, output: str | Path | None = None) -> "RunDir":
+        """A new run's directory: ``output``, or a timestamped one under ``runs/<recipe name>/``."""
         if output is None:
-            stamp = time.strftime("%Y%m%d-%H%M%S")
-            path = Path("runs") / recipe.name / stamp
-            suffix = 1
-            while path.exists():
-                suffix += 1
-                path = Path("runs") / recipe.name / f"{stamp}-{suffix}"
+            path = cls.timestamped(recipe.name)
         else:
             path = Path(output)
-            if (path / "checkpoints" / "last.pt").exists() or (path / "model.safetensors").exists():
+            if (path / "checkpoints" / "last.pt").exists() or (path / WEIGHTS_FILE).exists():
                 raise TransferkitError(
                     f"--output {path}: already holds a run; resume it with --resume {path} or choose another directory"
                 )
@@ -93,18 +127,56 @@ class RunDir:
         return self.checkpoints / "best.pt"
 
     @property
-    def model_file(self) -> Path:
-        return self.path / "model.safetensors"
+    def kept_index_file(self) -> Path:
+        return self.checkpoints / KEPT_INDEX
+
+    @property
+    def phase1_weights(self) -> Path:
+        """The model as phase 1 left it (the start of WiSE-FT's interpolation, ``train.final``)."""
+        return self.checkpoints / "phase1.safetensors"
 
     @property
     def manifest_file(self) -> Path:
-        return self.path / "manifest.json"
+        return self.path / MANIFEST_FILE
+
+    @property
+    def is_finished(self) -> bool:
+        """The run wrote its summary (it trained to the end)."""
+        return self.summary_file.is_file()
 
     @property
     def summary_file(self) -> Path:
         return self.path / "summary.json"
 
+    # -- readers -------------------------------------------------------------------------------
+    def kept_checkpoints(self) -> list[KeptCheckpoint]:
+        """The epochs kept by ``train.keep_checkpoints = N``, best first; empty when none were kept."""
+        if not self.kept_index_file.is_file():
+            return []
+        entries = json.loads(self.kept_index_file.read_text())
+        return [KeptCheckpoint(self.checkpoints / e["file"], e["phase"], int(e["epoch"]), float(e["score"])) for e in entries]
+
+    def read_summary(self) -> dict[str, Any]:
+        """``summary.json`` of a finished run."""
+        if not self.is_finished:
+            raise TransferkitError(f"{self.path}: no summary.json; give a finished run directory (or finish it with --resume)")
+        return json.loads(self.summary_file.read_text())
+
     # -- writers -------------------------------------------------------------------------------
+    def write_model_folder(self, folder: str | Path, state: Mapping[str, torch.Tensor]) -> "RunDir":
+        """A new model folder that ``transferkit.load``, ``evaluate``, ``predict`` and ``export``
+        accept: ``state`` (a state dict of this run's classifier, e.g. averaged weights) with this
+        run's manifest and recipe."""
+        if not self.manifest_file.is_file():
+            raise TransferkitError(f"{self.path}: no manifest.json; a model folder needs a finished run to copy it from")
+        out = RunDir(folder)
+        out.path.mkdir(parents=True, exist_ok=True)
+        write_weights(state, out.path)
+        for source, target in ((self.manifest_file, out.manifest_file), (self.recipe_file, out.recipe_file)):
+            if source.is_file():
+                shutil.copyfile(source, target)
+        return out
+
     def write_recipe(self, recipe: Recipe) -> None:
         text = "# The fully resolved recipe of this run (defaults and --set overrides applied).\n"
         text += tomli_w.dumps(recipe.to_dict())

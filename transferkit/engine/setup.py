@@ -8,8 +8,9 @@ from typing import Any, Callable, Sequence
 
 from ..components import create_augmentation
 from ..data.decoding import DecodeReport, decode_splits
-from ..data.sources import DatasetSplits, ImageSet, WrappedDataset
-from ..data.transforms import ImageTransform, build_transforms
+from ..data.preprocessing import Preprocessing, preprocessing_for
+from ..data.sources import DatasetSplits, ImageSet, WrappedDataset, stratified_split
+from ..data.transforms import ImageTransform, train_transform
 from ..errors import DataError, PluginError
 from ..models.backbone import create_backbone, probe_features
 from ..models.classifier import Classifier
@@ -25,14 +26,14 @@ class Prepared:
     splits: DatasetSplits
     model: Classifier
     train_transform: ImageTransform
-    eval_transform: ImageTransform
+    eval_transform: Preprocessing  # what validation, test, the feature cache and the manifest use
     batch_augs: list[Callable[..., Any]]
     runtime: Runtime
     decode_report: DecodeReport = field(default_factory=DecodeReport)
 
     @property
     def image_size(self) -> int:
-        return int(self.recipe.data.image_size or self.model.data_config["input_size"][-1])
+        return self.eval_transform.image_size
 
 
 def build_splits(recipe: Recipe, dataset: Any = None, val_dataset: Any = None, test_dataset: Any = None) -> DatasetSplits:
@@ -42,8 +43,6 @@ def build_splits(recipe: Recipe, dataset: Any = None, val_dataset: Any = None, t
         val = _wrap(val_dataset, train.classes)
         test = _wrap(test_dataset, train.classes)
         if val is None:
-            from ..data.sources import stratified_split
-
             train, val = stratified_split(train, recipe.data.val_fraction, recipe.seed)
         splits = DatasetSplits(train, val, test)
     else:
@@ -53,7 +52,9 @@ def build_splits(recipe: Recipe, dataset: Any = None, val_dataset: Any = None, t
         except TypeError as exc:
             raise DataError(f"data.params: dataset source {recipe.data.source!r} rejected its parameters: {exc}") from None
         if not isinstance(splits, DatasetSplits):
-            raise PluginError(f"dataset {recipe.data.source!r} (plugin {entry.provider!r}) returned {type(splits).__name__}, not DatasetSplits")
+            raise PluginError(
+                f"dataset {recipe.data.source!r} (plugin {entry.provider!r}) returned {type(splits).__name__}, not DatasetSplits"
+            )
     splits.check(f"data.source {recipe.data.source!r}" if dataset is None else "dataset")
     return splits
 
@@ -79,20 +80,18 @@ def prepare(
     seed_everything(recipe.seed)
     splits = build_splits(recipe, dataset, val_dataset, test_dataset)
     model = build_model(recipe, splits.classes)
-    size = int(recipe.data.image_size or model.data_config["input_size"][-1])
+    eval_tf = preprocessing_for(model.data_config, recipe.data.image_size, recipe.data.crop_pct)
     splits, report = decode_splits(
-        splits, shorter=int(round(size / recipe.data.crop_pct)), on_bad=recipe.data.on_bad_image,
-        budget_mb=recipe.data.decode_cache_mb,
+        splits, shorter=eval_tf.resize_shorter_side, on_bad=recipe.data.on_bad_image, budget_mb=recipe.data.decode_cache_mb,
     )
     check_decoded(recipe, splits, report, log)
     image_augs = [create_augmentation(s.name, **s.params) for s in recipe.augment.image]
     batch_augs = [create_augmentation(s.name, num_classes=len(splits.classes), **s.params) for s in recipe.augment.batch]
-    train_tf, eval_tf = build_transforms(
+    train_tf = train_transform(
         model.data_config,
         recipe.data.image_size,
         crop_scale=recipe.data.crop_scale,
         hflip=recipe.data.hflip,
-        crop_pct=recipe.data.crop_pct,
         image_augs=image_augs,
         seed=recipe.seed,
     )

@@ -48,7 +48,7 @@ class TensorBoardSink:
     """Scalars of one run, written with ``torch.utils.tensorboard.SummaryWriter``."""
 
     def __init__(self, folder: Path) -> None:
-        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard import SummaryWriter  # the optional tensorboard package
 
         self.folder = Path(folder)
         self.writer = SummaryWriter(log_dir=str(self.folder))

@@ -1,5 +1,6 @@
-"""The two phases: extract (backbone frozen, head trains) then finetune (backbone unfrozen by
-policy at lr x lr_ratio, BatchNorm in eval mode by default), with checkpoints and resume."""
+"""Running the two phases of ``phases`` for a run: epochs, evaluation on the validation split,
+checkpoints (and resuming from them), the averager, the test figures and the metrics records.
+What each phase trains, and how, is ``phases``' business."""
 
 from __future__ import annotations
 
@@ -8,56 +9,37 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import numpy as np
 import torch
+from safetensors.torch import load_file
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
-from ..data.loaders import EpochBatchSampler, TransformedDataset, make_loader
 from ..data.sources import ImageSet
-from ..models.freezing import freeze_backbone, trainable_parameter_count, unfreeze_backbone
-from .averaging import RunAverager, averaged_phase
+from .averaging import RunAverager
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .class_weights import describe_class_weights, recipe_class_weights, weights_tensor
 from .distributed import DistContext
-from .export import export_prepared
-from .feature_cache import FeatureCache, phase1_caches
+from .evaluation import predict
+from .feature_cache import FeatureCache
 from .keeper import CheckpointKeeper
-from .loop import StepSettings, predict_probs, train_epoch
-from .metrics import classification_metrics
-from .optim import build_optimizer, cosine_with_warmup
-from .run_dir import PHASE_ORDER, RunDir
-from ..recipe import Recipe
+from .loop import make_targets, soft_cross_entropy, train_epoch
+from .model_files import write_prepared_model, write_weights
+from .phases import (
+    PHASE_ORDER,
+    PhasePlan,
+    PhaseSetup,
+    TrainingBatches,
+    averaged_phase,
+    fit_probe_head,
+    phase1_caches,
+    phase_module,
+    phase_plans,
+    start_phase,
+    step_settings,
+    trainable_parameter_count,
+)
+from .run_dir import RunDir
 from .setup import Prepared
-
-
-@dataclass
-class PhasePlan:
-    name: str
-    index: int
-    epochs: int
-    lr: float
-    warmup_epochs: float
-    unfreeze: str = "none"
-    bn: str = "eval"
-    cycles: int = 1
-
-
-def phase_plans(recipe: Recipe) -> list[PhasePlan]:
-    """The recipe's two phases, in order."""
-    p = recipe.phases
-    return [
-        PhasePlan("extract", 0, p.extract.epochs, p.extract.lr, p.extract.warmup_epochs),
-        PhasePlan("finetune", 1, p.finetune.epochs, p.extract.lr * p.finetune.lr_ratio, p.finetune.warmup_epochs,
-                  p.finetune.unfreeze, p.finetune.bn, p.finetune.cycles),
-    ]
-
-
-def configure_phase(model: nn.Module, plan: PhasePlan) -> None:
-    """Set requires_grad and the BatchNorm mode for a phase."""
-    if plan.name == "extract":
-        freeze_backbone(model)
-    else:
-        unfreeze_backbone(model, plan.unfreeze, plan.bn)
 
 
 @dataclass
@@ -65,10 +47,7 @@ class PhaseState:
     """What one running phase owns; all of it goes into ``last.pt``."""
 
     plan: PhasePlan
-    optimizer: torch.optim.Optimizer
-    scheduler: Any
-    scaler: Any
-    steps_per_epoch: int
+    setup: PhaseSetup
     averager: RunAverager | None = None
     train_cache: FeatureCache | None = None
     val_cache: FeatureCache | None = None
@@ -88,14 +67,11 @@ class Trainer:
         self.model = self.prepared.model.to(runtime.device)
         if runtime.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.train_set = TransformedDataset(self.prepared.splits.train, self.prepared.train_transform, seed=r.seed)
-        self.sampler = EpochBatchSampler(
-            len(self.train_set), r.data.batch_size, shuffle=True, seed=r.seed, rank=self.dist.rank, world_size=self.dist.world_size
-        )
-        self.loader = make_loader(self.train_set, self.sampler, r.data.num_workers, runtime.device.type == "cuda")
+        self.batches = TrainingBatches(self.prepared, self.dist)
         self.keeper = CheckpointKeeper(self.run, r.train.keep_checkpoints)
         self.averager: RunAverager | None = None
         self.summary: dict[str, Any] = {"phases": {}}
+        self.phase1_state: dict[str, torch.Tensor] | None = None  # the model after phase 1 (WiSE-FT's start)
         self.class_weights = recipe_class_weights(r, self.prepared.splits.train.targets, self.prepared.splits.classes)
 
     @property
@@ -104,28 +80,22 @@ class Trainer:
 
     # -- evaluation ----------------------------------------------------------------------------
     def evaluate(self, images: ImageSet, desc: str, cached: FeatureCache | None = None, model: nn.Module | None = None) -> dict[str, Any]:
-        r, model = self.prepared.recipe, model or self.model
-        size = r.data.eval_batch_size or r.data.batch_size * 2
-        sampler = EpochBatchSampler(len(images), size, shuffle=False, rank=self.dist.rank, world_size=self.dist.world_size)
-        model.eval()
-        if cached is not None:
-            batches, forward = cached.batches(sampler), model.forward_head
-        else:
-            dataset = TransformedDataset(images, self.prepared.eval_transform)
-            batches, forward = make_loader(dataset, sampler, r.data.num_workers), model
-        probs, targets = predict_probs(forward, batches, self.prepared.runtime, desc=desc, total=len(sampler))
-        probs, targets = self.dist.gather_rows(probs, len(images)), self.dist.gather_rows(targets, len(images))
-        metrics = classification_metrics(probs, targets, self.prepared.splits.classes)
-        metrics["loss"] = float(-np.log(np.clip(probs[np.arange(len(targets)), targets], 1e-12, None)).mean())
-        return metrics
+        """Metrics of ``model`` (the live one by default) on ``images``, on cached features when given."""
+        r = self.prepared.recipe
+        predictions = predict(
+            model or self.model, images, self.prepared.eval_transform, runtime=self.prepared.runtime,
+            batch_size=r.data.eval_batch_size or r.data.batch_size * 2, num_workers=r.data.num_workers,
+            features=cached, dist=self.dist, desc=desc,
+        )
+        return predictions.metrics()
 
     # -- checkpoints ---------------------------------------------------------------------------
     def _state(self, phase: PhaseState, epoch: int, step: int) -> dict[str, Any]:
         return {
             "model": self.model.state_dict(),
-            "optimizer": phase.optimizer.state_dict(),
-            "scheduler": phase.scheduler.state_dict(),
-            "scaler": phase.scaler.state_dict() if phase.scaler is not None else {},
+            "optimizer": phase.setup.optimizer.state_dict(),
+            "scheduler": phase.setup.scheduler.state_dict(),
+            "scaler": phase.setup.scaler.state_dict() if phase.setup.scaler is not None else {},
             "averager": phase.averager.state_dict() if phase.averager is not None else {},
             "phase": phase.plan.name,
             "epoch": epoch,
@@ -145,6 +115,8 @@ class Trainer:
             self.summary = json.loads(resume["summary_json"])
             if self.dist.is_main:
                 self.run.truncate_metrics(resume["phase"], int(resume["epoch"]))
+            if self.run.phase1_weights.is_file():
+                self.phase1_state = load_file(str(self.run.phase1_weights))
         if self.class_weights is not None:
             splits = self.prepared.splits
             self.log(describe_class_weights(self.class_weights, splits.classes, splits.train.targets))
@@ -160,12 +132,9 @@ class Trainer:
 
     def _start_phase(self, plan: PhasePlan, resume: dict[str, Any] | None) -> PhaseState:
         prepared, r = self.prepared, self.prepared.recipe
-        configure_phase(self.model, plan)
-        optimizer = build_optimizer(self.model, plan.lr, r.train)
-        steps = len(self.sampler.batches())
-        scheduler = cosine_with_warmup(optimizer, plan.epochs * steps, int(round(plan.warmup_epochs * steps)), plan.cycles)
-        scaler = torch.amp.GradScaler("cuda") if prepared.runtime.uses_scaler else None
-        state = PhaseState(plan, optimizer, scheduler, scaler, steps)
+        setup = start_phase(self.model, plan, r.train, prepared.runtime, self.batches.steps_per_epoch)
+        optimizer, scheduler, scaler = setup.optimizer, setup.scheduler, setup.scaler
+        state = PhaseState(plan, setup)
         if averaged_phase(r) == plan.name:
             state.averager = self.averager = RunAverager(r, self.model)
         info = self.summary["phases"].setdefault(plan.name, {"seconds": 0.0})
@@ -199,12 +168,10 @@ class Trainer:
         return state
 
     def _forward_for(self, state: PhaseState) -> Callable[[torch.Tensor], torch.Tensor]:
-        """The whole model, or the head on cached features; wrapped in DistributedDataParallel
-        (built after freezing, so it syncs just the trainable parameters) across processes."""
-        module: nn.Module = self.model if state.train_cache is None else HeadOnly(self.model)
+        """The phase's module (``phases.phase_module``), wrapped in DistributedDataParallel (built
+        after freezing, so it syncs just the trainable parameters) across processes."""
+        module = phase_module(self.model, cached=state.train_cache is not None)
         if self.dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel
-
             device_ids = [self.prepared.runtime.device.index] if self.prepared.runtime.device.type == "cuda" else None
             module = DistributedDataParallel(module, device_ids=device_ids, broadcast_buffers=False)
         if self.prepared.recipe.train.compile:
@@ -212,33 +179,44 @@ class Trainer:
         return module
 
     def _run_phase(self, plan: PhasePlan, resume: dict[str, Any] | None) -> None:
-        r = self.prepared.recipe
         phase = self._start_phase(plan, resume)
         start_epoch, start_step = (int(resume["epoch"]), int(resume["step"])) if resume else (0, 0)
-        settings = StepSettings(
-            num_classes=len(self.prepared.splits.classes),
-            label_smoothing=r.train.label_smoothing,
-            batch_augs=() if phase.train_cache is not None else self.prepared.batch_augs,
-            grad_clip=r.train.grad_clip,
-            class_weights=weights_tensor(self.class_weights, self.prepared.runtime.device),
-        )
+        if plan.name == "extract" and self.prepared.recipe.phases.extract.probe:
+            if start_epoch < plan.epochs:
+                self._fit_probe(phase)
+            self._end_phase(phase)
+            return
+        settings = step_settings(self.prepared, phase.train_cache is not None, self.class_weights)
         for epoch in range(start_epoch, plan.epochs):
             settings.on_step = [self._step_callback(phase, epoch, start_step)]
-            key = plan.index * 100_000 + epoch
-            self.sampler.set_epoch(key, start_step)
-            self.train_set.set_epoch(key)
-            if phase.train_cache is not None:
-                forward, batches = phase.forward, phase.train_cache.batches(self.sampler, view=epoch)
-            else:
-                forward, batches = phase.forward, self.loader
+            batches = self.batches.epoch(plan, epoch, start_step, cache=phase.train_cache)
             stats = train_epoch(
-                self.model, forward, batches, phase.optimizer, phase.scheduler, self.prepared.runtime, settings,
-                phase.scaler, where=f"phase {plan.name}, epoch {epoch + 1}/{plan.epochs}", total=len(self.sampler),
-                first_step=start_step,
+                self.model, phase.forward, batches, phase.setup.optimizer, phase.setup.scheduler, self.prepared.runtime,
+                settings, phase.setup.scaler, where=f"phase {plan.name}, epoch {epoch + 1}/{plan.epochs}",
+                total=len(self.batches), first_step=start_step,
             )
             start_step = 0
             self._end_epoch(phase, epoch, stats)
         self._end_phase(phase)
+
+    def _fit_probe(self, phase: PhaseState) -> None:
+        """Phase 1 as one converged fit of the head (``phases.fit_probe_head``), recorded as the
+        phase's one epoch: validation figures, the best checkpoint and ``last.pt`` as usual."""
+        started = time.perf_counter()
+        cache, info = phase.train_cache, self.summary["phases"]["extract"]
+        fit = fit_probe_head(self.prepared, self.model, cache, self.class_weights)
+        with torch.no_grad():
+            features = cache.features.flatten(0, 1)
+            labels = cache.targets.repeat(cache.views)
+            logits = self.model.forward_head(features.to(self.prepared.runtime.device)).float().cpu()
+            targets = make_targets(labels, len(self.prepared.splits.classes), self.prepared.recipe.train.label_smoothing)
+            loss = soft_cross_entropy(logits, targets, weights_tensor(self.class_weights, torch.device("cpu"))).item()
+        stats = {"loss": loss, "acc": float((logits.argmax(1) == labels).float().mean()), "images": len(labels),
+                 "seconds": time.perf_counter() - started}
+        info["probe"] = fit.summary()
+        how = f"C by {fit.folds}-fold cross-validation" if fit.folds > 1 else "C from the recipe"
+        self.log(f"  logistic probe fitted by L-BFGS: C = {fit.C:g} ({how}), {fit.seconds:.1f} s")
+        self._end_epoch(phase, phase.plan.epochs - 1, stats, title="extract probe")
 
     def _step_callback(self, phase: PhaseState, epoch: int, offset: int) -> Callable[[dict[str, Any]], None]:
         every = self.prepared.recipe.train.checkpoint_every_steps
@@ -247,33 +225,35 @@ class Trainer:
             step = offset + done["step"]
             if phase.averager is not None:
                 phase.averager.update(self.model)
-            if every and step % every == 0 and step < phase.steps_per_epoch:
+            if every and step % every == 0 and step < phase.setup.steps_per_epoch:
                 self._save_last(phase, epoch, step)
-            info = {**done, "phase": phase.plan.name, "epoch": epoch, "step": step, "steps": phase.steps_per_epoch}
+            info = {**done, "phase": phase.plan.name, "epoch": epoch, "step": step, "steps": phase.setup.steps_per_epoch}
             for callback in self.on_step:
                 callback(info)
 
         return after_step
 
-    def _end_epoch(self, phase: PhaseState, epoch: int, stats: dict[str, float]) -> None:
+    def _end_epoch(self, phase: PhaseState, epoch: int, stats: dict[str, float], title: str | None = None) -> None:
         plan, splits = phase.plan, self.prepared.splits
         record: dict[str, Any] = {
-            "kind": "epoch", "phase": plan.name, "epoch": epoch + 1, "base_lr": phase.optimizer.param_groups[0]["initial_lr"],
+            "kind": "epoch", "phase": plan.name, "epoch": epoch + 1, "base_lr": phase.setup.optimizer.param_groups[0]["initial_lr"],
             "train_loss": stats["loss"], "train_acc": stats["acc"], "seconds": stats["seconds"],
             "images_per_second": stats["images"] / max(stats["seconds"], 1e-9),
         }
         if splits.val is not None:
             val = self.evaluate(splits.val, "val", phase.val_cache)
             record.update(val_loss=val["loss"], val_top1=val["top1"], val_macro_f1=val["macro_f1"])
-        if self.dist.enabled:  # loss and accuracy over every rank's share of the epoch
+        if self.dist.enabled and title is None:  # loss and accuracy over every rank's share of the epoch
             loss_sum, correct, seen = self.dist.sum(stats["loss"] * stats["images"], stats["acc"] * stats["images"], stats["images"])
             stats = {**stats, "loss": loss_sum / max(seen, 1), "acc": correct / max(seen, 1), "images": seen}
-            record.update(train_loss=stats["loss"], train_acc=stats["acc"], images=int(seen), ranks=self.dist.world_size)
+            record.update(train_loss=stats["loss"], train_acc=stats["acc"])
+        if self.dist.enabled:  # (a probe's epoch: every rank fitted the same head on all the features)
+            record["ranks"] = self.dist.world_size
         record["images"] = int(stats["images"])
         self.summary["phases"][plan.name]["seconds"] += stats["seconds"]
         if self.dist.is_main:
             self.run.append_metrics(record)
-        line = f"  {plan.name} epoch {epoch + 1}/{plan.epochs}: loss {stats['loss']:.4f}, train acc {stats['acc']:.3f}"
+        line = f"  {title or f'{plan.name} epoch {epoch + 1}/{plan.epochs}'}: loss {stats['loss']:.4f}, train acc {stats['acc']:.3f}"
         self.log(line + (f", val acc {record['val_top1']:.3f}" if "val_top1" in record else "") + f" ({stats['seconds']:.1f} s)")
         if phase.averager is not None:
             phase.averager.epoch_end(self.model, epoch + 1)
@@ -281,7 +261,7 @@ class Trainer:
             self.keeper.epoch_end(self.model, plan.name, epoch + 1, record.get("val_top1", stats["acc"]))
         per_cycle = plan.epochs // plan.cycles
         if plan.cycles > 1 and (epoch + 1) % per_cycle == 0 and self.dist.is_main:
-            folder = self.keeper.snapshot(self.model, (epoch + 1) // per_cycle, lambda m, f: export_prepared(self.prepared, m, f))
+            folder = self.keeper.snapshot(self.model, (epoch + 1) // per_cycle, lambda m, f: write_prepared_model(self.prepared, m, f))
             self.log(f"  snapshot of cycle {(epoch + 1) // per_cycle} in {folder}")
         self._save_last(phase, epoch + 1, 0)
 
@@ -292,10 +272,14 @@ class Trainer:
 
     def _end_phase(self, phase: PhaseState) -> None:
         plan, splits, info = phase.plan, self.prepared.splits, self.summary["phases"][phase.plan.name]
+        if plan.name == "extract":
+            self.phase1_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+            if self.dist.is_main:
+                write_weights(self.phase1_state, self.run.checkpoints, self.run.phase1_weights.name)
         averager = phase.averager
         if averager is not None:
-            self.sampler.set_epoch(plan.index * 100_000 + plan.epochs)  # a fresh pass for BN statistics
-            images = (self.prepared.runtime.to_device(x) for x, _ in self.loader)
+            fresh_pass = self.batches.epoch(plan, plan.epochs)  # for BN statistics: the epoch after the last
+            images = (self.prepared.runtime.to_device(x) for x, _ in fresh_pass)
             if averager.finalize(images, bn_trains=not self.model.bn_eval):
                 self.log(f"  {averager.name}: BatchNorm statistics recomputed on the training data")
         if splits.test is None:
@@ -315,17 +299,6 @@ class Trainer:
                 self.run.append_metrics({"kind": "test", "phase": plan.name, "weights": averager.name,
                                          **{k: v for k, v in averaged.items() if k != "confusion_matrix"}})
             self.log(f"  {plan.name} test accuracy with {averager.name} weights: {averaged['top1']:.4f}")
-
-
-class HeadOnly(nn.Module):
-    """The classifier's dropout + head as a module of its own (what phase 1 trains on features)."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.dropout, self.head = model.dropout, model.head
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(self.dropout(features))
 
 
 def _state_of(component: Any) -> dict[str, Any]:

@@ -14,10 +14,11 @@ import torch
 from torch import nn
 
 from ..errors import PluginError, WeightsError
+from ..imagenet import IMAGENET_INPUT_SIZE, IMAGENET_MEAN, IMAGENET_STD
 from ..plugins import registry
-from .weights import read_state_dict, load_into, resolve_weights, url_source
+from .weights import load_into, read_state_dict, resolve_weights, url_source
 
-IMAGENET_DATA_CONFIG = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225), "input_size": (3, 224, 224)}
+IMAGENET_DATA_CONFIG = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "input_size": IMAGENET_INPUT_SIZE}
 _CONTAINERS = (nn.Sequential, nn.ModuleList)
 _STAGE_CONTAINERS = ("features", "blocks", "stages", "layers")
 

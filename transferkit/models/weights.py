@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 from ..errors import WeightsError
@@ -100,8 +101,6 @@ def read_state_dict(path: Path, sha256: str | None = None) -> StateDict:
                 f"backbone.sha256: {path} has sha256 {actual}, expected {sha256}; the file is corrupt or not the one intended"
             )
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
         return load_file(str(path))
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)

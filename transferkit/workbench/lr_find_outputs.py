@@ -10,31 +10,25 @@ import io
 import json
 import os
 import shutil
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+import numpy as np
 
 from ..engine.checkpoint import atomic_write
-
-if TYPE_CHECKING:
-    from ..recipe import Recipe
-    from .lr_find import LRFindResult
+from ..engine.plots import plt  # pyplot on the Agg backend, chosen in one place
+from ..engine.run_dir import RunDir
+from ..recipe import Recipe
+from .lr_range import BETA, DIVERGENCE_FACTOR, METHODS, LRFindResult, level
 
 PLOT, CSV, JSON = "lr_find.png", "lr_find.csv", "lr_find.json"
 
 
-def default_folder(recipe: "Recipe") -> Path:
+def default_folder(recipe: Recipe) -> Path:
     """``runs/<name>/lr-find-<timestamp>``, with a suffix when that exists already."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = Path("runs") / recipe.name / f"lr-find-{stamp}"
-    suffix = 1
-    while path.exists():
-        suffix += 1
-        path = Path("runs") / recipe.name / f"lr-find-{stamp}-{suffix}"
-    return path
+    return RunDir.timestamped(recipe.name, "lr-find-")
 
 
-def write_outputs(result: "LRFindResult", folder: Path, recipe: "Recipe") -> Path:
+def write_outputs(result: LRFindResult, folder: Path, recipe: Recipe) -> Path:
     """Write the three files into ``folder`` (created whole when it does not exist yet)."""
     files = {CSV: csv_text(result).encode(), JSON: (json.dumps(summary(result, recipe), indent=2) + "\n").encode(),
              PLOT: plot_png(result, recipe)}
@@ -56,7 +50,7 @@ def write_outputs(result: "LRFindResult", folder: Path, recipe: "Recipe") -> Pat
     return folder
 
 
-def csv_text(result: "LRFindResult") -> str:
+def csv_text(result: LRFindResult) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["step", "lr", "loss", "smoothed_loss"])
@@ -66,9 +60,7 @@ def csv_text(result: "LRFindResult") -> str:
     return out.getvalue()
 
 
-def summary(result: "LRFindResult", recipe: "Recipe") -> dict:
-    from .lr_find import BETA, DIVERGENCE_FACTOR, METHODS
-
+def summary(result: LRFindResult, recipe: Recipe) -> dict:
     t = result.trace
     return {
         "format": "transferkit.lr_find", "version": 1, "recipe": recipe.name, "phase": result.phase,
@@ -85,24 +77,19 @@ def _finite(x: float) -> float | None:
     return x if x == x and abs(x) != float("inf") else None  # JSON has no NaN
 
 
-def plot_png(result: "LRFindResult", recipe: "Recipe") -> bytes:
+def plot_png(result: LRFindResult, recipe: Recipe) -> bytes:
     """Raw and smoothed loss against LR (log x), the suggestion and the minimum marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    from .lr_find import BETA, level as median_level
-
     t = result.trace
     lrs, raw, smooth = np.asarray(t.lrs), np.asarray(t.losses, dtype=float), np.asarray(t.smoothed, dtype=float)
-    level = median_level(t)
+    centred = level(t)
     fig, ax = plt.subplots(figsize=(10.5, 4.5))
     ax.plot(lrs, raw, color="0.7", lw=0.8, label="loss (each batch)")
     ax.plot(lrs, smooth, color="C0", lw=2, label=f"smoothed loss (EMA, beta {BETA:g}, bias-corrected)")
-    ax.plot(lrs, level, color="C1", lw=1.2, ls="--", label="centred median + mean (for the suggestion)")
-    at = lambda lr: float(np.interp(np.log(lr), np.log(lrs), level))  # noqa: E731
+    ax.plot(lrs, centred, color="C1", lw=1.2, ls="--", label="centred median + mean (for the suggestion)")
+
+    def at(lr: float) -> float:
+        return float(np.interp(np.log(lr), np.log(lrs), centred))
+
     ax.axvline(result.suggestion, color="C3", ls="--", lw=1)
     ax.plot([result.suggestion], [at(result.suggestion)], "o", color="C3", ms=8,
             label=f"suggested {result.suggestion:.2g} ({result.method})")
@@ -112,7 +99,7 @@ def plot_png(result: "LRFindResult", recipe: "Recipe") -> bytes:
         ax.axvline(lrs[-1], color="0.4", ls=":", lw=1, label="stopped: smoothed loss > 4x its best")
     finite = smooth[np.isfinite(smooth)]
     if finite.size:
-        low = float(min(finite.min(), np.nanmin(level)))
+        low = float(min(finite.min(), np.nanmin(centred)))
         high = max(float(min(finite.max(), 4 * finite.min())), float(finite[0]))
         pad = 0.08 * max(high - low, 1e-3)
         ax.set_ylim(low - pad, high + pad)

@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+from PIL import Image
 
 from ..engine.checkpoint import atomic_write
+from ..engine.plots import plot_confusion, plot_curves, plt
 
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
@@ -31,24 +33,18 @@ figure.tile { margin: 0; width: 170px; font-size: 0.8em; } figure.tile img { wid
 # -- figures -------------------------------------------------------------------------------------
 def curves_png(records: Sequence[dict[str, Any]]) -> bytes:
     """Loss and accuracy per epoch (the engine's curves.png, drawn again from metrics.jsonl)."""
-    from ..engine.plots import plot_curves
-
     buffer = io.BytesIO()
     plot_curves(records, buffer)  # type: ignore[arg-type] - savefig takes a file object too
     return buffer.getvalue()
 
 
 def confusion_png(matrix: Sequence[Sequence[int]], classes: Sequence[str], title: str) -> bytes:
-    from ..engine.plots import plot_confusion
-
     buffer = io.BytesIO()
     plot_confusion(matrix, classes, buffer, title)  # type: ignore[arg-type]
     return buffer.getvalue()
 
 
 def thumbnail_jpeg(image: np.ndarray, side: int = 160) -> bytes:
-    from PIL import Image
-
     picture = Image.fromarray(np.asarray(image, dtype=np.uint8)).convert("RGB")
     picture.thumbnail((side, side))
     buffer = io.BytesIO()
@@ -58,8 +54,6 @@ def thumbnail_jpeg(image: np.ndarray, side: int = 160) -> bytes:
 
 def wrong_png(tiles: Sequence[dict[str, Any]]) -> bytes:
     """The wrong images as one grid (for the Markdown), each titled true / predicted (p)."""
-    import matplotlib.pyplot as plt
-
     cols = min(8, len(tiles))
     rows = math.ceil(len(tiles) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(2.0 * cols, 2.3 * rows), squeeze=False)

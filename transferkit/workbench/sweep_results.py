@@ -12,6 +12,8 @@ from typing import Any, Sequence
 
 from ..engine.checkpoint import atomic_write
 from ..engine.run_dir import RunDir
+from ..errors import DataError
+from ..evaluation import evaluate
 from .sweep_space import format_value
 
 RESULTS_JSON, RESULTS_CSV, RESULTS_MD = "results.json", "results.csv", "results.md"
@@ -47,18 +49,10 @@ def final_val_top1(run_dir: Path, summary: dict[str, Any]) -> float | None:
 
 
 def _evaluate_exported_on_val(run_dir: Path) -> float | None:
-    import numpy as np
-
-    from ..engine.setup import build_splits
-    from ..inference import load
-    from ..recipe_loading import load_recipe
-
-    val = build_splits(load_recipe(Path(run_dir) / "recipe.toml")).val
-    if val is None or len(val) == 0:
+    try:
+        return float(evaluate(run_dir, split="val")["top1"])
+    except DataError:  # the run's data has no validation split
         return None
-    model = load(run_dir)
-    probs = np.concatenate([model.predict_proba([val.load(j) for j in range(i, min(i + 64, len(val)))]) for i in range(0, len(val), 64)])
-    return float((probs.argmax(1) == np.asarray(val.targets)).mean())
 
 
 def trial_from_run(trial: str, params: dict[str, Any], run_dir: Path, seconds: float) -> TrialResult:

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from typing import Any, Mapping, Sequence
+
+from scipy import stats
+from sklearn.model_selection import ParameterGrid, ParameterSampler
 
 from ..errors import RecipeError
 from ..recipe_loading import parse_override
@@ -57,8 +61,6 @@ def _number(text: str, where: str) -> float:
 
 def parse_distribution(key: str, raw: str) -> Any:
     """A ``--random`` spec as a scipy.stats distribution, or a list of values for ``choice``."""
-    from scipy import stats
-
     where = f"--random {key}={raw}"
     kind, _, rest = raw.partition(":")
     if kind == "choice":
@@ -120,8 +122,6 @@ def plain(value: Any) -> Any:
 
 def grid_trials(space: dict[str, list[Any]]) -> list[dict[str, Any]]:
     """Every combination (scikit-learn's ParameterGrid order), keys in the order given."""
-    from sklearn.model_selection import ParameterGrid
-
     return [{k: plain(params[k]) for k in space} for params in ParameterGrid(space)]
 
 
@@ -129,10 +129,6 @@ def random_trials(space: dict[str, Any], n: int, seed: int) -> list[dict[str, An
     """``n`` draws (scikit-learn's ParameterSampler, ``random_state=seed``): the same seed gives
     the same trials. When every key is a ``choice``, draws are without replacement, so at most
     the number of combinations come back."""
-    import warnings
-
-    from sklearn.model_selection import ParameterSampler
-
     if n < 1:
         raise RecipeError(f"--trials {n}: a random search needs at least one trial")
     with warnings.catch_warnings():

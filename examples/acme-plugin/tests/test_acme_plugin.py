@@ -7,8 +7,7 @@ import inspect
 from pathlib import Path
 
 import transferkit
-from transferkit.components import describe
-from transferkit.recipe_loading import load_recipe
+from transferkit.testing import image_folder, make_recipe  # noqa: F401  (image_folder: a fixture)
 from transferkit_acme import plugin
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipe.toml"
@@ -41,8 +40,8 @@ def test_components_are_registered_under_the_plugin_name() -> None:
 
 def test_listing_shows_every_parameter_with_its_default() -> None:
     plugins = transferkit.get_plugins()
-    assert describe(plugins.registry("backbone").get("acme/tinyconvnet")).endswith("(width=16, depth=3)")
-    assert describe(plugins.registry("augmentation").get("acme/posterize_noise")).endswith("(bits=4, noise=8.0, p=0.5)")
+    assert plugins.registry("backbone").get("acme/tinyconvnet").describe().endswith("(width=16, depth=3)")
+    assert plugins.registry("augmentation").get("acme/posterize_noise").describe().endswith("(bits=4, noise=8.0, p=0.5)")
 
 
 def test_factories_are_introspectable() -> None:
@@ -54,8 +53,18 @@ def test_factories_are_introspectable() -> None:
 
 
 def test_the_example_recipe_validates_with_both_components() -> None:
-    recipe = load_recipe(RECIPE)
+    recipe = transferkit.load_recipe(RECIPE)
     assert recipe.backbone.name == "acme/tinyconvnet" and recipe.backbone.params == {"width": 16, "depth": 3}
     assert [s.name for s in recipe.augment.image] == ["acme/posterize_noise"]
     built = [transferkit.create_augmentation(s.name, **s.params) for s in recipe.augment.image]
     assert (built[0].bits, built[0].noise, built[0].p) == (4, 8.0, 0.5)
+
+
+def test_both_components_train_in_a_tiny_run(image_folder: Path, tmp_path: Path) -> None:
+    """transferkit.testing's generated images and recipe, with acme's backbone and augmentation."""
+    recipe = make_recipe(image_folder, "acme/tinyconvnet", backbone={"params": {"width": 4, "depth": 2}},
+                         augment={"image": [{"name": "acme/posterize_noise", "bits": 3, "p": 1.0}]})
+    run = transferkit.finetune(recipe, output=tmp_path / "run", quiet=True)
+    assert run.test_accuracy is not None
+    predictions = transferkit.load(run.run_dir).predict(sorted((image_folder / "test").rglob("*.png")))
+    assert {p.label for p in predictions} <= {"red", "green", "blue"}

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import save_file
 
 import transferkit
-from transferkit.models.backbone import backbone_stages, data_config
+from transferkit.testing import data_config_of, stages_of
 from transferkit_acme.tinyconvnet import WEIGHTS_ENV, TinyConvNet, pretrained_path, tinyconvnet
 
 
@@ -23,14 +23,14 @@ def test_pooled_features_of_num_features(width: int, depth: int) -> None:
 
 def test_stages_cover_every_parameter_in_order() -> None:
     model = tinyconvnet(width=8, depth=3)
-    stages = backbone_stages(model)  # what transferkit uses for unfreeze = "last:K"
+    stages = stages_of(model)  # what transferkit uses for unfreeze = "last:K"
     assert stages[0] is model.stem and len(stages) == 4
     in_stages = {id(p) for s in stages for p in s.parameters()}
     assert in_stages == {id(p) for p in model.parameters()}
 
 
 def test_data_config_is_imagenet() -> None:
-    cfg = data_config(tinyconvnet())
+    cfg = data_config_of(tinyconvnet())
     assert cfg["mean"] == transferkit.IMAGENET_MEAN and cfg["std"] == transferkit.IMAGENET_STD
     assert cfg["input_size"] == (3, 64, 64)
 

@@ -6,7 +6,8 @@ import albumentations as A
 import numpy as np
 import pytest
 
-from transferkit_augment.base import IMAGENET_MEAN, IMAGENET_MEAN_PIXEL, IMAGENET_STD
+from transferkit import IMAGENET_MEAN, IMAGENET_STD
+from transferkit_augment.base import IMAGENET_MEAN_PIXEL
 from transferkit_augment.cutout import Cutout, cutout
 
 FILL = np.array(IMAGENET_MEAN_PIXEL, dtype=np.uint8)

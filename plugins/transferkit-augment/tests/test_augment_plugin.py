@@ -13,8 +13,8 @@ import torch
 from albumentations.pytorch import ToTensorV2
 
 import transferkit
+from transferkit import IMAGENET_MEAN, IMAGENET_STD
 from transferkit_augment import plugin
-from transferkit_augment.base import IMAGENET_MEAN, IMAGENET_STD
 
 IMAGE = set(plugin.IMAGE_AUGMENTATIONS)
 BATCH = set(plugin.BATCH_AUGMENTATIONS)

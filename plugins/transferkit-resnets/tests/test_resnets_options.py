@@ -12,9 +12,11 @@ import torch
 import torch.utils.checkpoint as cp
 from torch import nn
 
+from transferkit.testing import stages_of
 from transferkit_resnets import DenseNet, densenet121, resnet50
 from transferkit_resnets.blocks import ResidualBlock
 from transferkit_resnets.plugin import BACKBONES
+
 from resnets_helpers import one_thread  # noqa: F401  (autouse fixture)
 
 BLOCK_KINDS = ["resnet18", "resnet50", "resnext50_32x4d"]  # basic, bottleneck, grouped bottleneck
@@ -82,7 +84,7 @@ def test_preactivation_variant_builds_runs_and_trains(name: str) -> None:
     assert out.shape == (2, model.num_features)
     out.square().mean().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
-    stage_params = {id(p) for stage in model.stages for p in stage.parameters()}
+    stage_params = {id(p) for stage in stages_of(model) for p in stage.parameters()}
     assert stage_params == {id(p) for p in model.parameters()}
     with torch.no_grad():
         assert model.eval()(torch.randn(1, 3, 32, 32)).shape == (1, model.num_features)

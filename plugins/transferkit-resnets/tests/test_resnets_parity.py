@@ -14,8 +14,10 @@ import torch
 import torchvision
 from torch import nn
 
-from transferkit_resnets import DenseNet, IMAGENET1K_V1
+from transferkit.testing import stages_of
+from transferkit_resnets import IMAGENET1K_V1, DenseNet
 from transferkit_resnets.plugin import BACKBONES
+
 from resnets_helpers import calibrate_batchnorm, old_style, one_thread  # noqa: F401  (one_thread: autouse fixture)
 
 # torchvision's own count (its weights' meta["num_params"]) minus the ImageNet classifier,
@@ -95,7 +97,7 @@ def test_num_features_is_the_output_width(pair: Pair) -> None:
 
 
 def test_stages_cover_every_parameter_exactly_once(pair: Pair) -> None:
-    stages = pair.ours.stages
+    stages = stages_of(pair.ours)  # what transferkit unfreezes for unfreeze = "last:K"
     seen = [id(p) for stage in stages for p in stage.parameters()]
     assert len(seen) == len(set(seen)), "a parameter is in two stages"
     assert set(seen) == {id(p) for p in pair.ours.parameters()}, "a parameter is in no stage"

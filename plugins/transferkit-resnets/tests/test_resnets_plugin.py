@@ -15,6 +15,7 @@ from torch import nn
 import transferkit
 from transferkit_resnets import IMAGENET1K_V1, resnet18
 from transferkit_resnets.plugin import register_backbones
+
 from resnets_helpers import old_style, one_thread  # noqa: F401  (one_thread: autouse fixture)
 
 NAMES = [

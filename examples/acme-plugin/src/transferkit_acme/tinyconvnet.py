@@ -1,6 +1,6 @@
 """``acme/tinyconvnet``: a small conv-BN-ReLU network written to transferkit's backbone contract.
 
-The contract (see ``transferkit/models/backbone.py``): an ``nn.Module`` mapping images
+The contract (docs/plugins.md, "Backbones"): an ``nn.Module`` mapping images
 ``[N, 3, H, W]`` to pooled features ``[N, num_features]``, with an int ``num_features``;
 optionally ``stages`` (a list, input to output, for ``unfreeze = "last:K"``), ``data_config``
 (mean, std, input size) and ``adapt_state_dict`` (to read checkpoints in other layouts).
@@ -19,8 +19,8 @@ from typing import Mapping
 import torch
 from torch import nn
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from transferkit import IMAGENET_MEAN, IMAGENET_STD
+
 WEIGHTS_ENV = "TRANSFERKIT_ACME_WEIGHTS"
 CACHE_DIR = Path("~/.cache/transferkit-acme")
 

@@ -18,8 +18,8 @@ from typing import Any, Sequence
 import albumentations as A
 import numpy as np
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from transferkit import IMAGENET_MEAN
+
 # The ImageNet mean as a uint8 RGB pixel: (124, 116, 104). After Normalize(IMAGENET_MEAN, IMAGENET_STD)
 # it becomes (0.0056, -0.0049, -0.0082): zero up to the uint8 rounding (|x| < 0.01).
 IMAGENET_MEAN_PIXEL = tuple(int(round(255 * m)) for m in IMAGENET_MEAN)

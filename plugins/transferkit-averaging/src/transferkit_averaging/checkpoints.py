@@ -1,19 +1,23 @@
-"""Checkpoint averaging: the elementwise mean of a run's top-N epoch weights, written as a new
-loadable model directory. A run keeps them with ``train.keep_checkpoints = N``, which writes
-``checkpoints/epoch-*.safetensors`` and ``checkpoints/index.json`` (best first)."""
+"""Checkpoint averaging: the elementwise mean of a run's top-N epoch weights, or a greedy soup of
+them, written as a new loadable model directory. A run keeps them with
+``train.keep_checkpoints = N``; transferkit's ``RunDir`` lists them (best first) and writes the
+new model folder.
+
+Greedy soup (Wortsman et al. 2022, "Model soups"): take the kept epochs best first; add each to
+the soup only if the soup's validation accuracy does not drop. The soup therefore never scores
+below its first (best) ingredient on validation."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import torch
-from safetensors.torch import load_file, save_file
 
-from transferkit import TransferkitError
+import transferkit
+from transferkit import RunDir, TransferkitError
 
 
 def average_state_dicts(states: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -39,37 +43,67 @@ def average_state_dicts(states: Sequence[Mapping[str, torch.Tensor]]) -> dict[st
 def average_top_checkpoints(run_dir: str | Path, top: int, output: str | Path | None = None) -> tuple[Path, list[dict]]:
     """Average the ``top`` best kept checkpoints of ``run_dir`` into ``output`` (default
     ``RUN_DIR/average-top{N}``), a directory ``transferkit evaluate`` and ``load`` accept."""
-    run = Path(run_dir)
-    index_file = run / "checkpoints" / "index.json"
-    if not index_file.is_file():
-        raise TransferkitError(
-            f"{run}: no checkpoints/index.json; train with train.keep_checkpoints = N to keep the best N epochs"
-        )
-    entries = json.loads(index_file.read_text())
-    if top < 1 or top > len(entries):
-        raise TransferkitError(f"--top {top}: the run kept {len(entries)} checkpoints; choose 1..{len(entries)}")
-    chosen = entries[:top]
-    states = [load_file(str(run / "checkpoints" / e["file"])) for e in chosen]
-    averaged = average_state_dicts(states)
-    out = Path(output) if output else run / f"average-top{top}"
-    out.mkdir(parents=True, exist_ok=True)
-    save_file(averaged, str(out / "model.safetensors"), metadata={"format": "pt"})
-    for name in ("manifest.json", "recipe.toml"):
-        if (run / name).is_file():
-            shutil.copyfile(run / name, out / name)
-    (out / "averaged_from.json").write_text(json.dumps(chosen, indent=2) + "\n")
-    return out, chosen
+    run = RunDir(run_dir)
+    kept = run.kept_checkpoints()
+    if not kept:
+        raise TransferkitError(f"{run.path}: no kept checkpoints; train with train.keep_checkpoints = N to keep the best N epochs")
+    if top < 1 or top > len(kept):
+        raise TransferkitError(f"--top {top}: the run kept {len(kept)} checkpoints; choose 1..{len(kept)}")
+    chosen = kept[:top]
+    averaged = average_state_dicts([k.state_dict() for k in chosen])
+    out = run.write_model_folder(Path(output) if output else run.path / f"average-top{top}", averaged)
+    sources = [{"file": k.path.name, "phase": k.phase, "epoch": k.epoch, "score": k.score} for k in chosen]
+    (out.path / "averaged_from.json").write_text(json.dumps(sources, indent=2) + "\n")
+    return out.path, sources
+
+
+def greedy_soup(run_dir: str | Path, output: str | Path | None = None) -> tuple[Path, list[dict]]:
+    """A greedy soup of the run's kept checkpoints, judged on the run's validation split, written
+    to ``output`` (default ``RUN_DIR/greedy-soup``). Returns the folder and one record per
+    ingredient tried (``added``, the soup's validation accuracy with it)."""
+    run = RunDir(run_dir)
+    kept = run.kept_checkpoints()
+    if not kept:
+        raise TransferkitError(f"{run.path}: no kept checkpoints; train with train.keep_checkpoints = N to keep the best N epochs")
+    trained = transferkit.load(run.path)
+
+    def val_top1(states: list[dict[str, torch.Tensor]]) -> float:
+        trained.model.load_state_dict(average_state_dicts(states))
+        return float(transferkit.evaluate(run.path, split="val", model=trained)["top1"])
+
+    soup = [kept[0].state_dict()]
+    score = val_top1(soup)
+    tried = [{"file": kept[0].path.name, "phase": kept[0].phase, "epoch": kept[0].epoch, "added": True, "soup_val_top1": score}]
+    for entry in kept[1:]:
+        candidate = soup + [entry.state_dict()]
+        trial = val_top1(candidate)
+        added = trial >= score
+        if added:
+            soup, score = candidate, trial
+        tried.append({"file": entry.path.name, "phase": entry.phase, "epoch": entry.epoch, "added": added, "soup_val_top1": trial})
+    out = run.write_model_folder(Path(output) if output else run.path / "greedy-soup", average_state_dicts(soup))
+    (out.path / "averaged_from.json").write_text(json.dumps(tried, indent=2) + "\n")
+    return out.path, tried
 
 
 def configure_command(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir")
     parser.add_argument("--top", type=int, default=3, metavar="N", help="how many of the best kept epochs (default 3)")
-    parser.add_argument("--output", metavar="DIR", help="default RUN_DIR/average-topN")
+    parser.add_argument("--greedy", action="store_true",
+                        help="a greedy soup instead: every kept epoch, best first, added when validation accuracy does not drop")
+    parser.add_argument("--output", metavar="DIR", help="default RUN_DIR/average-topN (RUN_DIR/greedy-soup with --greedy)")
 
 
 def run_command(args: argparse.Namespace) -> int:
-    out, chosen = average_top_checkpoints(args.run_dir, args.top, args.output)
-    shown = ", ".join(f"{e['phase']} epoch {e['epoch']} ({e['score']:.4f})" for e in chosen)
-    print(f"averaged {len(chosen)} checkpoints: {shown}")
+    if args.greedy:
+        out, tried = greedy_soup(args.run_dir, args.output)
+        added = [e for e in tried if e["added"]]
+        shown = ", ".join(f"{e['phase']} epoch {e['epoch']}" for e in added)
+        score = added[-1]["soup_val_top1"]
+        print(f"greedy soup of {len(added)} of {len(tried)} kept checkpoints ({shown}): validation accuracy {score:.4f}")
+    else:
+        out, chosen = average_top_checkpoints(args.run_dir, args.top, args.output)
+        shown = ", ".join(f"{e['phase']} epoch {e['epoch']} ({e['score']:.4f})" for e in chosen)
+        print(f"averaged {len(chosen)} checkpoints: {shown}")
     print(f"wrote {out}; evaluate it with: transferkit evaluate {out}")
     return 0

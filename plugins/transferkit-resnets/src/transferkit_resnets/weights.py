@@ -11,8 +11,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from transferkit import IMAGENET_MEAN, IMAGENET_STD
+
 # the normalisation and input size the ImageNet checkpoints were trained with
-IMAGENET_CONFIG = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225), "input_size": (3, 224, 224)}
+IMAGENET_CONFIG = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "input_size": (3, 224, 224)}
 
 TORCHVISION = "https://download.pytorch.org/models/"
 # torchvision.models.<Arch>_Weights.IMAGENET1K_V1.url (torchvision 0.29). The hex in a file name

@@ -1,0 +1,135 @@
+"""The one evaluation path: a model's class probabilities on a labelled image set, through the
+model's evaluation preprocessing, then the metrics. Training's validation and test figures,
+``transferkit evaluate``, ``report``, ``sweep`` and ``check`` all come from ``predict``, so they
+cannot disagree about what a model's accuracy is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..data.loaders import EpochBatchSampler, TransformedDataset, make_loader
+from ..data.sources import ImageSet
+from ..errors import DataError
+from .distributed import DistContext
+from .feature_cache import FeatureCache
+from .metrics import classification_metrics
+from .runtime import Runtime
+
+# image -> [3, H, W], or [V, 3, H, W] for V test-time views whose probabilities are averaged
+Preprocess = Callable[[np.ndarray], torch.Tensor]
+
+
+@dataclass
+class Predictions:
+    """Class probabilities ``[N, C]`` of a model on an image set, with the true labels ``[N]``
+    as indices into ``classes`` (the model's classes)."""
+
+    probs: np.ndarray
+    targets: np.ndarray
+    classes: list[str]
+
+    @property
+    def preds(self) -> np.ndarray:
+        return self.probs.argmax(axis=1) if len(self.probs) else np.zeros(0, dtype=np.int64)
+
+    def metrics(self) -> dict[str, Any]:
+        """Top-1 (and top-k), macro-F1, per-class accuracy, confusion matrix and mean cross-entropy."""
+        out = classification_metrics(self.probs, self.targets, self.classes)
+        if len(self.targets):
+            picked = self.probs[np.arange(len(self.targets)), self.targets]
+            out["loss"] = float(-np.log(np.clip(picked, 1e-12, None)).mean())
+        else:
+            out["loss"] = float("nan")
+        return out
+
+
+def predict(
+    model: nn.Module,
+    images: ImageSet,
+    preprocess: Preprocess | None = None,
+    *,
+    classes: Sequence[str] | None = None,
+    runtime: Runtime | None = None,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    features: FeatureCache | None = None,
+    dist: DistContext | None = None,
+    desc: str = "eval",
+) -> Predictions:
+    """Probabilities of ``model`` (in eval mode) on every image of ``images``, in order.
+
+    ``preprocess`` turns an image into the model's input; with ``features`` (the images' cached
+    backbone features, phase 1) the head alone runs on them instead. ``classes``: the model's
+    class names when they may differ from the image set's (another folder of images); labels are
+    mapped by name. ``batch_size`` counts forward rows: with V views per image, about
+    ``batch_size / V`` images go into a batch. Across processes each rank predicts its share and
+    every rank gets all the rows."""
+    runtime = runtime or inference_runtime(model)
+    dist = dist or DistContext()
+    names = list(classes) if classes is not None else list(images.classes)
+    targets = _targets(images, names)
+    model.eval()
+    if features is not None:
+        sampler = _sampler(len(images), batch_size, dist)
+        batches: Any = features.batches(sampler)
+        forward = model.forward_head
+    else:
+        if preprocess is None:
+            raise TypeError("predict: give preprocess (the model's evaluation transform) or features")
+        per_image = _views_per_image(images, preprocess)
+        sampler = _sampler(len(images), max(1, batch_size // per_image), dist)
+        batches = make_loader(TransformedDataset(images, preprocess), sampler, num_workers)
+        forward = model
+    probs = _probabilities(forward, batches, runtime, desc=desc, total=len(sampler), classes=len(names))
+    return Predictions(dist.gather_rows(probs, len(images)), targets, names)
+
+
+def inference_runtime(model: nn.Module) -> Runtime:
+    """Where a loaded model runs: its parameters' device, float32, channels_last (oneDNN's and
+    cuDNN's convolutions are faster on NHWC; the results are the same)."""
+    device = next(model.parameters()).device
+    return Runtime(device, None, channels_last=True)
+
+
+@torch.inference_mode()
+def _probabilities(
+    forward: Callable[[torch.Tensor], torch.Tensor], batches: Any, runtime: Runtime, *, desc: str, total: int, classes: int
+) -> np.ndarray:
+    out = []
+    for inputs, _ in tqdm(batches, total=total, desc=desc, leave=False, unit="batch", dynamic_ncols=True, disable=None):
+        views = inputs.shape[1] if inputs.ndim == 5 else 0  # [N, V, 3, H, W]: test-time views
+        rows = inputs.flatten(0, 1) if views else inputs
+        with runtime.autocast():
+            logits = forward(runtime.to_device(rows))
+        probs = logits.float().softmax(dim=-1).cpu()
+        out.append(probs.view(-1, views, probs.shape[-1]).mean(dim=1) if views else probs)
+    return torch.cat(out).numpy() if out else np.zeros((0, classes), dtype=np.float32)
+
+
+def _targets(images: ImageSet, classes: list[str]) -> np.ndarray:
+    targets = np.asarray(images.targets, dtype=np.int64)
+    if list(images.classes) == classes:
+        return targets
+    missing = sorted(set(images.classes) - set(classes))
+    if missing:
+        raise DataError(f"--data: classes {missing} are not among the model's classes {classes}")
+    remap = np.array([classes.index(c) for c in images.classes], dtype=np.int64)
+    return remap[targets]
+
+
+def _views_per_image(images: ImageSet, preprocess: Preprocess) -> int:
+    if len(images) == 0:
+        return 1
+    first = preprocess(images.load(0))
+    return int(first.shape[0]) if first.ndim == 4 else 1
+
+
+def _sampler(n: int, batch_size: int, dist: DistContext) -> EpochBatchSampler:
+    return EpochBatchSampler(n, batch_size, shuffle=False, rank=dist.rank, world_size=dist.world_size)

@@ -1,0 +1,114 @@
+"""``transferkit report RUN_DIR``: one self-contained HTML page about a finished run (recipe,
+summary figures, training curves, confusion matrix, per-class precision/recall/F1, the most
+confidently wrong images), and the same as Markdown beside it with its figures as PNG files.
+
+The predictions come from the run's exported model on its test split (its validation split when
+it has no test split, or ``--data DIR``), computed afresh, so the confusion matrix, the per-class
+table and the wrong images all describe the same predictions.
+
+Python: ``build_report(run_dir)`` (this module) returns the paths of the HTML and Markdown files.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from sklearn.metrics import classification_report, confusion_matrix
+
+from ..data.sources import ImageSet
+from ..engine.run_dir import RunDir
+from ..errors import TransferkitError
+from ..evaluation import predictions
+from .report_render import write_report
+
+
+@dataclass
+class ReportPredictions:
+    """The exported model's class probabilities on one labelled set of images."""
+
+    split: str  # "test", "val" or "data"
+    where: str  # the same in words, for the page
+    classes: list[str]
+    probs: np.ndarray
+    targets: np.ndarray
+    images: ImageSet  # load(i), describe(i)
+
+    @property
+    def preds(self) -> np.ndarray:
+        return self.probs.argmax(axis=1) if len(self.probs) else np.zeros(0, dtype=np.int64)
+
+
+@dataclass
+class ReportContent:
+    """Everything the page shows, gathered before anything is written."""
+
+    run_dir: Path
+    recipe_text: str
+    summary: dict[str, Any]
+    records: list[dict[str, Any]]
+    predictions: ReportPredictions
+    class_report: dict[str, Any]
+    confusion: list[list[int]]
+    wrong: list[int]
+
+
+def predict_split(run_dir: str | Path, data: str | Path | None = None) -> ReportPredictions:
+    """Class probabilities of the run's exported model on its evaluation images (the run's test
+    split, else its validation split, or ``--data DIR``), as ``transferkit evaluate`` computes them."""
+    predicted, chosen = predictions(run_dir, data)
+    return ReportPredictions(chosen.split, chosen.where, predicted.classes, predicted.probs, predicted.targets, chosen.images)
+
+
+def classification_table(pred: ReportPredictions) -> dict[str, Any]:
+    """scikit-learn's ``classification_report`` (as a dict) of the predictions, every class listed."""
+    return classification_report(pred.targets, pred.preds, labels=np.arange(len(pred.classes)), target_names=pred.classes,
+                                 output_dict=True, zero_division=0)
+
+
+def most_confidently_wrong(pred: ReportPredictions, k: int) -> list[int]:
+    """Indices of the ``k`` wrong predictions made with the highest probability, highest first."""
+    preds = pred.preds
+    wrong = np.flatnonzero(preds != pred.targets)
+    confidence = pred.probs[wrong, preds[wrong]] if len(wrong) else np.zeros(0)
+    return [int(i) for i in wrong[np.argsort(-confidence, kind="stable")][: max(k, 0)]]
+
+
+def gather(run_dir: str | Path, data: str | Path | None = None, top_wrong: int = 16) -> ReportContent:
+    """Read the run directory and predict; nothing is written."""
+    run = RunDir(run_dir)
+    for needed in (run.recipe_file, run.summary_file):
+        if not needed.is_file():
+            raise TransferkitError(f"{run.path}: no {needed.name}; give a finished run directory (or finish it with --resume)")
+    pred = predict_split(run.path, data)
+    confusion = confusion_matrix(pred.targets, pred.preds, labels=np.arange(len(pred.classes))).tolist()
+    return ReportContent(run.path, run.recipe_file.read_text(), json.loads(run.summary_file.read_text()), run.read_metrics(),
+                         pred, classification_table(pred), confusion, most_confidently_wrong(pred, top_wrong))
+
+
+def build_report(
+    run_dir: str | Path,
+    output: str | Path | None = None,
+    *,
+    data: str | Path | None = None,
+    top_wrong: int = 16,
+    log: Callable[[str], None] = print,
+) -> tuple[Path, Path]:
+    """Write ``report.html`` (self-contained) and ``report.md`` (+ its PNGs) for a finished run;
+    returns the HTML and Markdown paths."""
+    if top_wrong < 0:
+        raise TransferkitError(f"--top-wrong {top_wrong}: give 0 or more images")
+    html_path = Path(output) if output is not None else Path(run_dir) / "report.html"
+    if html_path.suffix.lower() not in (".html", ".htm"):
+        raise TransferkitError(f"--output {html_path}: name an .html file; the Markdown is written beside it as .md")
+    content = gather(run_dir, data, top_wrong)
+    md_path = write_report(content, html_path)
+    pred = content.predictions
+    accuracy = float((pred.preds == pred.targets).mean()) if len(pred.targets) else float("nan")
+    log(f"{content.run_dir}: top-1 {accuracy:.4f} on {pred.where}; {int((pred.preds != pred.targets).sum())} wrong,"
+        f" {len(content.wrong)} shown")
+    log(f"report: {html_path} (self-contained) and {md_path}")
+    return html_path, md_path
