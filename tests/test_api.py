@@ -113,3 +113,19 @@ def test_output_directory_holding_a_run_is_refused(finished_run, tiny_recipe, tm
     path = write_recipe(tmp_path / "again.toml", tiny_recipe)
     assert main(["finetune", str(path), "--output", str(finished_run)]) == 1
     assert "already holds a run; resume it with --resume" in capsys.readouterr().err
+
+
+def test_a_new_model_from_kept_weights_through_the_public_run_directory_api(tiny_recipe, tmp_path):
+    """What a weight-averaging plugin needs: the kept checkpoints, scoring other weights on the
+    run's validation split, and writing them as a model folder that loads and evaluates alike."""
+    tiny_recipe["train"]["keep_checkpoints"] = 2
+    run = transferkit.RunDir(transferkit.finetune(tiny_recipe, output=tmp_path / "run", quiet=True).run_dir)
+    kept = run.kept_checkpoints()
+    assert len(kept) == 2 and kept[0].score >= kept[1].score and {k.phase for k in kept} <= {"extract", "finetune"}
+    a, b = (k.state_dict() for k in kept)
+    mean = {key: (a[key] + b[key]) / 2 if a[key].is_floating_point() else a[key] for key in a}
+    scored = transferkit.evaluate(run.path, split="val", model=transferkit.load(run.path).with_weights(mean))
+    assert scored["n"] == 9 and 0.0 <= scored["top1"] <= 1.0
+    folder = run.write_model_folder(tmp_path / "mean", mean)
+    assert transferkit.evaluate(folder.path, split="val")["top1"] == scored["top1"]
+    assert transferkit.RunDir.timestamped("tiny", "sweep-").parent.as_posix() == "runs/tiny"

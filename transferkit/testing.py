@@ -128,9 +128,10 @@ def write_image_folder(
     return Path(root)
 
 
-def make_recipe(root: Path, backbone: str = TINY_BACKBONE, **sections: Mapping[str, Any]) -> dict[str, Any]:
+def make_recipe(root: Path, backbone: str = TINY_BACKBONE, /, **sections: Any) -> dict[str, Any]:
     """A recipe dict that trains in seconds on ``write_image_folder``'s images (32 px, 2 + 2
-    epochs); ``sections`` update its tables, e.g. ``phases={"finetune": {"epochs": 1}}``."""
+    epochs) with backbone ``backbone``; ``sections`` update its tables, e.g.
+    ``phases={"finetune": {"epochs": 1}}`` or ``backbone={"params": {"width": 4}}``."""
     recipe: dict[str, Any] = {
         "name": "tiny",
         "seed": 0,
