@@ -104,7 +104,8 @@ def check_decoded(recipe: Recipe, splits: DatasetSplits, report: DecodeReport, l
         log(f"skipped {len(report.bad)} bad image(s) (data.on_bad_image = \"skip\"): " + "; ".join(f"{p}: {r}" for p, r in report.bad))
     for pair, count in report.leaks.items():
         a, b = pair.split("/")
-        log(f"warning: {count} image file(s) in {a} have the same bytes as files in {b}: the {b} accuracy may be optimistic")
+        log(f"warning: {count} image file(s) in {a} have the same bytes as files in {b}: the {b} accuracy may be optimistic;"
+            f" `transferkit audit {recipe.data.root or 'DATA'}` lists them, with near-duplicates")
     if len(splits.train) < recipe.data.batch_size:
         raise DataError(
             f"data.batch_size: {recipe.data.batch_size} is larger than the training split ({len(splits.train)} images);"

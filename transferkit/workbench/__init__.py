@@ -1,4 +1,4 @@
-"""The trainer's workbench: commands around a run (check, lr-find, sweep, report, export).
+"""The trainer's workbench: commands around a run (check, lr-find, sweep, report, export, audit).
 
 Each command module defines ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``;
 ``transferkit.cli`` adds one subcommand per module listed here. ``transferkit --help`` imports
@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-COMMAND_MODULES = ("check", "lr_find", "sweep", "report", "export_formats")
+COMMAND_MODULES = ("check", "lr_find", "sweep", "report", "export_formats", "audit")
 
 
 def command_modules() -> list[ModuleType]:
