@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from transferkit.plugins import get_plugins, module_plugin
+from transferkit.testing import registered_backbone
 
 COLOURS = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (40, 60, 220)}
 BACKBONE = "test/pooled-pixels"
@@ -39,13 +39,8 @@ class PooledPixels(nn.Module):
 @contextlib.contextmanager
 def pooled_pixels_registered() -> Iterator[str]:
     """Backbone ``test/pooled-pixels`` registered through an in-process plugin while inside."""
-    plugins = get_plugins()
-    hooks = module_plugin(register_backbones=lambda register: register(BACKBONE, lambda pretrained=False: PooledPixels()))
-    name = plugins.register(hooks, "audit-test-plugin")
-    try:
+    with registered_backbone(BACKBONE, lambda pretrained=False: PooledPixels(), plugin_name="audit-test-plugin") as name:
         yield name
-    finally:
-        plugins.unregister(name)
 
 
 def pattern_image(colour: tuple[int, int, int], rng: np.random.Generator, size: int = 48) -> Image.Image:

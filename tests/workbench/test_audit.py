@@ -16,10 +16,10 @@ from transferkit.cli import main
 from transferkit.data.decoding import DecodeReport
 from transferkit.engine.setup import check_decoded
 from transferkit.recipe_loading import load_recipe
-from transferkit.workbench.audit import audit
+from transferkit.testing import write_recipe
 from transferkit.workbench.audit_findings import KINDS
+from transferkit.workbench.audit_run import audit
 
-from ..conftest import write_recipe
 from .audit_testdata import audit_recipe_dict, planted_folder, pooled_pixels_registered
 
 

@@ -5,7 +5,7 @@ Each command module defines ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``
 every command module, so a command module stays light (argparse and ``transferkit``'s lazy
 public API): its work lives in a sibling module (``check`` -> ``sanity_checks``, ``lr_find`` ->
 ``lr_find_run``, ``sweep`` -> ``sweep_run``, ``report`` -> ``report_content``, ``export_formats``
--> ``export_run``) that ``run`` imports or reaches through ``transferkit.<name>``.
+-> ``export_run``, ``audit`` -> ``audit_run``) that ``run`` imports or reaches through ``transferkit.<name>``.
 tests/test_startup.py checks that ``--help`` imports no torch.
 """
 

@@ -17,7 +17,7 @@ from .report_render import thumbnail_jpeg
 
 if TYPE_CHECKING:
     from ..recipe import Recipe
-    from .audit import AuditResult
+    from .audit_run import AuditResult
 
 CSV_COLUMNS = ("rank", "kind", "score", "path", "split", "given_label", "suggested_label", "p_given_label", "duplicate_of",
                "also", "detail")

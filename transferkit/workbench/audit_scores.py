@@ -22,16 +22,17 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 PROBE_C = 0.01  # inverse L2 strength of the probe on standardised features (see above)
 DEFAULT_FOLDS = 5
 
 
-def _probe(c: float):
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
+def _probe(c: float) -> Pipeline:
     return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000))
 
 
@@ -53,9 +54,6 @@ def out_of_fold_probabilities(
 ) -> np.ndarray:
     """Class probabilities of every image from a probe that did not train on it: stratified
     k-fold (seeded), one standardised logistic regression per fold. ``[N, num_classes]``."""
-    from sklearn.model_selection import StratifiedKFold
-    from threadpoolctl import threadpool_limits
-
     labels = np.asarray(labels, dtype=np.int64)
     counts = np.bincount(labels, minlength=num_classes)
     k = max(2, min(int(folds), int(counts.max()), len(labels)))
@@ -74,8 +72,6 @@ def held_out_probabilities(
 ) -> np.ndarray:
     """Probabilities of images outside the training set (validation, test) from one probe fit on
     all the training images."""
-    from threadpoolctl import threadpool_limits
-
     if len(features) == 0:
         return np.zeros((0, num_classes))
     with threadpool_limits(1):

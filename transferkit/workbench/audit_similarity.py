@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 FEATURE_SIMILARITY = 0.95
 PIXEL_SIMILARITY = 0.97
@@ -49,8 +50,6 @@ def power_normalised(features: np.ndarray) -> np.ndarray:
 def pixel_signature(image: np.ndarray, side: int = SIGNATURE_SIDE) -> np.ndarray:
     """``[2, side * side]``: the image and its mirror as side x side greyscale, mean removed, unit
     length (all zeros for a flat image)."""
-    from PIL import Image
-
     grey = np.asarray(Image.fromarray(np.asarray(image, dtype=np.uint8)).convert("L").resize((side, side), Image.BILINEAR),
                       dtype=np.float32)
     out = []
