@@ -78,7 +78,7 @@ def plot_reliability(before: Any, after: Any, path: Any, split: str, temperature
             ax.plot([x, x], [acc, conf], color="#c03030", linewidth=1, alpha=0.6)
         ax.plot([0, 1], [0, 1], "--", color="grey", linewidth=1)
         for x, n in zip(centres[filled], bins.count[filled]):
-            ax.text(x, 0.01, str(int(n)), ha="center", va="bottom", fontsize=6, color="white", rotation=90)
+            ax.text(x, 0.01, str(int(n)), ha="center", va="bottom", fontsize=6, color="#111", rotation=90)
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
         ax.set_xlabel("top probability (confidence)")
