@@ -48,13 +48,17 @@ def test_calibrated_logits_keep_a_temperature_near_1_and_calibrate_reports_both_
     assert fit_temperature(np.zeros((0, 3)), np.zeros(0, dtype=int)) == 1.0
 
 
-def test_with_no_validation_mistake_the_temperature_stays_1():
-    logits, labels = _miscalibrated(3.0, n=200)
+@pytest.mark.parametrize("scale", [0.3, 1.0])
+def test_with_no_validation_mistake_the_mean_confidence_becomes_laplaces_accuracy(scale):
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 5, size=200)
+    logits = scale * (8.0 * np.eye(5)[labels] + rng.normal(0.0, 0.5, size=(200, 5)))  # top probability ~0.77 or ~0.999
     right = logits.argmax(axis=1)  # every image classified right: the NLL falls as T -> 0
-    assert fit_temperature(logits, right) < 0.1
     result = calibrate(logits, right)
-    assert result.temperature == 1.0 and "no mistakes" in result.note
-    assert result.nll_after == result.nll_before
+    assert fit_temperature(logits, right) < min(result.temperature, 0.5)  # the NLL alone heads for certainty
+    assert softmax(logits, result.temperature).max(axis=1).mean() == pytest.approx(201 / 202, abs=1e-6)
+    assert not result.at_bound and "no mistakes" in result.note and "rule of succession" in result.note
+    assert (result.temperature < 1.0) == (scale < 1.0)  # sharpened where under-confident, softened where over-confident
 
 
 def test_ece_and_reliability_bins_by_hand():

@@ -129,20 +129,37 @@ class Calibration:
                 "probabilities": "softmax(logits / temperature)"}
 
 
+def temperature_for_confidence(logits: np.ndarray, target: float) -> float:
+    """The temperature at which the mean top probability of ``softmax(logits / T)`` is
+    ``target`` (it falls as T rises): bisection on ``log T`` within the bounds."""
+    low, high = -LOG_T_BOUND, LOG_T_BOUND
+    for _ in range(60):
+        middle = (low + high) / 2
+        if softmax(logits, float(np.exp(middle))).max(axis=1).mean() > target:
+            low = middle  # too confident: a higher temperature
+        else:
+            high = middle
+    return float(np.exp((low + high) / 2))
+
+
 def calibrate(logits: np.ndarray, labels: np.ndarray) -> Calibration:
     """Fit the temperature on ``logits`` / ``labels`` and measure NLL and ECE before and after.
 
-    Where every image is classified right, the NLL has no minimum: it keeps falling as T shrinks
-    towards 0, which would make every answer certain. T then stays 1 (``note`` says why)."""
+    Where every image is classified right the NLL has no minimum: it keeps falling as T shrinks
+    towards 0, which would make every answer certain. Then T makes the mean top probability
+    Laplace's estimate of the accuracy, ``(n + 1) / (n + 2)`` for n right of n (``note`` says so)."""
     logits, labels = np.asarray(logits, dtype=np.float64), np.asarray(labels, dtype=np.int64)
     note = ""
-    if len(labels) and bool((logits.argmax(axis=1) == labels).all()):
-        temperature = 1.0
-        note = f"no mistakes on the {len(labels)} validation images: nothing to fit a temperature to, T stays 1"
+    n = len(labels)
+    if n and bool((logits.argmax(axis=1) == labels).all()):
+        target = (n + 1) / (n + 2)
+        temperature = temperature_for_confidence(logits, target)
+        note = (f"no mistakes on the {n} validation images, so the NLL has no minimum: T sets the mean top probability to"
+                f" (n + 1) / (n + 2) = {target:.3f} (Laplace's rule of succession)")
     else:
         temperature = fit_temperature(logits, labels)
     before, after = softmax(logits), softmax(logits, temperature)
-    return Calibration(temperature, int(len(labels)), negative_log_likelihood(before, labels), negative_log_likelihood(after, labels),
+    return Calibration(temperature, n, negative_log_likelihood(before, labels), negative_log_likelihood(after, labels),
                        expected_calibration_error(before, labels), expected_calibration_error(after, labels), note)
 
 
