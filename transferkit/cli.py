@@ -52,12 +52,18 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     ev.add_argument("--data", metavar="DIR", help="an ImageFolder root (its test/ or val/ is used when present)")
     _ensemble_and_tta(ev)
+    _raw(ev)
 
     pr = sub.add_parser("predict", help="classify images with a finished run (or an ensemble: RUN_A,RUN_B)")
     pr.add_argument("run_dir", metavar="RUN_DIR[,RUN_DIR...]")
     pr.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
     pr.add_argument("--top-k", type=int, default=1, metavar="K")
     _ensemble_and_tta(pr)
+    _raw(pr)
+    pr.add_argument("--reject", nargs="?", const="auto", metavar="RATE",
+                    help="answer 'unknown' (with the closest class) where the calibrated top probability is below the"
+                         " threshold that rejects RATE of the run's validation images, e.g. 0.05; without RATE the run's"
+                         " own threshold (chosen with data.unknown when the recipe had it, else 0.05)")
     _workbench_commands(sub)
     _plugin_commands(sub)
     return parser
@@ -84,6 +90,11 @@ def _plugin_commands(sub: argparse._SubParsersAction) -> None:
 def _ensemble_and_tta(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ensemble", choices=["mean"], help="combine several runs: mean of their probabilities")
     parser.add_argument("--tta", metavar="NAME", help="test-time augmentation: flip, 5crop, 10crop... (transferkit list tta)")
+
+
+def _raw(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--raw", action="store_true",
+                        help="uncalibrated probabilities: softmax of the logits without the run's temperature")
 
 
 def _predictor(run_dirs: Sequence[str], args: argparse.Namespace) -> Any:
@@ -146,11 +157,13 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     model = _predictor(args.run_dirs, args)
     started = time.perf_counter()
-    metrics = transferkit.evaluate(args.run_dirs, args.data, tta=args.tta, model=model)
+    metrics = transferkit.evaluate(args.run_dirs, args.data, tta=args.tta, model=model, raw=args.raw)
     top = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith("top"))
     what = " + ".join(args.run_dirs) + (f" (ensemble of {len(args.run_dirs)})" if len(args.run_dirs) > 1 else "")
     what += f" with tta {args.tta}" if args.tta else ""
-    print(f"{what}: {top}, macro-F1 {metrics['macro_f1']:.4f} on {metrics['n']} images ({time.perf_counter() - started:.1f} s)")
+    probabilities = "uncalibrated" if args.raw else "calibrated"
+    print(f"{what}: {top}, macro-F1 {metrics['macro_f1']:.4f}, ECE {metrics['ece']:.4f} and NLL {metrics['loss']:.4f}"
+          f" ({probabilities}) on {metrics['n']} images ({time.perf_counter() - started:.1f} s)")
     worst = sorted((v, k) for k, v in metrics["per_class_accuracy"].items() if v is not None)[:3]
     print("lowest per-class accuracy: " + ", ".join(f"{k} {v:.3f}" for v, k in worst))
     return 0
@@ -165,9 +178,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise DataError(f"predict: no image files in {' '.join(args.images)}")
     for start in range(0, len(files), 64):
         chunk = files[start : start + 64]
-        for path, pred in zip(chunk, model.predict([str(f) for f in chunk], top_k=args.top_k, tta=args.tta)):
+        answers = model.predict([str(f) for f in chunk], top_k=args.top_k, tta=args.tta, raw=args.raw, reject=args.reject)
+        for path, pred in zip(chunk, answers):
             ranked = "  ".join(f"{name} {p:.3f}" for name, p in pred.top_k)
-            print(f"{path}\t{ranked}")
+            print(f"{path}\tunknown (closest: {ranked})" if pred.rejected else f"{path}\t{ranked}")
     return 0
 
 

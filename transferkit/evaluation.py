@@ -67,13 +67,15 @@ def predictions(
     split: str | None = None,
     tta: str | None = None,
     model: TrainedModel | Ensemble | None = None,
+    raw: bool = False,
 ) -> tuple[Predictions, EvaluationImages]:
-    """The run's (or the ensemble's) predictions on its evaluation images, and which those are."""
+    """The run's (or the ensemble's) predictions on its evaluation images, and which those are;
+    calibrated unless ``raw``."""
     runs = [run_dir] if isinstance(run_dir, (str, Path)) else list(run_dir)
     if model is None:
         model = load(runs[0]) if len(runs) == 1 else load_ensemble(runs)
     chosen = evaluation_images(runs[0], data, split)
-    return model.predictions(chosen.images, tta=tta), chosen
+    return model.predictions(chosen.images, tta=tta, raw=raw), chosen
 
 
 def evaluate(
@@ -83,9 +85,12 @@ def evaluate(
     split: str | None = None,
     tta: str | None = None,
     model: TrainedModel | Ensemble | None = None,
+    raw: bool = False,
 ) -> dict[str, Any]:
     """Metrics of a finished run's model on ``data`` or on its own ``split`` (see
     ``evaluation_images``). Several run directories are evaluated as an ensemble (mean of
     probabilities); ``tta`` names a test-time augmentation policy (``transferkit list tta``);
-    ``model`` (a loaded run, e.g. with other weights put in) replaces loading ``run_dir``."""
-    return predictions(run_dir, data, split=split, tta=tta, model=model)[0].metrics()
+    ``model`` (a loaded run, e.g. with other weights put in) replaces loading ``run_dir``. The
+    probabilities (and so the loss and the ECE) are calibrated with the run's temperature unless
+    ``raw``; accuracy is the same either way."""
+    return predictions(run_dir, data, split=split, tta=tta, model=model, raw=raw)[0].metrics()

@@ -1,5 +1,10 @@
 """Using trained runs: ``load(run_dir)`` gives a model that predicts class names from images;
-``load_ensemble(run_dirs)`` averages several; ``tta=NAME`` averages over test-time views."""
+``load_ensemble(run_dirs)`` averages several; ``tta=NAME`` averages over test-time views.
+
+Probabilities are calibrated: ``softmax(logits / T)`` with the temperature the run fitted on its
+validation split (1.0 for runs written before; ``raw=True`` for the uncalibrated ones), and
+``predict(..., reject=RATE)`` answers "unknown" (with the closest class) where the calibrated top
+probability is below the run's threshold for that false-rejection rate on validation images."""
 
 from __future__ import annotations
 
@@ -14,20 +19,29 @@ import torch
 
 from .data.preprocessing import preprocessing_from_manifest
 from .data.sources import IMAGE_EXTENSIONS, ArrayImages, ImageSet
+from .engine.calibration import manifest_temperature
 from .engine.evaluation import Predictions, inference_runtime, predict
-from .engine.model_files import load_classifier
+from .engine.model_files import load_classifier, uncalibrated
+from .engine.rejection import RejectionRule, max_probability
 from .errors import DataError
 from .models.classifier import Classifier
 from .plugins import registry
 
 BATCH_SIZE = 64
+UNKNOWN = "unknown"
 
 
 @dataclass
 class Prediction:
+    """One image's answer: ``label`` is the most likely class, or ``"unknown"`` when the image was
+    rejected (``rejected``); ``closest`` is the most likely class either way and ``probability``
+    its probability; ``top_k`` the k most likely classes with theirs."""
+
     label: str
     probability: float
     top_k: list[tuple[str, float]]
+    closest: str = ""
+    rejected: bool = False
 
 
 def create_tta(name: str, **params: Any) -> Any:
@@ -40,28 +54,51 @@ class _Predictor:
 
     classes: list[str]
 
-    def predictions(self, images: ImageSet, tta: str | None = None, batch_size: int = BATCH_SIZE) -> Predictions:
+    def predictions(self, images: ImageSet, tta: str | None = None, batch_size: int = BATCH_SIZE, *, raw: bool = False) -> Predictions:
         """Class probabilities on a labelled image set, with its labels mapped to this model's
-        classes (what ``transferkit.evaluate``, ``report`` and ``sweep`` measure)."""
+        classes (what ``transferkit.evaluate``, ``report`` and ``sweep`` measure); calibrated
+        unless ``raw``."""
         raise NotImplementedError
 
-    def predict_proba(self, images: Any, tta: str | None = None, batch_size: int = BATCH_SIZE) -> np.ndarray:
-        """Class probabilities ``[N, C]`` for PIL images, arrays, tensors or file paths (or an
-        ``ImageSet``); with ``tta``, the mean over that policy's views of each image."""
-        if not isinstance(images, ImageSet):
-            images = [images] if not isinstance(images, (list, tuple)) else list(images)
-            images = ArrayImages(images, [0] * len(images), self.classes)
-        return self.predictions(images, tta=tta, batch_size=batch_size).probs
+    def rejection_threshold(self, reject: float | str) -> float:
+        """The score threshold of ``reject``: a false-rejection rate, or "auto" (the run's own)."""
+        raise DataError("--reject: an ensemble has no validation threshold of its own; give one run")
 
-    def predict(self, images: Any, top_k: int = 1, tta: str | None = None) -> list[Prediction]:
-        """The most likely class of each image, with its probability and the top-k."""
-        probs = self.predict_proba(images, tta=tta)
+    def predict_proba(self, images: Any, tta: str | None = None, batch_size: int = BATCH_SIZE, *, raw: bool = False) -> np.ndarray:
+        """Class probabilities ``[N, C]`` for PIL images, arrays, tensors or file paths (or an
+        ``ImageSet``); with ``tta``, the mean over that policy's views of each image; calibrated
+        (the run's temperature) unless ``raw``."""
+        return self.predictions(_as_image_set(images, self.classes), tta=tta, batch_size=batch_size, raw=raw).probs
+
+    def predict(
+        self, images: Any, top_k: int = 1, tta: str | None = None, *, raw: bool = False, reject: float | str | None = None
+    ) -> list[Prediction]:
+        """The most likely class of each image, with its probability and the top-k. ``reject``: a
+        false-rejection rate (e.g. 0.05) or "auto" (the run's default threshold): an image whose
+        calibrated top probability is below the threshold is labelled "unknown"; ``closest`` and
+        ``probability`` still name its most likely class."""
+        threshold = None
+        if reject is not None:
+            if tta:
+                raise DataError("--reject with --tta: the threshold was fitted on single views; leave out --tta")
+            threshold = self.rejection_threshold(reject)
+        predicted = self.predictions(_as_image_set(images, self.classes), tta=tta, raw=raw and threshold is None)
+        scores = max_probability(predicted.probs)  # calibrated whenever a threshold applies
+        probs = predicted.with_temperature(1.0).probs if raw and threshold is not None else predicted.probs
         k = max(1, min(top_k, len(self.classes)))
         preds = []
-        for row in probs:
+        for row, score in zip(probs, scores):
             ranked = [(self.classes[i], float(row[i])) for i in np.argsort(-row)[:k]]
-            preds.append(Prediction(ranked[0][0], ranked[0][1], ranked))
+            rejected = threshold is not None and score < threshold
+            preds.append(Prediction(UNKNOWN if rejected else ranked[0][0], ranked[0][1], ranked, ranked[0][0], bool(rejected)))
         return preds
+
+
+def _as_image_set(images: Any, classes: list[str]) -> ImageSet:
+    if isinstance(images, ImageSet):
+        return images
+    images = [images] if not isinstance(images, (list, tuple)) else list(images)
+    return ArrayImages(images, [0] * len(images), classes)
 
 
 class TrainedModel(_Predictor):
@@ -73,6 +110,8 @@ class TrainedModel(_Predictor):
         self.manifest = manifest
         self.run_dir = run_dir
         self.preprocessing = preprocessing_from_manifest(manifest)
+        self.temperature = manifest_temperature(manifest)
+        self.rejection = RejectionRule.from_manifest(manifest)
 
     @property
     def classes(self) -> list[str]:
@@ -89,12 +128,24 @@ class TrainedModel(_Predictor):
 
     def with_weights(self, state: Mapping[str, torch.Tensor]) -> "TrainedModel":
         """The same classifier, classes and preprocessing with other weights (a state dict of this
-        model, e.g. averaged from a run's kept checkpoints), loaded strictly; ``self`` is unchanged."""
+        model, e.g. averaged from a run's kept checkpoints), loaded strictly; ``self`` is unchanged.
+        The run's temperature and rejection rule were fitted to its own weights: not kept (T = 1)."""
         model = copy.deepcopy(self.model)
         model.load_state_dict(state, strict=True)
-        return TrainedModel(model, self.manifest, self.run_dir)
+        return TrainedModel(model, uncalibrated(self.manifest), self.run_dir)
 
-    def predictions(self, images: ImageSet, tta: str | None = None, batch_size: int = BATCH_SIZE) -> Predictions:
+    def rejection_threshold(self, reject: float | str) -> float:
+        if self.rejection is None:
+            raise DataError(f"--reject: {self.run_dir or 'this model'} has no rejection rule (trained before transferkit"
+                            " recorded one, or without a validation split); train it again")
+        if reject == "auto":
+            return self.rejection.threshold
+        try:
+            return self.rejection.threshold_for(float(reject))
+        except ValueError:
+            raise DataError(f"--reject {reject}: give a false-rejection rate in [0, 1), e.g. 0.05, or auto") from None
+
+    def predictions(self, images: ImageSet, tta: str | None = None, batch_size: int = BATCH_SIZE, *, raw: bool = False) -> Predictions:
         if tta:
             policy = create_tta(tta)
             preprocess: Any = partial(self.preprocessing.views, policy=policy)
@@ -102,7 +153,7 @@ class TrainedModel(_Predictor):
             preprocess = self.preprocessing
         runtime = inference_runtime(self.model)
         return predict(self.model, images, preprocess, classes=self.classes, runtime=runtime, batch_size=batch_size,
-                       desc=f"predicting{' with ' + tta if tta else ''}")
+                       temperature=1.0 if raw else self.temperature, desc=f"predicting{' with ' + tta if tta else ''}")
 
 
 class Ensemble(_Predictor):
@@ -121,9 +172,10 @@ class Ensemble(_Predictor):
         self.members = list(members)
         self.classes = list(first.classes)
 
-    def predictions(self, images: ImageSet, tta: str | None = None, batch_size: int = BATCH_SIZE) -> Predictions:
-        """Each member predicts through its own preprocessing; the probabilities are averaged."""
-        members = [m.predictions(images, tta=tta, batch_size=batch_size) for m in self.members]
+    def predictions(self, images: ImageSet, tta: str | None = None, batch_size: int = BATCH_SIZE, *, raw: bool = False) -> Predictions:
+        """Each member predicts through its own preprocessing (and temperature); the probabilities
+        are averaged."""
+        members = [m.predictions(images, tta=tta, batch_size=batch_size, raw=raw) for m in self.members]
         return Predictions(np.mean([p.probs for p in members], axis=0), members[0].targets, self.classes)
 
 

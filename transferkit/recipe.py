@@ -32,6 +32,9 @@ class DataConfig(_Strict):
     source: str = "imagefolder"
     root: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
+    # a folder of images of none of the classes: the end of a run measures how well they are
+    # rejected (AUROC) and chooses the rejection threshold with them; never trained on
+    unknown: str | None = None
     image_size: PositiveInt | None = None
     val_fraction: Fraction = 0.1
     batch_size: PositiveInt = 32

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from transferkit.workbench import check, command_modules, export_formats
+from transferkit.workbench import audit, audit_scores, audit_similarity, check, command_modules, export_formats
 from transferkit.workbench.export_run import FORMATS
 from transferkit.workbench.sanity_checks import DEFAULT_STEPS
 
@@ -25,3 +25,5 @@ def test_the_shells_repeat_what_the_work_defines():
     steps = _help_of(check, "--steps")
     assert f"default {DEFAULT_STEPS['head']} for the head, {DEFAULT_STEPS['full']} with --full-model" in steps
     assert set(export_formats.FORMATS) == set(FORMATS)
+    assert audit.DEFAULT_FOLDS == audit_scores.DEFAULT_FOLDS
+    assert audit.FEATURE_SIMILARITY == audit_similarity.FEATURE_SIMILARITY

@@ -87,6 +87,9 @@ def test_the_manifest_beside_the_export_records_input_output_preprocessing_and_c
 
     assert written["sha256"] == hashlib.sha256(result.path.read_bytes()).hexdigest()
     assert transferkit.load(run_dir).classes == written["classes"]  # the run's own manifest still loads
+    assert written["calibration"]["temperature"] == run_manifest["calibration"]["temperature"] == transferkit.load(run_dir).temperature
+    assert "logits / calibration.temperature" in written["output"]["meaning"]
+    assert written["rejection"]["threshold"] == run_manifest["rejection"]["threshold"]
 
 
 def test_onnx_with_a_fixed_batch_size(run_dir, tmp_path):

@@ -3,6 +3,7 @@ that match scikit-learn's on the run's own predictions."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from sklearn.metrics import classification_report
 
 import transferkit
 from transferkit.cli import main
+from transferkit.engine.calibration import expected_calibration_error, negative_log_likelihood
+from transferkit.engine.model_files import uncalibrated, write_manifest
 from transferkit.engine.setup import build_splits
 from transferkit.recipe_loading import load_recipe
 from transferkit.testing import make_image
@@ -20,7 +23,7 @@ from transferkit.workbench.report_content import build_report
 
 def _weak_run(recipe: dict, output: Path) -> Path:
     """A run trained just enough to be right on some images and wrong on others."""
-    recipe["phases"]["extract"].update(epochs=1, lr=0.002)
+    recipe["phases"]["extract"].update(epochs=1, lr=0.002, solver="sgd")  # one SGD epoch: the converged probe is right everywhere
     recipe["phases"]["finetune"]["epochs"] = 0
     return transferkit.finetune(recipe, output=output, quiet=True).run_dir
 
@@ -57,15 +60,41 @@ def test_the_report_shows_sklearns_per_class_figures_and_the_most_confidently_wr
 
     assert not re.search(r"https?://", page)
     assert all(uri.startswith("data:") for uri in re.findall(r'(?:src|href)="([^"]*)"', page))
-    assert page.count('src="data:image/png;base64,') == 2  # curves and confusion matrix
+    assert page.count('src="data:image/png;base64,') == 4  # curves, confusion matrix, reliability diagram, rejection trade-off
     assert "<pre># The fully resolved recipe" in page and "tiny/cnn" in page
 
     md = md_path.read_text()
     linked = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
-    assert sorted(linked) == ["report-confusion.png", "report-curves.png", "report-wrong.png"]
+    assert sorted(linked) == ["report-confusion.png", "report-curves.png", "report-reliability.png", "report-tradeoff.png",
+                              "report-wrong.png"]
     for name in linked:
         assert (run_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| red |" in md and f"{expected['red']['f1-score']:.4f}" in md and "```toml" in md
+
+
+def test_the_report_shows_calibration_and_the_rejection_tradeoff_of_its_predictions(tiny_recipe, tmp_path):
+    run_dir = _weak_run(tiny_recipe, tmp_path / "run")
+    page = build_report(run_dir, log=lambda _m: None)[0].read_text()
+    model = transferkit.load(run_dir)
+    images, probs, targets = _predictions(run_dir, "test")
+    raw = model.predict_proba([images.load(i) for i in range(len(images))], raw=True)
+    assert "<h2>Calibration (test)</h2>" in page and "<h2>Rejection trade-off (test)</h2>" in page
+    assert f"T = {model.temperature:.4g}, fitted on the validation split" in page
+    assert (f"{expected_calibration_error(raw, targets):.4f} uncalibrated, {expected_calibration_error(probs, targets):.4f}"
+            " calibrated") in page
+    assert f"{negative_log_likelihood(raw, targets):.4f} uncalibrated" in page
+    threshold = model.rejection.threshold_for(0.05)
+    accepted = probs.max(axis=1) >= threshold
+    accuracy = (probs.argmax(1) == targets)[accepted].mean()
+    assert f"top probability &lt; {threshold:.4f}: {1 - accepted.mean():.1%} of these images rejected" in page
+    assert f"accuracy on the accepted {accuracy:.4f}" in page
+    assert 'alt="reliability diagram" src="data:image/png;base64,' in page and 'alt="rejection trade-off" src="data:image/png' in page
+
+    manifest = json.loads((run_dir / "manifest.json").read_text())  # a run from before calibration
+    write_manifest(uncalibrated(manifest), run_dir)
+    page = build_report(run_dir, log=lambda _m: None)[0].read_text()
+    assert "none recorded (a run from before calibration): T = 1" in page and "no rejection rule recorded" in page
+    assert f"{expected_calibration_error(raw, targets):.4f} uncalibrated, {expected_calibration_error(raw, targets):.4f}" in page
 
 
 def test_a_run_without_a_test_split_is_reported_on_its_validation_split(tiny_recipe, image_folder, tmp_path, capsys):
@@ -90,11 +119,14 @@ def test_class_names_are_escaped_in_the_page(tiny_recipe, tmp_path):
             (root / split / name).mkdir(parents=True, exist_ok=True)
             for i in range(count):
                 make_image(colour, rng).save(root / split / name / f"{i}.png")
+    make_image((40, 60, 200), rng).save(root / "test" / "plain" / 'odd<i>&"x".png')  # blue, labelled plain: shown as wrong
     tiny_recipe["data"]["root"] = str(root)
     run_dir = _weak_run(tiny_recipe, tmp_path / "run")
     page = build_report(run_dir, log=lambda _m: None)[0].read_text()
     assert "a&lt;b&gt;&amp;c" in page and "say &quot;hi&quot;" in page
     assert "a<b>" not in page and 'say "hi"' not in page
+    assert "odd&lt;i&gt;&amp;&quot;x&quot;.png" in page and "odd<i>" not in page
+    assert not re.search(r"https?:", page) and "url(" not in page and "@import" not in page
 
 
 def test_report_data_dir_and_errors(tiny_recipe, image_folder, tmp_path, capsys):

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from ..data.loaders import EpochBatchSampler, TransformedDataset, make_loader
 from ..data.sources import ImageSet
 from ..errors import DataError
+from .calibration import expected_calibration_error, softmax
 from .distributed import DistContext
 from .feature_cache import FeatureCache
 from .metrics import classification_metrics
@@ -29,24 +30,37 @@ Preprocess = Callable[[np.ndarray], torch.Tensor]
 @dataclass
 class Predictions:
     """Class probabilities ``[N, C]`` of a model on an image set, with the true labels ``[N]``
-    as indices into ``classes`` (the model's classes)."""
+    as indices into ``classes`` (the model's classes). ``logits``: the model's raw logits
+    ``[N, C]`` (before any temperature), kept when each image had one view (no TTA);
+    ``temperature``: what ``probs`` were computed with, ``softmax(logits / temperature)``."""
 
     probs: np.ndarray
     targets: np.ndarray
     classes: list[str]
+    logits: np.ndarray | None = None
+    temperature: float = 1.0
 
     @property
     def preds(self) -> np.ndarray:
         return self.probs.argmax(axis=1) if len(self.probs) else np.zeros(0, dtype=np.int64)
 
+    def with_temperature(self, temperature: float) -> "Predictions":
+        """The same predictions at another temperature (1.0: the uncalibrated probabilities)."""
+        if self.logits is None:
+            raise ValueError("these predictions kept no logits (test-time views average probabilities); predict again")
+        probs = softmax(self.logits, temperature).astype(np.float32)
+        return Predictions(probs, self.targets, self.classes, self.logits, float(temperature))
+
     def metrics(self) -> dict[str, Any]:
-        """Top-1 (and top-k), macro-F1, per-class accuracy, confusion matrix and mean cross-entropy."""
+        """Top-1 (and top-k), macro-F1, per-class accuracy, confusion matrix, mean cross-entropy
+        and expected calibration error (15 bins)."""
         out = classification_metrics(self.probs, self.targets, self.classes)
         if len(self.targets):
             picked = self.probs[np.arange(len(self.targets)), self.targets]
             out["loss"] = float(-np.log(np.clip(picked, 1e-12, None)).mean())
         else:
             out["loss"] = float("nan")
+        out["ece"] = expected_calibration_error(self.probs, self.targets)
         return out
 
 
@@ -61,6 +75,7 @@ def predict(
     num_workers: int = 0,
     features: FeatureCache | None = None,
     dist: DistContext | None = None,
+    temperature: float = 1.0,
     desc: str = "eval",
 ) -> Predictions:
     """Probabilities of ``model`` (in eval mode) on every image of ``images``, in order.
@@ -69,8 +84,9 @@ def predict(
     backbone features, phase 1) the head alone runs on them instead. ``classes``: the model's
     class names when they may differ from the image set's (another folder of images); labels are
     mapped by name. ``batch_size`` counts forward rows: with V views per image, about
-    ``batch_size / V`` images go into a batch. Across processes each rank predicts its share and
-    every rank gets all the rows."""
+    ``batch_size / V`` images go into a batch. ``temperature``: probabilities are
+    ``softmax(logits / temperature)`` (of each view, then averaged). Across processes each rank
+    predicts its share and every rank gets all the rows."""
     runtime = runtime or inference_runtime(model)
     dist = dist or DistContext()
     names = list(classes) if classes is not None else list(images.classes)
@@ -87,8 +103,11 @@ def predict(
         sampler = _sampler(len(images), max(1, batch_size // per_image), dist)
         batches = make_loader(TransformedDataset(images, preprocess), sampler, num_workers)
         forward = model
-    probs = _probabilities(forward, batches, runtime, desc=desc, total=len(sampler), classes=len(names))
-    return Predictions(dist.gather_rows(probs, len(images)), targets, names)
+    probs, logits = _probabilities(forward, batches, runtime, desc=desc, total=len(sampler), classes=len(names),
+                                   temperature=temperature)
+    if logits is not None:
+        logits = dist.gather_rows(logits, len(images))
+    return Predictions(dist.gather_rows(probs, len(images)), targets, names, logits, float(temperature))
 
 
 def inference_runtime(model: nn.Module) -> Runtime:
@@ -100,17 +119,23 @@ def inference_runtime(model: nn.Module) -> Runtime:
 
 @torch.inference_mode()
 def _probabilities(
-    forward: Callable[[torch.Tensor], torch.Tensor], batches: Any, runtime: Runtime, *, desc: str, total: int, classes: int
-) -> np.ndarray:
-    out = []
+    forward: Callable[[torch.Tensor], torch.Tensor], batches: Any, runtime: Runtime, *, desc: str, total: int, classes: int,
+    temperature: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Probabilities ``[N, C]`` and, when no batch had test-time views, the raw logits."""
+    out, raw, with_views = [], [], False
     for inputs, _ in tqdm(batches, total=total, desc=desc, leave=False, unit="batch", dynamic_ncols=True, disable=None):
         views = inputs.shape[1] if inputs.ndim == 5 else 0  # [N, V, 3, H, W]: test-time views
         rows = inputs.flatten(0, 1) if views else inputs
         with runtime.autocast():
-            logits = forward(runtime.to_device(rows))
-        probs = logits.float().softmax(dim=-1).cpu()
+            logits = forward(runtime.to_device(rows)).float().cpu()
+        probs = (logits / temperature).softmax(dim=-1)
         out.append(probs.view(-1, views, probs.shape[-1]).mean(dim=1) if views else probs)
-    return torch.cat(out).numpy() if out else np.zeros((0, classes), dtype=np.float32)
+        with_views |= bool(views)
+        raw.append(logits)
+    if not out:
+        return np.zeros((0, classes), dtype=np.float32), np.zeros((0, classes), dtype=np.float32)
+    return torch.cat(out).numpy(), None if with_views else torch.cat(raw).numpy()
 
 
 def _targets(images: ImageSet, classes: list[str]) -> np.ndarray:

@@ -1,5 +1,6 @@
 """A run's model files: ``model.safetensors`` (the classifier's weights) and ``manifest.json``
-(how to rebuild it and feed it: backbone, classes, preprocessing). Written at the end of a run,
+(how to rebuild it and feed it: backbone, classes, preprocessing; for a run's final model also
+its ``calibration`` temperature and ``rejection`` rule). Written at the end of a run,
 for LR-cycle snapshots, and by plugins that make new models from a run (checkpoint averaging);
 read back by ``transferkit.load``, ``evaluate``, ``predict`` and ``export``."""
 
@@ -23,6 +24,8 @@ from .setup import Prepared
 MANIFEST_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 MANIFEST_FILE = "manifest.json"
+# entries fitted to one set of weights (engine/confidence.py): other weights must not inherit them
+FITTED_TO_WEIGHTS = ("calibration", "rejection")
 
 
 def write_weights(state: Mapping[str, torch.Tensor], folder: Path, name: str = WEIGHTS_FILE) -> Path:
@@ -34,8 +37,26 @@ def write_weights(state: Mapping[str, torch.Tensor], folder: Path, name: str = W
     return path
 
 
-def write_model_files(model: Classifier, folder: Path, *, backbone: dict[str, Any], preprocessing: dict[str, Any]) -> None:
-    """Write ``model.safetensors`` and ``manifest.json`` into ``folder``."""
+def write_manifest(manifest: Mapping[str, Any], folder: Path) -> Path:
+    """``folder/manifest.json``, atomically."""
+    text = json.dumps(dict(manifest), indent=2) + "\n"
+    path = Path(folder) / MANIFEST_FILE
+    atomic_write(path, lambda fh: fh.write(text.encode()))
+    return path
+
+
+def uncalibrated(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """The manifest for other weights of the same classifier: without the temperature and the
+    rejection rule, which were fitted to the run's own final weights (T = 1 then)."""
+    return {k: v for k, v in manifest.items() if k not in FITTED_TO_WEIGHTS}
+
+
+def write_model_files(
+    model: Classifier, folder: Path, *, backbone: dict[str, Any], preprocessing: dict[str, Any],
+    confidence: Mapping[str, Any] | None = None,
+) -> None:
+    """Write ``model.safetensors`` and ``manifest.json`` into ``folder``; ``confidence``: the
+    ``calibration`` and ``rejection`` entries fitted to these weights."""
     write_weights(model.state_dict(), folder)
     manifest = {
         "format": "transferkit.classifier",
@@ -46,13 +67,14 @@ def write_model_files(model: Classifier, folder: Path, *, backbone: dict[str, An
         "head_dropout": model.dropout.p if isinstance(model.dropout, torch.nn.Dropout) else 0.0,
         "data_config": {k: list(v) if isinstance(v, tuple) else v for k, v in model.data_config.items()},
         "preprocessing": preprocessing,
+        **{k: v for k, v in (confidence or {}).items() if k in FITTED_TO_WEIGHTS and v is not None},
     }
-    text = json.dumps(manifest, indent=2) + "\n"
-    atomic_write(Path(folder) / MANIFEST_FILE, lambda fh: fh.write(text.encode()))
+    write_manifest(manifest, Path(folder))
 
 
-def write_prepared_model(prepared: Prepared, model: Classifier, folder: Path) -> None:
-    """``model``'s files with the backbone spec and the evaluation preprocessing of a prepared run."""
+def write_prepared_model(prepared: Prepared, model: Classifier, folder: Path, confidence: Mapping[str, Any] | None = None) -> None:
+    """``model``'s files with the backbone spec and the evaluation preprocessing of a prepared run
+    (and, for the final model, its calibration and rejection rule)."""
     recipe = prepared.recipe
     preprocessing: Preprocessing = prepared.eval_transform
     write_model_files(
@@ -60,6 +82,7 @@ def write_prepared_model(prepared: Prepared, model: Classifier, folder: Path) ->
         Path(folder),
         backbone={"name": recipe.backbone.name, "weights": model.backbone.weights_origin, "params": recipe.backbone.params},
         preprocessing=preprocessing.to_manifest(),
+        confidence=confidence,
     )
 
 

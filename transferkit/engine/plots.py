@@ -61,3 +61,50 @@ def plot_confusion(matrix: Sequence[Sequence[int]], classes: Sequence[str], path
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_reliability(before: Any, after: Any, path: Any, split: str, temperature: float) -> None:
+    """Reliability diagrams (``calibration.ReliabilityBins``) side by side: without and with the
+    temperature. Bars: the accuracy of each bin of top probability; dots: its mean confidence;
+    the diagonal is perfect calibration."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.6), sharey=True)
+    for ax, bins, title in ((axes[0], before, "uncalibrated (T = 1)"), (axes[1], after, f"calibrated (T = {temperature:.3g})")):
+        width = bins.edges[1] - bins.edges[0]
+        centres = bins.edges[:-1] + width / 2
+        filled = bins.count > 0
+        ax.bar(centres[filled], bins.accuracy[filled], width=width * 0.9, color="#4a7ab5", alpha=0.8, label="accuracy")
+        ax.plot(bins.confidence[filled], bins.confidence[filled], "o", color="#c03030", markersize=4, label="mean confidence")
+        for x, acc, conf in zip(centres[filled], bins.accuracy[filled], bins.confidence[filled]):
+            ax.plot([x, x], [acc, conf], color="#c03030", linewidth=1, alpha=0.6)
+        ax.plot([0, 1], [0, 1], "--", color="grey", linewidth=1)
+        for x, n in zip(centres[filled], bins.count[filled]):
+            ax.text(x, 0.01, str(int(n)), ha="center", va="bottom", fontsize=6, color="#111", rotation=90)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("top probability (confidence)")
+        ax.set_title(f"{title}: ECE {bins.ece:.4f}")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(f"accuracy ({split}; image count in each bar)")
+    axes[0].legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_tradeoff(rejected: np.ndarray, accuracy: np.ndarray, path: Any, split: str,
+                  marker: tuple[float, float, str] | None = None) -> None:
+    """Accuracy on the accepted images against the fraction rejected (lowest top probability
+    first); ``marker``: (fraction rejected, accuracy, label) of the run's threshold."""
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    ax.plot(rejected, accuracy, "-", color="#4a7ab5", linewidth=1.5)
+    if marker is not None:
+        ax.plot([marker[0]], [marker[1]], "o", color="#c03030", label=marker[2])
+        ax.legend(loc="lower right", fontsize=8)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel(f"fraction of {split} images rejected (lowest calibrated top probability first)")
+    ax.set_ylabel("accuracy on the accepted images")
+    ax.set_title("rejection trade-off")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

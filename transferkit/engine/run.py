@@ -12,10 +12,11 @@ from typing import Any, Callable
 from ..errors import TransferkitError
 from ..recipe import Recipe
 from .checkpoint import atomic_write, load_checkpoint
+from .confidence import ConfidenceFit, confidence_lines, fit_confidence
 from .distributed import DistContext, init_distributed
 from .final_model import select_final
 from .model_files import write_prepared_model
-from .plots import plot_confusion, plot_curves
+from .plots import plot_confusion, plot_curves, plot_reliability
 from .run_dir import RunDir
 from .runtime import resolve_runtime
 from .setup import Prepared, prepare
@@ -94,10 +95,12 @@ def _train(
     final_model = _final_weights(trainer, final_model, summary, log)
     if "test" not in summary and prepared.splits.val is not None:  # collective: every rank evaluates
         summary["val"] = trainer.evaluate(prepared.splits.val, "val", model=final_model)
+    confidence = fit_confidence(prepared, final_model, dist=dist, log=log)  # on the weights just chosen
+    summary.update(confidence.summary)
     if not dist.is_main:
         dist.barrier()  # rank 0 writes the outputs
         return RunResult(run.path, summary, final_model.cpu().eval())
-    finish(prepared, run, summary, final_model, trainer.best_top1)
+    finish(prepared, run, summary, final_model, trainer.best_top1, confidence)
     report = prepared.decode_report
     if report.bad:
         summary["skipped_images"] = [{"file": f, "reason": r} for f, r in report.bad]
@@ -164,13 +167,21 @@ def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
     return [] if a == b else [prefix.rstrip(".")]
 
 
-def finish(prepared: Prepared, run: RunDir, summary: dict[str, Any], final_model: Any, best_top1: float) -> None:
-    """Write the final model (the averaged one when the recipe averages), plots and summary."""
+def finish(
+    prepared: Prepared, run: RunDir, summary: dict[str, Any], final_model: Any, best_top1: float,
+    confidence: ConfidenceFit | None = None,
+) -> None:
+    """Write the final model (the averaged one when the recipe averages) with its temperature and
+    rejection rule, plots and summary."""
     recipe = prepared.recipe
     classes = prepared.splits.classes
     final = summary.get("test") or summary.get("val")
-    write_prepared_model(prepared, final_model, run.path)
+    confidence = confidence or ConfidenceFit()
+    write_prepared_model(prepared, final_model, run.path, confidence.manifest_entries())
     plot_curves(run.read_metrics(), run.path / "curves.png")
+    if confidence.reliability is not None:
+        before, after = confidence.reliability
+        plot_reliability(before, after, run.reliability_plot, confidence.reliability_split, confidence.calibration.temperature)
     if final is not None:
         plot_confusion(final["confusion_matrix"], classes, run.path / "confusion_matrix.png", "test" if "test" in summary else "val")
     summary.update(
@@ -200,6 +211,7 @@ def format_summary(summary: dict[str, Any], run: RunDir) -> str:
     if final is not None:
         top5 = next((f", {k} {v:.4f}" for k, v in final.items() if k.startswith("top") and k != "top1"), "")
         lines.append(f"  final     test accuracy {final['top1']:.4f}{top5}, macro-F1 {final['macro_f1']:.4f} on {final['n']} images")
+    lines += [f"  {line}" for line in confidence_lines(summary)]
     if summary.get("skipped_images"):
         lines.append(f"  skipped   {len(summary['skipped_images'])} bad image(s), listed in {run.path / 'skipped_images.txt'}")
     lines.append(f"  wall time {summary.get('wall_seconds', 0):.1f} s; outputs in {run.path}")

@@ -26,7 +26,7 @@ from safetensors.torch import load_file
 from ..errors import TransferkitError
 from ..recipe import Recipe
 from .checkpoint import atomic_write
-from .model_files import MANIFEST_FILE, WEIGHTS_FILE, write_weights
+from .model_files import MANIFEST_FILE, WEIGHTS_FILE, uncalibrated, write_manifest, write_weights
 from .phases import PHASE_ORDER
 
 RUNS_ROOT = Path("runs")
@@ -140,6 +140,11 @@ class RunDir:
         return self.path / MANIFEST_FILE
 
     @property
+    def reliability_plot(self) -> Path:
+        """The final model's reliability diagram, before and after calibration."""
+        return self.path / "reliability.png"
+
+    @property
     def is_finished(self) -> bool:
         """The run wrote its summary (it trained to the end)."""
         return self.summary_file.is_file()
@@ -166,15 +171,16 @@ class RunDir:
     def write_model_folder(self, folder: str | Path, state: Mapping[str, torch.Tensor]) -> "RunDir":
         """A new model folder that ``transferkit.load``, ``evaluate``, ``predict`` and ``export``
         accept: ``state`` (a state dict of this run's classifier, e.g. averaged weights) with this
-        run's manifest and recipe."""
+        run's manifest (less the temperature and rejection rule fitted to the run's own weights) and
+        recipe."""
         if not self.manifest_file.is_file():
             raise TransferkitError(f"{self.path}: no manifest.json; a model folder needs a finished run to copy it from")
         out = RunDir(folder)
         out.path.mkdir(parents=True, exist_ok=True)
         write_weights(state, out.path)
-        for source, target in ((self.manifest_file, out.manifest_file), (self.recipe_file, out.recipe_file)):
-            if source.is_file():
-                shutil.copyfile(source, target)
+        write_manifest(uncalibrated(json.loads(self.manifest_file.read_text())), out.path)
+        if self.recipe_file.is_file():
+            shutil.copyfile(self.recipe_file, out.recipe_file)
         return out
 
     def write_recipe(self, recipe: Recipe) -> None:

@@ -4,12 +4,13 @@ transforms, batch augmentations and the runtime. Errors here leave no run direct
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..components import create_augmentation
 from ..data.decoding import DecodeReport, decode_splits
 from ..data.preprocessing import Preprocessing, preprocessing_for
-from ..data.sources import DatasetSplits, ImageSet, WrappedDataset, stratified_split
+from ..data.sources import IMAGE_EXTENSIONS, DatasetSplits, FileImages, ImageSet, WrappedDataset, stratified_split
 from ..data.transforms import ImageTransform, train_transform
 from ..errors import DataError, PluginError
 from ..models.backbone import create_backbone, probe_features
@@ -30,6 +31,7 @@ class Prepared:
     batch_augs: list[Callable[..., Any]]
     runtime: Runtime
     decode_report: DecodeReport = field(default_factory=DecodeReport)
+    unknown: ImageSet | None = None  # data.unknown: images of none of the classes (engine/confidence.py)
 
     @property
     def image_size(self) -> int:
@@ -95,7 +97,21 @@ def prepare(
         image_augs=image_augs,
         seed=recipe.seed,
     )
-    return Prepared(recipe, splits, model, train_tf, eval_tf, batch_augs, resolve_runtime(recipe.train), report)
+    return Prepared(recipe, splits, model, train_tf, eval_tf, batch_augs, resolve_runtime(recipe.train), report,
+                    unknown_images(recipe, splits.classes))
+
+
+def unknown_images(recipe: Recipe, classes: Sequence[str]) -> ImageSet | None:
+    """``data.unknown``: every image file under the folder (its labels mean nothing), or None."""
+    if recipe.data.unknown is None:
+        return None
+    root = Path(recipe.data.unknown)
+    if not root.is_dir():
+        raise DataError(f"data.unknown: {root} is not a folder; give a folder of images of none of the classes, or leave it out")
+    files = sorted(f for f in root.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file())
+    if not files:
+        raise DataError(f"data.unknown: {root} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
+    return FileImages(files, [0] * len(files), classes)
 
 
 def check_decoded(recipe: Recipe, splits: DatasetSplits, report: DecodeReport, log: Callable[[str], None]) -> None:
@@ -104,7 +120,8 @@ def check_decoded(recipe: Recipe, splits: DatasetSplits, report: DecodeReport, l
         log(f"skipped {len(report.bad)} bad image(s) (data.on_bad_image = \"skip\"): " + "; ".join(f"{p}: {r}" for p, r in report.bad))
     for pair, count in report.leaks.items():
         a, b = pair.split("/")
-        log(f"warning: {count} image file(s) in {a} have the same bytes as files in {b}: the {b} accuracy may be optimistic")
+        log(f"warning: {count} image file(s) in {a} have the same bytes as files in {b}: the {b} accuracy may be optimistic;"
+            f" `transferkit audit {recipe.data.root or 'DATA'}` lists them, with near-duplicates")
     if len(splits.train) < recipe.data.batch_size:
         raise DataError(
             f"data.batch_size: {recipe.data.batch_size} is larger than the training split ({len(splits.train)} images);"

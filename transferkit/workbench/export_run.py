@@ -2,15 +2,17 @@
 or TorchScript file, checked against PyTorch before it is written.
 
 The exported model takes the normalised image batch (NCHW float32: RGB, ``pixel / 255``, then
-``(x - mean) / std`` after the run's resize and centre crop) and returns the logits ``[N, classes]``
-(softmax them for probabilities). Before anything is written, random normalised batches of the
-run's image size (two batch sizes when the batch is dynamic) and a few real images through the
-run's preprocessing go through PyTorch and through the export read back (onnxruntime,
-``torch.jit.load``); above a max abs logit difference of 1e-4 the command fails and writes nothing.
+``(x - mean) / std`` after the run's resize and centre crop) and returns the logits ``[N, classes]``.
+Before anything is written, random normalised batches of the run's image size (two batch sizes
+when the batch is dynamic) and a few real images through the run's preprocessing go through
+PyTorch and through the export read back (onnxruntime, ``torch.jit.load``); above a max abs logit
+difference of 1e-4 the command fails and writes nothing.
 
 Beside the file (``RUN_DIR/model.onnx`` or ``RUN_DIR/model.torchscript.pt`` by default) goes
-``<file>.json``: the format, input and output, the preprocessing, the class names and the verified
-difference. The run's own ``manifest.json`` is left as it is.
+``<file>.json``: the format, input and output, the preprocessing, the class names, the verified
+difference, the run's temperature (``softmax(logits / temperature)`` are the calibrated
+probabilities transferkit gives; 1.0 for runs from before calibration) and its rejection rule.
+The run's own ``manifest.json`` is left as it is.
 
 Python: ``export_run(run_dir, "onnx")`` returns an ``ExportResult``.
 """
@@ -29,6 +31,7 @@ import torch
 
 from ..data.preprocessing import preprocessing_from_manifest
 from ..data.sources import IMAGE_EXTENSIONS, read_image
+from ..engine.calibration import manifest_temperature
 from ..engine.checkpoint import atomic_write
 from ..engine.model_files import load_classifier
 from ..engine.run_dir import RunDir
@@ -226,8 +229,12 @@ def export_manifest(
         },
         "output": {
             "name": "logits", "shape": [batch, len(classes)], "dtype": "float32",
-            "meaning": "logits (unnormalised class scores); softmax over the last axis gives probabilities; column i is classes[i]",
+            "meaning": "logits (unnormalised class scores); softmax(logits / calibration.temperature) over the last axis gives"
+                       " the calibrated probabilities (plain softmax: uncalibrated); column i is classes[i]",
         },
+        "calibration": {"temperature": manifest_temperature(manifest), "probabilities": "softmax(logits / temperature)",
+                        "fitted": "calibration" in manifest},
+        **({"rejection": manifest["rejection"]} if manifest.get("rejection") else {}),
         "preprocessing": pre,
         "classes": classes,
         "backbone": manifest.get("backbone"),

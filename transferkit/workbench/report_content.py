@@ -1,10 +1,12 @@
 """``transferkit report RUN_DIR``: one self-contained HTML page about a finished run (recipe,
-summary figures, training curves, confusion matrix, per-class precision/recall/F1, the most
-confidently wrong images), and the same as Markdown beside it with its figures as PNG files.
+summary figures, training curves, confusion matrix, per-class precision/recall/F1, calibration
+and its reliability diagram, the rejection trade-off, the most confidently wrong images), and
+the same as Markdown beside it with its figures as PNG files.
 
 The predictions come from the run's exported model on its test split (its validation split when
-it has no test split, or ``--data DIR``), computed afresh, so the confusion matrix, the per-class
-table and the wrong images all describe the same predictions.
+it has no test split, or ``--data DIR``), computed afresh with the run's temperature, so the
+confusion matrix, the per-class table, the calibration figures, the trade-off curve and the
+wrong images all describe the same predictions.
 
 Python: ``build_report(run_dir)`` (this module) returns the paths of the HTML and Markdown files.
 """
@@ -20,9 +22,14 @@ import numpy as np
 from sklearn.metrics import classification_report, confusion_matrix
 
 from ..data.sources import ImageSet
+from ..engine.calibration import ReliabilityBins, negative_log_likelihood, reliability_bins
+from ..engine.confidence import selective_figures
+from ..engine.evaluation import Predictions
+from ..engine.rejection import DEFAULT_RATE, max_probability, tradeoff_curve
 from ..engine.run_dir import RunDir
 from ..errors import TransferkitError
 from ..evaluation import predictions
+from ..inference import load
 from .report_render import write_report
 
 
@@ -36,10 +43,30 @@ class ReportPredictions:
     probs: np.ndarray
     targets: np.ndarray
     images: ImageSet  # load(i), describe(i)
+    raw_probs: np.ndarray | None = None  # without the run's temperature
+    temperature: float = 1.0
 
     @property
     def preds(self) -> np.ndarray:
         return self.probs.argmax(axis=1) if len(self.probs) else np.zeros(0, dtype=np.int64)
+
+
+@dataclass
+class ReportConfidence:
+    """Calibration (before / after the run's temperature) and the rejection trade-off of the
+    report's predictions. ``at_rate``: the figures at the run's threshold for ``rate`` false
+    rejection on validation (None for runs without a rejection rule)."""
+
+    temperature: float
+    fitted: bool
+    before: ReliabilityBins
+    after: ReliabilityBins
+    nll_before: float
+    nll_after: float
+    rejected: np.ndarray
+    accuracy: np.ndarray
+    rate: float = DEFAULT_RATE
+    at_rate: dict[str, float] | None = None
 
 
 @dataclass
@@ -54,13 +81,32 @@ class ReportContent:
     class_report: dict[str, Any]
     confusion: list[list[int]]
     wrong: list[int]
+    confidence: ReportConfidence | None = None
 
 
-def predict_split(run_dir: str | Path, data: str | Path | None = None) -> ReportPredictions:
+def predict_split(run_dir: str | Path, data: str | Path | None = None) -> tuple[ReportPredictions, ReportConfidence]:
     """Class probabilities of the run's exported model on its evaluation images (the run's test
-    split, else its validation split, or ``--data DIR``), as ``transferkit evaluate`` computes them."""
-    predicted, chosen = predictions(run_dir, data)
-    return ReportPredictions(chosen.split, chosen.where, predicted.classes, predicted.probs, predicted.targets, chosen.images)
+    split, else its validation split, or ``--data DIR``), as ``transferkit evaluate`` computes them,
+    and what its temperature and rejection rule do on them."""
+    model = load(run_dir)
+    predicted, chosen = predictions(run_dir, data, model=model)
+    raw = predicted.with_temperature(1.0)
+    pred = ReportPredictions(chosen.split, chosen.where, predicted.classes, predicted.probs, predicted.targets, chosen.images,
+                             raw.probs, model.temperature)
+    threshold = model.rejection.threshold_for(DEFAULT_RATE) if model.rejection is not None else None
+    return pred, confidence_of(predicted, raw, "calibration" in model.manifest, threshold)
+
+
+def confidence_of(calibrated: Predictions, raw: Predictions, fitted: bool, threshold: float | None) -> ReportConfidence:
+    """Reliability bins and NLL before and after the temperature; the trade-off curve of
+    rejecting the lowest calibrated top probabilities; the figures at ``threshold``."""
+    correct = calibrated.preds == calibrated.targets
+    rejected, accuracy = tradeoff_curve(max_probability(calibrated.probs), correct)
+    return ReportConfidence(
+        calibrated.temperature, fitted, reliability_bins(raw.probs, raw.targets), reliability_bins(calibrated.probs, calibrated.targets),
+        negative_log_likelihood(raw.probs, raw.targets), negative_log_likelihood(calibrated.probs, calibrated.targets),
+        rejected, accuracy, at_rate=selective_figures(calibrated, threshold) if threshold is not None else None,
+    )
 
 
 def classification_table(pred: ReportPredictions) -> dict[str, Any]:
@@ -83,10 +129,10 @@ def gather(run_dir: str | Path, data: str | Path | None = None, top_wrong: int =
     for needed in (run.recipe_file, run.summary_file):
         if not needed.is_file():
             raise TransferkitError(f"{run.path}: no {needed.name}; give a finished run directory (or finish it with --resume)")
-    pred = predict_split(run.path, data)
+    pred, confidence = predict_split(run.path, data)
     confusion = confusion_matrix(pred.targets, pred.preds, labels=np.arange(len(pred.classes))).tolist()
     return ReportContent(run.path, run.recipe_file.read_text(), json.loads(run.summary_file.read_text()), run.read_metrics(),
-                         pred, classification_table(pred), confusion, most_confidently_wrong(pred, top_wrong))
+                         pred, classification_table(pred), confusion, most_confidently_wrong(pred, top_wrong), confidence)
 
 
 def build_report(

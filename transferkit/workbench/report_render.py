@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from ..engine.checkpoint import atomic_write
-from ..engine.plots import plot_confusion, plot_curves, plt
+from ..engine.plots import plot_confusion, plot_curves, plot_reliability, plot_tradeoff, plt
 
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
@@ -41,6 +41,20 @@ def curves_png(records: Sequence[dict[str, Any]]) -> bytes:
 def confusion_png(matrix: Sequence[Sequence[int]], classes: Sequence[str], title: str) -> bytes:
     buffer = io.BytesIO()
     plot_confusion(matrix, classes, buffer, title)  # type: ignore[arg-type]
+    return buffer.getvalue()
+
+
+def reliability_png(confidence: Any, split: str) -> bytes:
+    buffer = io.BytesIO()
+    plot_reliability(confidence.before, confidence.after, buffer, split, confidence.temperature)
+    return buffer.getvalue()
+
+
+def tradeoff_png(confidence: Any, split: str) -> bytes:
+    at = confidence.at_rate
+    marker = (at["rejected"], at["accuracy_accepted"], f"threshold at {confidence.rate:.0%} false rejection on val") if at else None
+    buffer = io.BytesIO()
+    plot_tradeoff(confidence.rejected, confidence.accuracy, buffer, split, marker)
     return buffer.getvalue()
 
 
@@ -106,6 +120,29 @@ def summary_rows(content: Any) -> list[tuple[str, str]]:
     return rows
 
 
+def confidence_rows(content: Any) -> list[tuple[str, str]]:
+    """Calibration and rejection figures of this report's predictions, as (label, value) rows."""
+    c = content.confidence
+    if c is None:
+        return []
+    how = f"T = {c.temperature:.4g}, fitted on the validation split" if c.fitted else "none recorded (a run from before calibration): T = 1"
+    rows = [("temperature", how),
+            ("ECE (15 bins)", f"{c.before.ece:.4f} uncalibrated, {c.after.ece:.4f} calibrated"),
+            ("NLL", f"{c.nll_before:.4f} uncalibrated, {c.nll_after:.4f} calibrated")]
+    if c.at_rate:
+        a = c.at_rate
+        rows.append((f"rejection at {c.rate:.0%} false rejection on val",
+                     f"top probability < {a['threshold']:.4f}: {a['rejected']:.1%} of these images rejected; accuracy on the accepted"
+                     f" {a['accuracy_accepted']:.4f} (all: {a['accuracy_all']:.4f})"))
+    else:
+        rows.append(("rejection", "no rejection rule recorded (a run from before, or without a validation split)"))
+    for fraction in (0.05, 0.1, 0.2):
+        k = int(round(fraction * len(c.rejected)))
+        if 0 < k < len(c.rejected):
+            rows.append((f"rejecting the lowest {fraction:.0%}", f"accuracy on the accepted {c.accuracy[k]:.4f}"))
+    return rows
+
+
 def class_rows(report: dict[str, Any], classes: Sequence[str]) -> list[tuple[str, list[str], bool]]:
     """(label, [precision, recall, F1, support], is_average) rows of a classification_report dict."""
     rows = []
@@ -148,6 +185,7 @@ def render_html(content: Any, figures: dict[str, bytes], wrong_tiles: Sequence[d
         else '<p class="muted">no epoch records in metrics.jsonl</p>',
         f"<h2>Confusion matrix ({e(pred.split)})</h2>",
         f'<img class="figure" alt="confusion matrix" src="{_data_uri(figures["confusion"], "image/png")}">',
+        *_confidence_html(content, figures),
         f"<h2>Per-class precision, recall and F1 ({e(pred.split)})</h2>",
         '<table class="classes"><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>',
     ]
@@ -171,6 +209,21 @@ def render_html(content: Any, figures: dict[str, bytes], wrong_tiles: Sequence[d
     return "\n".join(parts) + "\n"
 
 
+def _confidence_html(content: Any, figures: dict[str, bytes]) -> list[str]:
+    e = html.escape
+    if content.confidence is None:
+        return []
+    split = e(content.predictions.split)
+    return [
+        f"<h2>Calibration ({split})</h2>", "<table>", *(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in confidence_rows(content)),
+        "</table>", f'<img class="figure" alt="reliability diagram" src="{_data_uri(figures["reliability"], "image/png")}">',
+        f"<h2>Rejection trade-off ({split})</h2>",
+        '<p class="muted">Accuracy on the images kept when those with the lowest calibrated top probability are answered'
+        " &quot;unknown&quot; (transferkit predict --reject RATE).</p>",
+        f'<img class="figure" alt="rejection trade-off" src="{_data_uri(figures["tradeoff"], "image/png")}">',
+    ]
+
+
 def _md_cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
@@ -182,8 +235,13 @@ def render_markdown(content: Any, png_names: dict[str, str], wrong_tiles: Sequen
              "| | |", "|---|---|", *(f"| {_md_cell(k)} | {_md_cell(v)} |" for k, v in summary_rows(content)), "",
              "## Training curves", ""]
     lines.append(f"![training curves]({png_names['curves']})" if "curves" in png_names else "No epoch records in metrics.jsonl.")
-    lines += ["", f"## Confusion matrix ({pred.split})", "", f"![confusion matrix]({png_names['confusion']})", "",
-              f"## Per-class precision, recall and F1 ({pred.split})", "",
+    lines += ["", f"## Confusion matrix ({pred.split})", "", f"![confusion matrix]({png_names['confusion']})", ""]
+    if content.confidence is not None:
+        lines += [f"## Calibration ({pred.split})", "", "| | |", "|---|---|",
+                  *(f"| {_md_cell(k)} | {_md_cell(v)} |" for k, v in confidence_rows(content)), "",
+                  f"![reliability diagram]({png_names['reliability']})", "", f"## Rejection trade-off ({pred.split})", "",
+                  f"![rejection trade-off]({png_names['tradeoff']})", ""]
+    lines += [f"## Per-class precision, recall and F1 ({pred.split})", "",
               "| class | precision | recall | F1 | support |", "|---|---:|---:|---:|---:|"]
     for label, values, average in class_rows(content.class_report, pred.classes):
         shown = f"**{_md_cell(label)}**" if average else _md_cell(label)
@@ -208,6 +266,9 @@ def write_report(content: Any, html_path: Path) -> Path:
     wrong_tiles = tiles(content)
     figures = {"curves": curves_png(content.records),
                "confusion": confusion_png(content.confusion, content.predictions.classes, content.predictions.split)}
+    if content.confidence is not None:
+        figures["reliability"] = reliability_png(content.confidence, content.predictions.split)
+        figures["tradeoff"] = tradeoff_png(content.confidence, content.predictions.split)
     if wrong_tiles:
         figures["wrong"] = wrong_png(wrong_tiles)
     png_names = {}

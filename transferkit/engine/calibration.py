@@ -1,0 +1,168 @@
+"""Calibrated probabilities: one temperature ``T`` for a trained classifier, fitted on its
+validation split (Guo, Pleiss, Sun and Weinberger, "On Calibration of Modern Neural Networks",
+ICML 2017): the probabilities become ``softmax(logits / T)``. Dividing every logit by the same
+positive number keeps each image's ranking of the classes, so accuracy is unchanged; only the
+confidence moves. ``T`` minimises the validation negative log-likelihood (L-BFGS on ``log T``).
+
+Also the measures of calibration: the negative log-likelihood and the expected calibration
+error (ECE: equal-width bins of the top probability, 15 by default; the weighted mean gap between
+each bin's accuracy and its mean confidence), and the reliability diagram's bins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+ECE_BINS = 15
+# log T is searched in [-3, 3] (T from 0.05 to 20), a guard against a degenerate fit on a few
+# images (``Calibration.at_bound`` says when it was reached)
+LOG_T_BOUND = 3.0
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """``softmax(logits / temperature)`` over the last axis, in float64, stable."""
+    z = np.asarray(logits, dtype=np.float64) / float(temperature)
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def negative_log_likelihood(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Mean ``-log p(true class)`` (probabilities clipped at 1e-12)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    if len(labels) == 0:
+        return float("nan")
+    picked = np.asarray(probs, dtype=np.float64)[np.arange(len(labels)), labels]
+    return float(-np.log(np.clip(picked, 1e-12, 1.0)).mean()) + 0.0  # not -0.0
+
+
+def _bin_of(confidence: np.ndarray, bins: int) -> np.ndarray:
+    """Bin ``b`` holds confidences in ``(b / bins, (b + 1) / bins]`` (0 goes to the first bin)."""
+    return np.clip(np.ceil(confidence * bins).astype(np.int64) - 1, 0, bins - 1)
+
+
+@dataclass
+class ReliabilityBins:
+    """Per bin of the top probability: how many images, their mean confidence and accuracy
+    (NaN in empty bins)."""
+
+    edges: np.ndarray  # [bins + 1]
+    count: np.ndarray
+    confidence: np.ndarray
+    accuracy: np.ndarray
+
+    @property
+    def ece(self) -> float:
+        total = self.count.sum()
+        if total == 0:
+            return float("nan")
+        filled = self.count > 0
+        gaps = np.abs(self.accuracy[filled] - self.confidence[filled])
+        return float((self.count[filled] * gaps).sum() / total)
+
+
+def reliability_bins(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> ReliabilityBins:
+    """The reliability diagram's bins of class probabilities ``[N, C]`` against labels ``[N]``."""
+    probs = np.asarray(probs, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    confidence = probs.max(axis=1) if len(probs) else np.zeros(0)
+    correct = (probs.argmax(axis=1) == labels) if len(probs) else np.zeros(0, dtype=bool)
+    which = _bin_of(confidence, bins)
+    count = np.bincount(which, minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_conf = np.bincount(which, weights=confidence, minlength=bins) / count
+        accuracy = np.bincount(which, weights=correct.astype(np.float64), minlength=bins) / count
+    return ReliabilityBins(np.linspace(0.0, 1.0, bins + 1), count, mean_conf, accuracy)
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
+    """ECE with ``bins`` equal-width bins of the top probability (Guo et al. 2017, eq. 3)."""
+    return reliability_bins(probs, labels, bins).ece
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray, *, max_iter: int = 100) -> float:
+    """The temperature minimising the mean NLL of ``softmax(logits / T)`` on ``labels``: L-BFGS
+    (strong Wolfe line search) on ``log T`` in float64, from T = 1, kept in
+    ``[exp(-LOG_T_BOUND), exp(LOG_T_BOUND)]``. 1.0 when there are no images."""
+    labels_t = torch.as_tensor(np.asarray(labels, dtype=np.int64))
+    if len(labels_t) == 0:
+        return 1.0
+    z = torch.as_tensor(np.asarray(logits, dtype=np.float64))
+    log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([log_t], lr=1.0, max_iter=max_iter, tolerance_grad=1e-9, tolerance_change=1e-12,
+                                  line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        bounded = log_t.clamp(-LOG_T_BOUND, LOG_T_BOUND)
+        loss = torch.nn.functional.cross_entropy(z / bounded.exp(), labels_t)
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return float(np.exp(np.clip(log_t.detach().item(), -LOG_T_BOUND, LOG_T_BOUND)))
+
+
+@dataclass
+class Calibration:
+    """A fitted temperature and what it did on the images it was fitted on."""
+
+    temperature: float
+    n: int
+    nll_before: float
+    nll_after: float
+    ece_before: float
+    ece_after: float
+    note: str = ""
+
+    @property
+    def at_bound(self) -> bool:
+        return abs(abs(np.log(self.temperature)) - LOG_T_BOUND) < 1e-6
+
+    def to_manifest(self) -> dict[str, Any]:
+        """The manifest's ``"calibration"`` entry: what inference needs, and where it came from."""
+        return {"temperature": self.temperature, "fitted_on": "validation", "n": self.n,
+                "probabilities": "softmax(logits / temperature)"}
+
+
+def temperature_for_confidence(logits: np.ndarray, target: float) -> float:
+    """The temperature at which the mean top probability of ``softmax(logits / T)`` is
+    ``target`` (it falls as T rises): bisection on ``log T`` within the bounds."""
+    low, high = -LOG_T_BOUND, LOG_T_BOUND
+    for _ in range(60):
+        middle = (low + high) / 2
+        if softmax(logits, float(np.exp(middle))).max(axis=1).mean() > target:
+            low = middle  # too confident: a higher temperature
+        else:
+            high = middle
+    return float(np.exp((low + high) / 2))
+
+
+def calibrate(logits: np.ndarray, labels: np.ndarray) -> Calibration:
+    """Fit the temperature on ``logits`` / ``labels`` and measure NLL and ECE before and after.
+
+    Where every image is classified right the NLL has no minimum: it keeps falling as T shrinks
+    towards 0, which would make every answer certain. Then T makes the mean top probability
+    Laplace's estimate of the accuracy, ``(n + 1) / (n + 2)`` for n right of n (``note`` says so)."""
+    logits, labels = np.asarray(logits, dtype=np.float64), np.asarray(labels, dtype=np.int64)
+    note = ""
+    n = len(labels)
+    if n and bool((logits.argmax(axis=1) == labels).all()):
+        target = (n + 1) / (n + 2)
+        temperature = temperature_for_confidence(logits, target)
+        note = (f"no mistakes on the {n} validation images, so the NLL has no minimum: T sets the mean top probability to"
+                f" (n + 1) / (n + 2) = {target:.3f} (Laplace's rule of succession)")
+    else:
+        temperature = fit_temperature(logits, labels)
+    before, after = softmax(logits), softmax(logits, temperature)
+    return Calibration(temperature, n, negative_log_likelihood(before, labels), negative_log_likelihood(after, labels),
+                       expected_calibration_error(before, labels), expected_calibration_error(after, labels), note)
+
+
+def manifest_temperature(manifest: dict[str, Any]) -> float:
+    """The temperature a run's manifest records; 1.0 for runs written before calibration existed."""
+    return float((manifest.get("calibration") or {}).get("temperature", 1.0))
