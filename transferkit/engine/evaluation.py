@@ -12,11 +12,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..data.loaders import EpochBatchSampler, TransformedDataset, make_loader
 from ..data.sources import ImageSet
 from ..errors import DataError
+from ..progress import progress
 from .distributed import DistContext
 from .feature_cache import FeatureCache
 from .metrics import classification_metrics
@@ -103,7 +103,7 @@ def _probabilities(
     forward: Callable[[torch.Tensor], torch.Tensor], batches: Any, runtime: Runtime, *, desc: str, total: int, classes: int
 ) -> np.ndarray:
     out = []
-    for inputs, _ in tqdm(batches, total=total, desc=desc, leave=False, unit="batch", dynamic_ncols=True, disable=None):
+    for inputs, _ in progress(batches, total=total, desc=desc):
         views = inputs.shape[1] if inputs.ndim == 5 else 0  # [N, V, 3, H, W]: test-time views
         rows = inputs.flatten(0, 1) if views else inputs
         with runtime.autocast():

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import torch
 from safetensors.torch import load_file
@@ -18,7 +18,9 @@ from ..errors import TransferkitError
 from ..models.backbone import create_backbone
 from ..models.classifier import Classifier
 from .checkpoint import atomic_write
-from .setup import Prepared
+
+if TYPE_CHECKING:  # setup builds models from runs' files (backbone.weights = RUN_DIR): no import back
+    from .setup import Prepared
 
 MANIFEST_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
@@ -51,7 +53,7 @@ def write_model_files(model: Classifier, folder: Path, *, backbone: dict[str, An
     atomic_write(Path(folder) / MANIFEST_FILE, lambda fh: fh.write(text.encode()))
 
 
-def write_prepared_model(prepared: Prepared, model: Classifier, folder: Path) -> None:
+def write_prepared_model(prepared: "Prepared", model: Classifier, folder: Path) -> None:
     """``model``'s files with the backbone spec and the evaluation preprocessing of a prepared run."""
     recipe = prepared.recipe
     preprocessing: Preprocessing = prepared.eval_transform
@@ -61,6 +63,14 @@ def write_prepared_model(prepared: Prepared, model: Classifier, folder: Path) ->
         backbone={"name": recipe.backbone.name, "weights": model.backbone.weights_origin, "params": recipe.backbone.params},
         preprocessing=preprocessing.to_manifest(),
     )
+
+
+def trained_run(weights: str | Path) -> Path | None:
+    """The finished run a path names (its folder, or its model.safetensors), or None: what
+    ``backbone.weights = RUN_DIR`` starts from."""
+    path = Path(weights)
+    folder = path if path.is_dir() else path.parent if path.name == WEIGHTS_FILE else None
+    return folder if folder is not None and (folder / MANIFEST_FILE).is_file() and (folder / WEIGHTS_FILE).is_file() else None
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
