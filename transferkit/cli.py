@@ -24,7 +24,9 @@ KINDS = {"backbones": "backbone", "augmentations": "augmentation", "averagers": 
          "tta": "tta", "commands": "command"}
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(plugin_commands: bool = True) -> argparse.ArgumentParser:
+    """The command line; ``plugin_commands=False`` leaves out the commands plugins add (listing
+    them loads every plugin, whose imports can take seconds: not before a core command's first line)."""
     parser = argparse.ArgumentParser(prog="transferkit", description="Transfer learning for image classification.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -65,7 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--output", metavar="FILE", help="also write every class's probability: preds.csv or preds.json")
     _ensemble_and_tta(pr)
     _workbench_commands(sub)
-    _plugin_commands(sub)
+    if plugin_commands:
+        _plugin_commands(sub)
     return parser
 
 
@@ -215,7 +218,10 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        args = _parser().parse_args(argv)
+        argv = list(sys.argv[1:] if argv is None else argv)
+        command = next((a for a in argv if not a.startswith("-")), None)
+        core = command in COMMANDS or command in {m.NAME for m in command_modules()}
+        args = _parser(plugin_commands=not core).parse_args(argv)
     except TransferkitError as exc:  # a plugin that fails to load under TRANSFERKIT_STRICT_PLUGINS
         print(f"transferkit: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -54,7 +54,7 @@ def test_validate_reads_the_csv_and_an_empty_label_is_an_error(image_folder, tin
     recipe = _csv_recipe(tmp_path, _write(image_folder / "m.csv", lines), tiny_backbone)
     assert main(["validate", str(recipe)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.endswith("m.csv: 1 row(s) have an empty label: 'line 6'; fix or remove them") and "\n" not in err
+    assert err.endswith("m.csv: 1 row(s) have an empty label: line 6; fix or remove them") and "\n" not in err
 
 
 def test_near_identical_labels_are_warned(image_folder, tiny_backbone, tmp_path, capsys):

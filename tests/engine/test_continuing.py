@@ -93,3 +93,17 @@ def test_starting_from_a_run_of_another_backbone_is_refused(tiny_run, tmp_path):
     recipe = load_recipe(_from(make_recipe(tmp_path, "tiny/cnn"), copy), check_data=False)
     with pytest.raises(Exception, match=r"is a run of backbone 'timm/resnet18', not 'tiny/cnn'; set backbone.name = 'timm/resnet18'"):
         build_model(recipe, ["blue", "green", "red"])
+
+
+def test_a_run_from_before_split_seed_resumes_splitting_with_its_seed(tiny_run, capsys):
+    """Recipes gained data.split_seed; a run started before it resumes (no "recipe differs")."""
+    last = tiny_run / "checkpoints" / "last.pt"
+    state = torch.load(last, weights_only=True)
+    stored = json.loads(state["recipe_json"])
+    del stored["data"]["split_seed"]
+    state["recipe_json"] = json.dumps(stored, sort_keys=True)
+    torch.save(state, last)
+    recipe = tiny_run / "recipe.toml"
+    recipe.write_text(recipe.read_text().replace("split_seed = 0\n", ""))
+    (tiny_run / "summary.json").unlink()
+    assert main(["finetune", "--resume", str(tiny_run)]) == 0, capsys.readouterr().err

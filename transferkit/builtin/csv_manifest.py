@@ -86,7 +86,7 @@ def read_manifest(path: str | Path) -> Manifest:
         parsed.append((path, label, split or "train"))
     if problems:
         what, where = next(iter(problems.items()))
-        raise DataError(f"{manifest}: {len(where)} row(s) {what}: {capped(where, 6)}; fix or remove them")
+        raise DataError(f"{manifest}: {len(where)} row(s) {what}: {capped(where, 6, quote=False)}; fix or remove them")
     if not parsed:
         raise DataError(f"{manifest}: a header and no rows; add one row per image (path,label)")
     classes = sorted({label for _, label, _ in parsed})

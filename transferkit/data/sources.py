@@ -201,10 +201,11 @@ class DatasetSplits:
                 for name, images in self.parts().items()}
 
 
-def capped(items: Sequence[Any], limit: int = 8, more: str = "") -> str:
-    """At most ``limit`` items, comma-separated, then "... and N more" (with ``more`` after it,
-    e.g. where the whole list was written): error lines stay readable on a terminal."""
-    shown = ", ".join(repr(x) if isinstance(x, str) else str(x) for x in list(items)[:limit])
+def capped(items: Sequence[Any], limit: int = 8, more: str = "", quote: bool = True) -> str:
+    """At most ``limit`` items, comma-separated (strings quoted unless ``quote`` is False), then
+    "... and N more" (with ``more`` after it, e.g. where the whole list was written): error
+    lines stay readable on a terminal."""
+    shown = ", ".join(repr(x) if isinstance(x, str) and quote else str(x) for x in list(items)[:limit])
     rest = len(items) - limit
     return shown + (f", ... and {rest} more{more}" if rest > 0 else "")
 

@@ -66,7 +66,7 @@ def run_recipe(
         extended: list[str] = []
         if extend:
             recipe, extended = extended_recipe(recipe, extend, checkpoint)
-        _check_same_recipe(recipe, checkpoint, run, ignore=extended)
+        recipe = _check_same_recipe(recipe, checkpoint, run, ignore=extended)
         if run.is_finished and not extend:
             return finished_result(run, log)
         if dataset is None and any(r["image"].startswith("dataset[") for r in run.read_splits()):
@@ -196,16 +196,40 @@ def _final_weights(trainer: Trainer, finetuned: Any, summary: dict[str, Any], lo
     return chosen
 
 
-def _check_same_recipe(recipe: Recipe, checkpoint: dict[str, Any], run: RunDir, ignore: Sequence[str] = ()) -> None:
+def _check_same_recipe(recipe: Recipe, checkpoint: dict[str, Any], run: RunDir, ignore: Sequence[str] = ()) -> Recipe:
     """Resuming with other settings would silently mix two runs: refuse, naming the first key
-    (``ignore``: the keys ``--extend`` changed)."""
+    (``ignore``: the keys ``--extend`` changed). Keys added to transferkit after the run started
+    keep their defaults (and a run from before ``data.split_seed`` keeps splitting with ``seed``)."""
     stored = json.loads(checkpoint.get("recipe_json", "{}"))
-    differences = [d for d in _diff(stored, recipe.to_dict()) if d not in ignore]
+    if stored and "split_seed" not in stored.get("data", {}):
+        recipe = recipe.model_copy(deep=True)
+        recipe.data.split_seed = int(stored.get("seed", 0))
+        ignore = [*ignore, "data.split_seed"]
+    new, defaults = recipe.to_dict(), Recipe().to_dict()
+    differences = [d for d in _diff(stored, new) if d not in ignore and not _new_default(d, stored, new, defaults)]
     if stored and differences:
         raise TransferkitError(
             f"--resume {run.path}: the recipe differs from the run's at {differences[0]}; resume with the run's own"
             " recipe (omit RECIPE and --set); to train more epochs, use --extend PHASE=+N"
         )
+    return recipe
+
+
+def _new_default(path: str, stored: dict[str, Any], new: dict[str, Any], defaults: dict[str, Any]) -> bool:
+    """Whether ``path`` is a key the stored recipe does not have and the new one has at its default."""
+    node: Any = stored
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return _lookup(new, path) == _lookup(defaults, path)
+        node = node[part]
+    return False
+
+
+def _lookup(data: dict[str, Any], path: str) -> Any:
+    node: Any = data
+    for part in path.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
 
 
 def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
