@@ -129,3 +129,42 @@ def test_a_new_model_from_kept_weights_through_the_public_run_directory_api(tiny
     folder = run.write_model_folder(tmp_path / "mean", mean)
     assert transferkit.evaluate(folder.path, split="val")["top1"] == scored["top1"]
     assert transferkit.RunDir.timestamped("tiny", "sweep-").parent.as_posix() == "runs/tiny"
+
+
+class CountingSquares(ColourSquares):
+    """ColourSquares that counts its ``__getitem__`` calls and labels its items by class name."""
+
+    def __init__(self, n: int = 30, seed: int = 0) -> None:
+        super().__init__(n, seed)
+        self.items = [(image, self.classes[label]) for image, label in self.items]
+        self.calls = 0
+
+    def __getitem__(self, i):
+        self.calls += 1
+        return self.items[i]
+
+
+def _tiny_overrides(backbone: str) -> dict:
+    return {"backbone__name": backbone, "backbone__weights": "none", "data__image_size": 32, "data__batch_size": 8,
+            "phases__extract__epochs": 1, "phases__finetune__epochs": 1}
+
+
+def test_finetune_on_a_dataset_works_from_any_directory_and_reads_each_item_once(tiny_backbone, tmp_path, monkeypatch):
+    """No recipe given: the default recipe inside the package, not recipes/quickstart.toml of the
+    working directory; class-name labels; every __getitem__ once although both phases ran."""
+    monkeypatch.chdir(tmp_path)
+    data = CountingSquares(36)
+    result = transferkit.finetune(dataset=data, output=tmp_path / "run", quiet=True, **_tiny_overrides(tiny_backbone))
+    assert result.summary["name"] == "custom" and result.summary["classes"] == ColourSquares.classes
+    assert data.calls == len(data)
+
+
+def test_a_run_trained_on_a_dataset_is_evaluated_and_reported_on_a_dataset(tiny_backbone, tmp_path, capsys):
+    run = transferkit.finetune(dataset=ColourSquares(36), output=tmp_path / "run", quiet=True, **_tiny_overrides(tiny_backbone)).run_dir
+    assert main(["evaluate", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "the run was trained on a Python dataset, whose images are not files: evaluate it with transferkit.evaluate(" in err
+    metrics = transferkit.evaluate(run, dataset=CountingSquares(12, seed=3))
+    assert metrics["n"] == 12 and 0.0 <= metrics["top1"] <= 1.0
+    html, _ = transferkit.report(run, dataset=ColourSquares(9, seed=4), log=lambda _: None)
+    assert html.is_file()

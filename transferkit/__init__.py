@@ -31,7 +31,7 @@ _LAZY = {
     "DatasetSplits": "transferkit.data.sources",
     "FileImages": "transferkit.data.sources",
     "ImageSet": "transferkit.data.sources",
-    "WrappedDataset": "transferkit.data.sources",
+    "WrappedDataset": "transferkit.data.user_datasets",
     "read_image": "transferkit.data.sources",
     "to_rgb_array": "transferkit.data.sources",
     "Predictions": "transferkit.engine.evaluation",
@@ -51,6 +51,7 @@ _LAZY = {
     "load_recipe": "transferkit.recipe_loading",
     "check": "transferkit.workbench.sanity_checks",
     "lr_find": "transferkit.workbench.lr_find_run",
+    "report": "transferkit.workbench.report_content",
 }
 
 __all__ = [
@@ -95,6 +96,7 @@ __all__ = [
     "main",
     "read_image",
     "register_plugin",
+    "report",
     "to_rgb_array",
 ]
 
@@ -123,7 +125,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
         list_backbones,
         list_datasets,
     )
-    from .data.sources import ArrayImages, DatasetSplits, FileImages, ImageSet, WrappedDataset, read_image, to_rgb_array
+    from .data.sources import ArrayImages, DatasetSplits, FileImages, ImageSet, read_image, to_rgb_array
+    from .data.user_datasets import WrappedDataset
     from .engine.evaluation import Predictions
     from .engine.run import RunResult
     from .engine.run_dir import KeptCheckpoint, RunDir
@@ -134,4 +137,5 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from .recipe import Recipe
     from .recipe_loading import load_recipe
     from .workbench.lr_find_run import lr_find
+    from .workbench.report_content import report
     from .workbench.sanity_checks import check

@@ -15,15 +15,18 @@ from typing import Any, Sequence
 
 import transferkit
 
-from .errors import DataError, TransferkitError
+from .errors import TransferkitError, UsageError
 from .plugins import registry
 from .workbench import command_modules
 
+LOCAL_SOURCES = ("imagefolder", "csv")  # validate reads these (a download source would download)
 KINDS = {"backbones": "backbone", "augmentations": "augmentation", "averagers": "averager", "datasets": "dataset",
          "tta": "tta", "commands": "command"}
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(plugin_commands: bool = True) -> argparse.ArgumentParser:
+    """The command line; ``plugin_commands=False`` leaves out the commands plugins add (listing
+    them loads every plugin, whose imports can take seconds: not before a core command's first line)."""
     parser = argparse.ArgumentParser(prog="transferkit", description="Transfer learning for image classification.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -32,13 +35,16 @@ def _parser() -> argparse.ArgumentParser:
     ft.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="override a recipe key, e.g. phases.extract.epochs=3")
     ft.add_argument("--output", metavar="DIR", help="run directory (default runs/<name>/<timestamp>)")
-    ft.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    ft.add_argument("--resume", metavar="RUN_DIR",
+                    help="continue a run from its last checkpoint (a finished run is left as it is, unless --extend)")
+    ft.add_argument("--extend", action="append", default=[], metavar="PHASE=+N",
+                    help="with --resume: train N more epochs of a phase (finetune=+2), or to N in all (finetune=8)")
 
-    va = sub.add_parser("validate", help="check a recipe without training")
+    va = sub.add_parser("validate", help="check a recipe and its data (folders and CSVs are read, no image decoded) without training")
     va.add_argument("recipe")
     va.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
-    pl = sub.add_parser("plan", help="per phase: trainable parameters, learning rates, BN mode, augmentations, averager")
+    pl = sub.add_parser("plan", help="images per class and split; per phase: trainable parameters, learning rates, BN mode, averager")
     pl.add_argument("recipe")
     pl.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
@@ -50,14 +56,16 @@ def _parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="metrics of a finished run (or an ensemble of runs) on its test split or --data DIR")
     ev.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
-    ev.add_argument("--data", metavar="DIR", help="an ImageFolder root (its test/ or val/ is used when present)")
+    ev.add_argument("--data", metavar="DIR_OR_CSV",
+                    help="an ImageFolder root (its test/ or val/ when present) or a CSV manifest (its test rows, else val rows, else all)")
     _ensemble_and_tta(ev)
     _raw(ev)
 
     pr = sub.add_parser("predict", help="classify images with a finished run (or an ensemble: RUN_A,RUN_B)")
     pr.add_argument("run_dir", metavar="RUN_DIR[,RUN_DIR...]")
     pr.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
-    pr.add_argument("--top-k", type=int, default=1, metavar="K")
+    pr.add_argument("--top-k", type=int, default=1, metavar="K", help="most likely classes shown per image (default 1)")
+    pr.add_argument("--output", metavar="FILE", help="also write every class's probability: preds.csv or preds.json")
     _ensemble_and_tta(pr)
     _raw(pr)
     pr.add_argument("--reject", nargs="?", const="auto", metavar="RATE",
@@ -65,7 +73,8 @@ def _parser() -> argparse.ArgumentParser:
                          " threshold that rejects RATE of the run's validation images, e.g. 0.05; without RATE the run's"
                          " own threshold (chosen with data.unknown when the recipe had it, else 0.05)")
     _workbench_commands(sub)
-    _plugin_commands(sub)
+    if plugin_commands:
+        _plugin_commands(sub)
     return parser
 
 
@@ -111,7 +120,10 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         if not args.resume:
             raise SystemExit("transferkit finetune: give a RECIPE, or --resume RUN_DIR")
         recipe = str(Path(args.resume) / "recipe.toml")
-    transferkit.finetune(recipe, output=args.output, resume=args.resume, **_overrides(args.overrides))
+    # the first line at once: what follows (torch, the data, the backbone's weights) takes seconds
+    print(f"finetune {'--resume ' + args.resume if args.resume else recipe}: reading the recipe, the data and the backbone",
+          flush=True)
+    transferkit.finetune(recipe, output=args.output, resume=args.resume, extend=args.extend or None, **_overrides(args.overrides))
     return 0
 
 
@@ -123,11 +135,18 @@ def _overrides(pairs: Sequence[str]) -> dict:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     recipe = transferkit.load_recipe(args.recipe, args.overrides)
+    lines: list[str] = []
+    if recipe.data.source in LOCAL_SOURCES:  # read the folders or the CSV (no image decoded): their errors now
+        from .engine.data_summary import check_data  # the engine: not for --help
+
+        lines = check_data(recipe)
     p = recipe.phases
     print(
         f"{args.recipe}: ok ({recipe.name}: {recipe.backbone.name} [{recipe.backbone.weights}], data {recipe.data.source}"
         f"{' ' + recipe.data.root if recipe.data.root else ''}, extract {p.extract.epochs} + finetune {p.finetune.epochs} epochs)"
     )
+    for line in lines:
+        print(line)
     return 0
 
 
@@ -155,33 +174,39 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    print(f"evaluating {' + '.join(args.run_dirs)} ...", file=sys.stderr, flush=True)
     model = _predictor(args.run_dirs, args)
     started = time.perf_counter()
     metrics = transferkit.evaluate(args.run_dirs, args.data, tta=args.tta, model=model, raw=args.raw)
     top = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith("top"))
     what = " + ".join(args.run_dirs) + (f" (ensemble of {len(args.run_dirs)})" if len(args.run_dirs) > 1 else "")
     what += f" with tta {args.tta}" if args.tta else ""
+    classes = len(metrics["per_class_accuracy"])
+    present = "" if metrics["classes_present"] == classes else f" of {metrics['classes_present']} of the {classes} classes"
     probabilities = "uncalibrated" if args.raw else "calibrated"
     print(f"{what}: {top}, macro-F1 {metrics['macro_f1']:.4f}, ECE {metrics['ece']:.4f} and NLL {metrics['loss']:.4f}"
-          f" ({probabilities}) on {metrics['n']} images ({time.perf_counter() - started:.1f} s)")
+          f" ({probabilities}) on {metrics['n']} images{present} ({time.perf_counter() - started:.1f} s)")
     worst = sorted((v, k) for k, v in metrics["per_class_accuracy"].items() if v is not None)[:3]
     print("lowest per-class accuracy: " + ", ".join(f"{k} {v:.3f}" for v, k in worst))
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .inference import image_files  # the engine and torch: not for --help
+    from .predict_files import check_output, predict_files  # the engine and torch: not for --help
 
+    if args.top_k < 1:
+        raise UsageError(f"--top-k {args.top_k}: give 1 or more (the number of most likely classes shown)")
+    check_output(args.output)
+    print(f"predicting with {args.run_dir} ...", file=sys.stderr, flush=True)
     model = _predictor(args.run_dir.split(","), args)
-    files = image_files(args.images)
-    if not files:
-        raise DataError(f"predict: no image files in {' '.join(args.images)}")
-    for start in range(0, len(files), 64):
-        chunk = files[start : start + 64]
-        answers = model.predict([str(f) for f in chunk], top_k=args.top_k, tta=args.tta, raw=args.raw, reject=args.reject)
-        for path, pred in zip(chunk, answers):
-            ranked = "  ".join(f"{name} {p:.3f}" for name, p in pred.top_k)
-            print(f"{path}\tunknown (closest: {ranked})" if pred.rejected else f"{path}\t{ranked}")
+    result = predict_files(model, args.images, top_k=args.top_k, tta=args.tta, output=args.output, raw=args.raw,
+                           reject=args.reject)
+    if args.output:
+        print(f"wrote {len(result.rows)} predictions with every class's probability to {args.output}", file=sys.stderr)
+    if result.skipped:
+        print(f"transferkit: error: {len(result.skipped)} of {len(result.skipped) + len(result.rows)} files could not be read"
+              f" (listed above) and were skipped; the other {len(result.rows)} were predicted", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -206,7 +231,10 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        args = _parser().parse_args(argv)
+        argv = list(sys.argv[1:] if argv is None else argv)
+        command = next((a for a in argv if not a.startswith("-")), None)
+        core = command in COMMANDS or command in {m.NAME for m in command_modules()}
+        args = _parser(plugin_commands=not core).parse_args(argv)
     except TransferkitError as exc:  # a plugin that fails to load under TRANSFERKIT_STRICT_PLUGINS
         print(f"transferkit: error: {exc}", file=sys.stderr)
         return exc.exit_code

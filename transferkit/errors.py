@@ -46,3 +46,28 @@ class NonFiniteLossError(TransferkitError):
     """The loss became NaN or infinite; the run stops and keeps its last good checkpoint."""
 
     exit_code = 4
+
+
+class BadFilesError(DataError):
+    """Bad image files, however many: the message names the first few; a run writes the whole list
+    into its folder (``RunDir.bad_images_file``) and says so, so an error stays one readable line."""
+
+    SHOWN = 5
+
+    def __init__(self, bad: list[tuple[str, str]], fix: str, listed_in: str | None = None) -> None:
+        self.bad, self.fix, self.listed_in = list(bad), fix, listed_in
+        shown = "; ".join(f"{path}: {why}" for path, why in self.bad[: self.SHOWN])
+        rest = len(self.bad) - self.SHOWN
+        more = f"; ... and {rest} more" if rest > 0 else ""
+        where = f" (all listed in {listed_in})" if listed_in else ""
+        super().__init__(f"{len(self.bad)} bad image(s): {shown}{more}{where}; {fix}")
+
+    def listed(self, path: str) -> "BadFilesError":
+        """The same error, saying where the whole list was written."""
+        return BadFilesError(self.bad, self.fix, path)
+
+
+class UsageError(TransferkitError):
+    """An argument out of range (``--top-k 0``, an output file of an unknown kind...)."""
+
+    exit_code = 2

@@ -17,13 +17,14 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import torch
 
+from .data.decoding import decode_file
 from .data.preprocessing import preprocessing_from_manifest
-from .data.sources import IMAGE_EXTENSIONS, ArrayImages, ImageSet
+from .data.sources import IMAGE_EXTENSIONS, ImageSet, to_rgb_array
 from .engine.calibration import manifest_temperature
 from .engine.evaluation import Predictions, inference_runtime, predict
 from .engine.model_files import load_classifier, uncalibrated
 from .engine.rejection import RejectionRule, max_probability
-from .errors import DataError
+from .errors import DataError, UsageError
 from .models.classifier import Classifier
 from .plugins import registry
 
@@ -65,40 +66,37 @@ class _Predictor:
         raise DataError("--reject: an ensemble has no validation threshold of its own; give one run")
 
     def predict_proba(self, images: Any, tta: str | None = None, batch_size: int = BATCH_SIZE, *, raw: bool = False) -> np.ndarray:
-        """Class probabilities ``[N, C]`` for PIL images, arrays, tensors or file paths (or an
-        ``ImageSet``); with ``tta``, the mean over that policy's views of each image; calibrated
-        (the run's temperature) unless ``raw``."""
-        return self.predictions(_as_image_set(images, self.classes), tta=tta, batch_size=batch_size, raw=raw).probs
+        """Class probabilities ``[N, C]`` for images (see ``input_images``: one image, a list, a
+        folder, a batch ``[N, H, W, C]`` or ``[N, C, H, W]``, or an ``ImageSet``); with ``tta``,
+        the mean over that policy's views of each image; calibrated (the run's temperature) unless
+        ``raw``."""
+        return self.predictions(input_images(images, self.classes), tta=tta, batch_size=batch_size, raw=raw).probs
 
     def predict(
         self, images: Any, top_k: int = 1, tta: str | None = None, *, raw: bool = False, reject: float | str | None = None
     ) -> list[Prediction]:
-        """The most likely class of each image, with its probability and the top-k. ``reject``: a
-        false-rejection rate (e.g. 0.05) or "auto" (the run's default threshold): an image whose
-        calibrated top probability is below the threshold is labelled "unknown"; ``closest`` and
-        ``probability`` still name its most likely class."""
+        """The most likely class of each image, with its probability and the top-k (``top_k`` of
+        at least 1; more than the number of classes gives them all). ``reject``: a false-rejection
+        rate (e.g. 0.05) or "auto" (the run's default threshold): an image whose calibrated top
+        probability is below the threshold is labelled "unknown"; ``closest`` and ``probability``
+        still name its most likely class."""
+        if not isinstance(top_k, int) or top_k < 1:
+            raise UsageError(f"top_k {top_k!r}: give 1 or more (the number of most likely classes listed)")
         threshold = None
         if reject is not None:
             if tta:
                 raise DataError("--reject with --tta: the threshold was fitted on single views; leave out --tta")
             threshold = self.rejection_threshold(reject)
-        predicted = self.predictions(_as_image_set(images, self.classes), tta=tta, raw=raw and threshold is None)
+        predicted = self.predictions(input_images(images, self.classes), tta=tta, raw=raw and threshold is None)
         scores = max_probability(predicted.probs)  # calibrated whenever a threshold applies
         probs = predicted.with_temperature(1.0).probs if raw and threshold is not None else predicted.probs
-        k = max(1, min(top_k, len(self.classes)))
+        k = min(top_k, len(self.classes))
         preds = []
         for row, score in zip(probs, scores):
             ranked = [(self.classes[i], float(row[i])) for i in np.argsort(-row)[:k]]
             rejected = threshold is not None and score < threshold
             preds.append(Prediction(UNKNOWN if rejected else ranked[0][0], ranked[0][1], ranked, ranked[0][0], bool(rejected)))
         return preds
-
-
-def _as_image_set(images: Any, classes: list[str]) -> ImageSet:
-    if isinstance(images, ImageSet):
-        return images
-    images = [images] if not isinstance(images, (list, tuple)) else list(images)
-    return ArrayImages(images, [0] * len(images), classes)
 
 
 class TrainedModel(_Predictor):
@@ -188,6 +186,55 @@ def load(run_dir: str | Path) -> TrainedModel:
 def load_ensemble(run_dirs: Iterable[str | Path]) -> Ensemble:
     """Several finished runs, averaged in probability space."""
     return Ensemble([load(d) for d in run_dirs])
+
+
+class InputImages(ImageSet):
+    """Images to predict: PIL images, arrays, tensors and file paths (decoded when used; a file
+    that cannot be read is a one-line ``DataError`` naming it)."""
+
+    def __init__(self, items: Sequence[Any], classes: Sequence[str]) -> None:
+        self.items, self.classes, self.targets = list(items), list(classes), [0] * len(items)
+
+    def load(self, index: int) -> np.ndarray:
+        item = self.items[index]
+        if isinstance(item, (str, Path)):
+            array, reason = decode_file(item)
+            if array is None:
+                raise DataError(f"{item}: {reason}")
+            return array
+        return to_rgb_array(item, f"image {index}")
+
+    def describe(self, index: int) -> str:
+        item = self.items[index]
+        return str(item) if isinstance(item, (str, Path)) else f"image {index}"
+
+
+def input_images(images: Any, classes: Sequence[str]) -> ImageSet:
+    """What ``predict`` and ``predict_proba`` take, as an image set: an ``ImageSet``; one image
+    (PIL, array, tensor, path); a batch ``[N, H, W, C]`` / ``[N, C, H, W]`` (array or tensor); a
+    folder (its image files, sorted); or a list of any of these."""
+    if isinstance(images, ImageSet):
+        return images
+    if _is_batch(images):
+        items = list(images)
+    elif isinstance(images, (list, tuple)):
+        items = [x for item in images for x in (list(item) if _is_batch(item) else [item])]
+    else:
+        items = [images]
+    expanded: list[Any] = []
+    for item in items:
+        if isinstance(item, (str, Path)) and Path(item).is_dir():
+            found = image_files([item])
+            if not found:
+                raise DataError(f"{item}: a folder with no image files ({', '.join(IMAGE_EXTENSIONS)})")
+            expanded += found
+        else:
+            expanded.append(item)
+    return InputImages(expanded, classes)
+
+
+def _is_batch(images: Any) -> bool:
+    return (isinstance(images, np.ndarray) or isinstance(images, torch.Tensor)) and images.ndim == 4
 
 
 def image_files(paths: Iterable[str | Path]) -> list[Path]:

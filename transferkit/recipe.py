@@ -37,6 +37,11 @@ class DataConfig(_Strict):
     unknown: str | None = None
     image_size: PositiveInt | None = None
     val_fraction: Fraction = 0.1
+    # held out as the test split where the source splits one folder (imagefolder, csv, digits:
+    # 0.2 when unset) or a Python dataset without test_dataset (none when unset)
+    test_fraction: Fraction | None = None
+    # seeds the train / val / test split: fixed, so changing `seed` does not change the test set
+    split_seed: NonNegInt = 0
     batch_size: PositiveInt = 32
     eval_batch_size: PositiveInt | None = None
     num_workers: NonNegInt = 0
@@ -47,6 +52,26 @@ class DataConfig(_Strict):
     on_bad_image: Literal["error", "skip"] = "error"
     # decoded images are kept in memory (uint8, working resolution) up to this size
     decode_cache_mb: Annotated[float, Field(ge=0.0)] = 4096.0
+
+    @field_validator("params")
+    @classmethod
+    def _own_keys(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for key, own in (("seed", "split_seed"), ("val_fraction", "val_fraction"), ("root", "root")):
+            if key in v:
+                raise ValueError(f"{key!r} is a data key of its own: set data.{own} instead of data.params.{key}")
+        return v
+
+    @model_validator(mode="after")
+    def _test_fraction_from_params(self) -> "DataConfig":
+        # recipes written before data.test_fraction existed set it as a source parameter
+        if "test_fraction" in self.params:
+            params = dict(self.params)
+            value = params.pop("test_fraction")
+            if self.test_fraction is not None and value != self.test_fraction:
+                raise ValueError("data.test_fraction and data.params.test_fraction differ: keep data.test_fraction")
+            object.__setattr__(self, "params", params)
+            object.__setattr__(self, "test_fraction", value)
+        return self
 
     @field_validator("crop_scale")
     @classmethod
@@ -139,6 +164,19 @@ class Phases(_Strict):
     finetune: FinetunePhase = Field(default_factory=FinetunePhase)
 
 
+class EarlyStopping(_Strict):
+    """Stop a phase when ``metric`` has not improved by more than ``min_delta`` for ``patience``
+    epochs (Keras' EarlyStopping). Which weights the run then ends with is ``train.final``'s choice."""
+
+    patience: PositiveInt
+    metric: Literal["val_loss", "val_top1", "val_macro_f1"] = "val_loss"
+    min_delta: Annotated[float, Field(ge=0.0)] = 0.0
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.metric != "val_loss"
+
+
 class TrainConfig(_Strict):
     """Settings shared by both phases."""
 
@@ -165,6 +203,9 @@ class TrainConfig(_Strict):
     final: Literal["last", "best", "auto"] = "auto"
     # also measure every candidate for the final weights on the test split (one pass each)
     test_candidates: bool = False
+    # {patience = N, metric = "val_loss" | "val_top1" | "val_macro_f1", min_delta = 0}: stop a
+    # phase's epochs early (needs a validation split)
+    early_stopping: EarlyStopping | None = None
 
     @field_validator("device")
     @classmethod

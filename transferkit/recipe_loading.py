@@ -10,6 +10,7 @@ from typing import Any, Iterable, Mapping
 
 from pydantic import ValidationError
 
+from .engine.model_files import WEIGHTS_FILE, trained_run
 from .errors import RecipeError
 from .models.weights import sha256_of
 from .plugins import registry
@@ -117,12 +118,14 @@ def check_paths(recipe: Recipe, origin: str, check_data: bool = True) -> None:
         if not Path(data.root).exists():
             raise RecipeError(f"{origin}: data.root: {data.root!r} does not exist; point it at your images")
     weights = recipe.backbone.weights
-    if weights not in ("imagenet", "none") and not Path(weights).is_file():
+    run = trained_run(weights) if weights not in ("imagenet", "none") else None
+    if weights not in ("imagenet", "none") and run is None and not Path(weights).is_file():
         raise RecipeError(
-            f"{origin}: backbone.weights: file {weights!r} not found; use \"imagenet\", \"none\" or a path to a .pth/.safetensors file"
+            f"{origin}: backbone.weights: file {weights!r} not found; use \"imagenet\", \"none\", a path to a .pth/.safetensors file"
+            " or a finished run's folder"
         )
     if recipe.backbone.sha256 and weights not in ("imagenet", "none"):
-        actual = sha256_of(Path(weights))
+        actual = sha256_of(run / WEIGHTS_FILE if run is not None else Path(weights))
         if actual != recipe.backbone.sha256:
             raise RecipeError(
                 f"{origin}: backbone.sha256: {weights} has sha256 {actual}, expected {recipe.backbone.sha256};"

@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from transferkit.builtin.datasets import csv_manifest, digits, imagefolder
-from transferkit.data.sources import WrappedDataset, stratified_split, to_rgb_array
+from transferkit.data.sources import stratified_split, to_rgb_array
+from transferkit.data.user_datasets import WrappedDataset
 from transferkit.errors import DataError
 from transferkit.testing import write_image_folder
 

@@ -5,7 +5,6 @@ A source is ``factory(root, seed=0, val_fraction=0.1, **params) -> DatasetSplits
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any, Callable
 
@@ -15,6 +14,7 @@ from PIL import Image
 from ..data.sources import IMAGE_EXTENSIONS, ArrayImages, DatasetSplits, FileImages, ImageSet, stratified_split
 from ..errors import DataError
 from ..hookspecs import hookimpl
+from .csv_manifest import read_manifest
 
 EVAL_DIRS = ("val", "valid", "validation")
 TEST_DIRS = ("test",)
@@ -63,34 +63,18 @@ def imagefolder(root: str | None, seed: int = 0, val_fraction: float = 0.1, test
 
 def csv_manifest(root: str | None, seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2) -> DatasetSplits:
     """A CSV file with columns ``path,label`` (and optionally ``split``: train/val/test); paths are
-    relative to the CSV's folder."""
+    relative to the CSV's folder. Without a split column, ``test_fraction`` and then
+    ``val_fraction`` are held out, stratified and seeded (see ``csv_manifest.read_manifest``)."""
     if root is None:
         raise DataError("data.root: the csv source needs the path of a CSV manifest")
-    manifest = Path(root)
-    with open(manifest, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    if not rows or not {"path", "label"} <= set(rows[0]):
-        raise DataError(f"{manifest}: expected a header with columns path,label[,split]")
-    classes = sorted({r["label"] for r in rows})
-    index = {c: i for i, c in enumerate(classes)}
-    by_split: dict[str, list[dict[str, str]]] = {}
-    for row in rows:
-        by_split.setdefault((row.get("split") or "train").strip().lower(), []).append(row)
-
-    def build(items: list[dict[str, str]]) -> FileImages:
-        return FileImages([manifest.parent / r["path"] for r in items], [index[r["label"]] for r in items], classes)
-
-    unknown = set(by_split) - {"train", "val", "test"}
-    if unknown:
-        raise DataError(f"{manifest}: unknown split value(s) {sorted(unknown)}; use train, val or test")
-    train = build(by_split.get("train", []))
-    test = build(by_split["test"]) if "test" in by_split else None
-    val = build(by_split["val"]) if "val" in by_split else None
-    if test is None and "split" not in rows[0]:
+    manifest = read_manifest(root)
+    train = manifest.images("train") or FileImages([], [], manifest.classes)
+    test, val = manifest.images("test"), manifest.images("val")
+    if test is None and not manifest.has_split_column:
         train, test = stratified_split(train, test_fraction, seed)
     if val is None:
         train, val = stratified_split(train, val_fraction, seed)
-    return DatasetSplits(train, val, test)
+    return DatasetSplits(train, val, test, manifest.notes)
 
 
 def flowers102(root: str | None, seed: int = 0, val_fraction: float = 0.1, download: bool = True) -> DatasetSplits:

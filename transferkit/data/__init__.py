@@ -1,5 +1,6 @@
 """Data: image sources and splits, transforms resolved from the backbone, loaders."""
 
-from .sources import ArrayImages, DatasetSplits, FileImages, ImageSet, WrappedDataset
+from .sources import ArrayImages, DatasetSplits, FileImages, ImageSet
+from .user_datasets import WrappedDataset
 
 __all__ = ["ArrayImages", "DatasetSplits", "FileImages", "ImageSet", "WrappedDataset"]

@@ -14,9 +14,9 @@ from typing import Sequence
 
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
 
-from ..errors import DataError
+from ..errors import BadFilesError, DataError
+from ..progress import progress
 from .sources import DatasetSplits, FileImages, ImageSet, SubsetImages, read_image
 
 SPLITS = ("train", "val", "test")
@@ -85,6 +85,12 @@ def _decode(path: Path, shorter: int | None) -> tuple[np.ndarray | None, str, st
         return None, reason, digest
 
 
+def decode_file(path: str | Path, shorter: int | None = None) -> tuple[np.ndarray | None, str]:
+    """One file as the decoding pass reads it: the array (shrunk to ``shorter``), or None and why not."""
+    array, reason, _ = _decode(Path(path), shorter)
+    return array, reason
+
+
 def _files(images: ImageSet) -> tuple[FileImages, list[int]] | None:
     """The files behind a set (a FileImages or a subset of one), with their indices."""
     if isinstance(images, FileImages):
@@ -107,7 +113,7 @@ def decode_splits(
     if not jobs or any(job is None for job in jobs.values()):
         return splits, report  # in-memory or user datasets: nothing to decode
     total = sum(len(idx) for _, idx in jobs.values())
-    with ThreadPoolExecutor(max_workers=workers) as pool, tqdm(total=total, desc="decoding", unit="img", leave=False, disable=None) as bar:
+    with ThreadPoolExecutor(max_workers=workers) as pool, progress(total=total, desc="decoding images", unit="image") as bar:
         for name, (files, indices) in jobs.items():
             arrays, targets, names, digests = [], [], [], set()
             paths = [files.paths[i] for i in indices]
@@ -124,8 +130,7 @@ def decode_splits(
             decoded[name] = (arrays, targets, names, list(files.classes))
             hashes[name] = digests
     if report.bad and on_bad == "error":
-        shown = "; ".join(f"{p}: {why}" for p, why in report.bad)
-        raise DataError(f"{len(report.bad)} bad image(s): {shown}; fix or remove them, or set data.on_bad_image = \"skip\"")
+        raise BadFilesError(report.bad, 'fix or remove them, or set data.on_bad_image = "skip"')
     for a, b in (("train", "test"), ("train", "val"), ("val", "test")):
         common = hashes.get(a, set()) & hashes.get(b, set())
         if common:

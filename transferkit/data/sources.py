@@ -6,7 +6,7 @@ same set serves training, evaluation, caching and prediction.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -25,8 +25,10 @@ def read_image(path: str | Path) -> np.ndarray:
         return to_rgb_array(img)
 
 
-def to_rgb_array(image: Any) -> np.ndarray:
-    """PIL image, array (HW, HWC, CHW float or uint8) or tensor -> uint8 HWC RGB array."""
+def to_rgb_array(image: Any, where: str = "image") -> np.ndarray:
+    """PIL image, path, array or tensor (HW, HWC or CHW; uint8 0-255 or float in [0, 1]) -> uint8
+    HWC RGB array. Anything else (a batch, normalised floats, 16-bit values) is a ``DataError``
+    that starts with ``where`` and says what to give instead."""
     if isinstance(image, (str, Path)):
         return read_image(image)
     if isinstance(image, Image.Image):
@@ -39,16 +41,55 @@ def to_rgb_array(image: Any) -> np.ndarray:
             scale = 65535.0 if arr.max() > 255 else 255.0
             image = Image.fromarray((arr / scale * 255.0).round().astype(np.uint8))
         return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
-    arr = image.detach().cpu().numpy() if hasattr(image, "detach") else np.asarray(image)
-    if arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[-1] not in (1, 3):
+    if hasattr(image, "detach"):
+        arr = image.detach().cpu().numpy()
+    elif isinstance(image, np.ndarray) or hasattr(image, "__array__"):
+        arr = np.asarray(image)
+    else:
+        raise DataError(f"{where}: a {type(image).__name__} is not an image; give a PIL image, a file path, an array or a tensor")
+    return _array_to_rgb(arr, where)
+
+
+FLOAT_SLACK = 1e-3  # float images a rounding error outside [0, 1] are still [0, 1]
+
+
+def _array_to_rgb(arr: np.ndarray, where: str) -> np.ndarray:
+    if arr.ndim == 4:
+        raise DataError(f"{where}: an array of shape {tuple(arr.shape)} is a batch of images; give one image (H, W, C) or (C, H, W)")
+    if arr.ndim not in (2, 3) or arr.size == 0:
+        raise DataError(f"{where}: an array of shape {tuple(arr.shape)} is not an image; give (H, W), (H, W, C) or (C, H, W)")
+    if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[-1] not in (1, 3, 4):
         arr = np.transpose(arr, (1, 2, 0))  # CHW -> HWC
     if arr.ndim == 2:
         arr = arr[..., None]
+    if arr.shape[-1] not in (1, 3, 4):
+        raise DataError(f"{where}: an image of shape {tuple(arr.shape)} has {arr.shape[-1]} channels; give 1 (grey), 3 (RGB) or 4 (RGBA)")
     if arr.shape[-1] == 1:
         arr = np.repeat(arr, 3, axis=-1)
-    if arr.dtype != np.uint8:
-        arr = np.clip(arr * 255.0 if arr.max() <= 1.0 else arr, 0, 255).round().astype(np.uint8)
-    return np.ascontiguousarray(arr)
+    arr = arr[..., :3]  # RGBA arrays: the colour without the alpha channel
+    if arr.dtype == np.uint8:
+        return np.ascontiguousarray(arr)
+    if arr.dtype == np.bool_:
+        return np.ascontiguousarray(arr.astype(np.uint8) * 255)
+    if np.issubdtype(arr.dtype, np.floating):
+        if not np.isfinite(arr).all():
+            raise DataError(f"{where}: the image holds NaN or infinite values")
+        lo, hi = float(arr.min()), float(arr.max())
+        if lo < -FLOAT_SLACK:
+            raise DataError(
+                f"{where}: float values from {lo:.2f} to {hi:.2f} look normalised (e.g. torchvision's Normalize);"
+                " transferkit normalises for the backbone itself: give float images in [0, 1] (ToTensor() without"
+                " Normalize) or uint8 0-255"
+            )
+        if hi > 1.0 + FLOAT_SLACK:
+            raise DataError(f"{where}: float values up to {hi:.1f}; float images must be in [0, 1]: divide by 255, or give uint8 0-255")
+        return np.ascontiguousarray((np.clip(arr, 0.0, 1.0) * 255.0).round().astype(np.uint8))
+    if np.issubdtype(arr.dtype, np.integer):
+        lo, hi = int(arr.min()), int(arr.max())
+        if lo < 0 or hi > 255:
+            raise DataError(f"{where}: integer values from {lo} to {hi}; give uint8 0-255 (scale 16-bit images to 0-255)")
+        return np.ascontiguousarray(arr.astype(np.uint8))
+    raise DataError(f"{where}: an array of {arr.dtype} is not an image; give uint8 0-255 or float in [0, 1]")
 
 
 class ImageSet:
@@ -112,46 +153,61 @@ class SubsetImages(ImageSet):
     def describe(self, index: int) -> str:
         return self.base.describe(self.indices[index])
 
-
-class WrappedDataset(ImageSet):
-    """Any map-style dataset returning ``(image, label)``: PIL, array, tensor or path images."""
-
-    def __init__(self, dataset: Any, classes: Sequence[str] | None = None) -> None:
-        self.dataset = dataset
-        targets = getattr(dataset, "targets", None)
-        if targets is None:
-            targets = [int(dataset[i][1]) for i in range(len(dataset))]
-        self.targets = [int(t) for t in targets]
-        names = classes or getattr(dataset, "classes", None)
-        self.classes = list(names) if names else [str(i) for i in range(max(self.targets) + 1)]
-
-    def load(self, index: int) -> np.ndarray:
-        return to_rgb_array(self.dataset[index][0])
+    def subset(self, indices: Sequence[int]) -> "ImageSet":
+        # a subset of a subset is a subset of the base: decoding (and splits.csv) see the files behind it
+        return SubsetImages(self.base, [self.indices[i] for i in indices])
 
 
 @dataclass
 class DatasetSplits:
-    """The splits of one dataset; ``val`` picks the best checkpoint, ``test`` is reported."""
+    """The splits of one dataset; ``val`` picks the best checkpoint, ``test`` is reported.
+    ``notes``: warnings about the data found while reading it (printed before training)."""
 
     train: ImageSet
     val: ImageSet | None = None
     test: ImageSet | None = None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def classes(self) -> list[str]:
         return self.train.classes
 
+    def parts(self) -> dict[str, ImageSet]:
+        """The splits present, by name ("train", "val", "test")."""
+        return {name: images for name, images in (("train", self.train), ("val", self.val), ("test", self.test)) if images is not None}
+
     def check(self, origin: str = "data") -> None:
         if len(self.train) == 0:
             raise DataError(f"{origin}: the training split has no images; check data.root")
         if len(self.classes) < 2:
-            raise DataError(f"{origin}: found {len(self.classes)} class; a classifier needs at least 2 class folders")
+            raise DataError(f"{origin}: found {len(self.classes)} class; a classifier needs at least 2 class folders (classes)")
         for name, split in (("val", self.val), ("test", self.test)):
             if split is not None and list(split.classes) != list(self.classes):
                 raise DataError(
-                    f"{origin}: the {name} split's classes {split.classes} differ from train's {self.classes};"
+                    f"{origin}: the {name} split's classes {capped(split.classes)} differ from train's {capped(self.classes)};"
                     " give every split the same class folders"
                 )
+        counts = np.bincount(np.asarray(self.train.targets, dtype=np.int64), minlength=len(self.classes))
+        empty = [c for c, n in zip(self.classes, counts) if n == 0]
+        if empty:
+            raise DataError(
+                f"{origin}: {len(empty)} of {len(self.classes)} classes have no training image: {capped(empty)};"
+                " add images of them, or leave them out of the class list"
+            )
+
+    def counts(self) -> dict[str, list[int]]:
+        """Images per class (in ``classes`` order) of each split present."""
+        return {name: np.bincount(np.asarray(images.targets, dtype=np.int64), minlength=len(self.classes)).tolist()
+                for name, images in self.parts().items()}
+
+
+def capped(items: Sequence[Any], limit: int = 8, more: str = "", quote: bool = True) -> str:
+    """At most ``limit`` items, comma-separated (strings quoted unless ``quote`` is False), then
+    "... and N more" (with ``more`` after it, e.g. where the whole list was written): error
+    lines stay readable on a terminal."""
+    shown = ", ".join(repr(x) if isinstance(x, str) and quote else str(x) for x in list(items)[:limit])
+    rest = len(items) - limit
+    return shown + (f", ... and {rest} more{more}" if rest > 0 else "")
 
 
 def stratified_split(images: ImageSet, fraction: float, seed: int) -> tuple[ImageSet, ImageSet | None]:

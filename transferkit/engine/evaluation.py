@@ -12,11 +12,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..data.loaders import EpochBatchSampler, TransformedDataset, make_loader
 from ..data.sources import ImageSet
 from ..errors import DataError
+from ..progress import progress
 from .calibration import expected_calibration_error, softmax
 from .distributed import DistContext
 from .feature_cache import FeatureCache
@@ -124,7 +124,7 @@ def _probabilities(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Probabilities ``[N, C]`` and, when no batch had test-time views, the raw logits."""
     out, raw, with_views = [], [], False
-    for inputs, _ in tqdm(batches, total=total, desc=desc, leave=False, unit="batch", dynamic_ncols=True, disable=None):
+    for inputs, _ in progress(batches, total=total, desc=desc):
         views = inputs.shape[1] if inputs.ndim == 5 else 0  # [N, V, 3, H, W]: test-time views
         rows = inputs.flatten(0, 1) if views else inputs
         with runtime.autocast():

@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Iterator
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..data.loaders import EpochBatchSampler, TransformedDataset, make_loader, mix_seed
 from ..data.sources import ImageSet
 from ..data.transforms import ImageTransform
+from ..progress import progress
 from .runtime import Runtime
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ class FeatureCache:
             sampler = EpochBatchSampler(len(dataset), batch_size, shuffle=False, rank=rank, world_size=world)
             chunks = []
             loader = make_loader(dataset, sampler, num_workers)
-            for inputs, _ in tqdm(loader, total=len(sampler), desc=f"{desc} {view + 1}/{views}", leave=False, unit="batch", disable=None):
+            for inputs, _ in progress(loader, total=len(sampler), desc=f"{desc} {view + 1}/{views}"):
                 with runtime.autocast():
                     chunks.append(backbone(runtime.to_device(inputs)).float().cpu())
             features = torch.cat(chunks)

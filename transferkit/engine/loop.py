@@ -10,9 +10,9 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..errors import NonFiniteLossError
+from ..progress import progress
 from .runtime import Runtime
 
 
@@ -89,7 +89,7 @@ def train_epoch(
     cached features). Returns loss, accuracy, images and seconds."""
     model.train()
     loss_sum, correct, seen, start = 0.0, 0, 0, time.perf_counter()
-    bar = tqdm(batches, total=total, desc=where, leave=False, unit="batch", dynamic_ncols=True, disable=None)
+    bar = progress(batches, total=total, desc=where)
     for step, (inputs, labels) in enumerate(bar):
         inputs, labels = runtime.to_device(inputs), labels.to(runtime.device, non_blocking=True)
         targets = make_targets(labels, settings.num_classes, settings.label_smoothing)

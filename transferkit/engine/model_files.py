@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import torch
 from safetensors.torch import load_file
@@ -19,7 +19,9 @@ from ..errors import TransferkitError
 from ..models.backbone import create_backbone
 from ..models.classifier import Classifier
 from .checkpoint import atomic_write
-from .setup import Prepared
+
+if TYPE_CHECKING:  # setup builds models from runs' files (backbone.weights = RUN_DIR): no import back
+    from .setup import Prepared
 
 MANIFEST_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
@@ -84,6 +86,14 @@ def write_prepared_model(prepared: Prepared, model: Classifier, folder: Path, co
         preprocessing=preprocessing.to_manifest(),
         confidence=confidence,
     )
+
+
+def trained_run(weights: str | Path) -> Path | None:
+    """The finished run a path names (its folder, or its model.safetensors), or None: what
+    ``backbone.weights = RUN_DIR`` starts from."""
+    path = Path(weights)
+    folder = path if path.is_dir() else path.parent if path.name == WEIGHTS_FILE else None
+    return folder if folder is not None and (folder / MANIFEST_FILE).is_file() and (folder / WEIGHTS_FILE).is_file() else None
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..recipe import Recipe
+from .data_summary import counts_table
 from .phases import averaged_phase, phase_plans, prepare_phase, trainable_parameter_count, uses_feature_cache
 from .setup import build_model, build_splits
 
@@ -45,11 +46,15 @@ def plan_recipe(recipe: Recipe) -> dict[str, Any]:
         "stages": len(model.stages()),
         "phases": phases,
         "final": recipe.train.final,
+        "early_stopping": recipe.train.early_stopping.model_dump() if recipe.train.early_stopping else None,
+        "counts": counts_table(splits),
+        "notes": list(splits.notes),
     }
 
 
 def format_plan(plan: dict[str, Any]) -> str:
-    lines = [f"{plan['train_images']} training images, {plan['classes']} classes; backbone stages: {plan['stages']};"
+    lines = list(plan["counts"]) + [f"warning: {note}" for note in plan["notes"]]
+    lines += [f"{plan['train_images']} training images, {plan['classes']} classes; backbone stages: {plan['stages']};"
              f" image augmentations: {', '.join(plan['image_augmentations']) or 'none'}"]
     for p in plan["phases"]:
         if not p["epochs"]:
@@ -81,4 +86,8 @@ def format_plan(plan: dict[str, Any]) -> str:
         "best": "final weights: the best validation epoch's",
         "auto": "final weights: chosen on validation among the phase-1 probe, the fine-tuned model and their interpolations (WiSE-FT)",
     }[plan["final"]])
+    stopping = plan["early_stopping"]
+    if stopping:
+        lines.append(f"early stopping: a phase stops when {stopping['metric']} has not improved for {stopping['patience']} epoch(s)"
+                     " (then the final weights are chosen)")
     return "\n".join(lines)

@@ -7,15 +7,16 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, Sequence
 
-from ..errors import TransferkitError
+from ..errors import BadFilesError, TransferkitError
 from ..recipe import Recipe
 from .checkpoint import atomic_write, load_checkpoint
 from .confidence import ConfidenceFit, confidence_lines, fit_confidence
+from .continuing import extended_recipe, reopen_for_more_epochs
 from .distributed import DistContext, init_distributed
 from .final_model import select_final
-from .model_files import write_prepared_model
+from .model_files import load_classifier, write_prepared_model
 from .plots import plot_confusion, plot_curves, plot_reliability
 from .run_dir import RunDir
 from .runtime import resolve_runtime
@@ -43,6 +44,7 @@ def run_recipe(
     *,
     output: str | Path | None = None,
     resume: str | Path | None = None,
+    extend: Mapping[str, str] | None = None,
     dataset: Any = None,
     val_dataset: Any = None,
     test_dataset: Any = None,
@@ -55,26 +57,67 @@ def run_recipe(
     if not dist.is_main:
         log = _silent
     checkpoint = None
+    if extend and resume is None:
+        raise TransferkitError("--extend: give the run to train further with --resume RUN_DIR")
     if resume is not None:
         run = RunDir(resume)
         if not run.last_checkpoint.is_file():
             raise TransferkitError(f"--resume {resume}: no checkpoints/last.pt in it; nothing to resume")
         checkpoint = resume_state(run)
-        _check_same_recipe(recipe, checkpoint, run)
-    prepared = prepare(recipe, dataset, val_dataset, test_dataset, log=log)
+        extended: list[str] = []
+        if extend:
+            recipe, extended = extended_recipe(recipe, extend, checkpoint)
+        recipe = _check_same_recipe(recipe, checkpoint, run, ignore=extended)
+        if run.is_finished and not extend:
+            return finished_result(run, log)
+        if dataset is None and any(r["image"].startswith("dataset[") for r in run.read_splits()):
+            raise TransferkitError(f"--resume {run.path}: the run was trained on a Python dataset; give it again:"
+                                   " transferkit.finetune(resume=RUN_DIR, dataset=...)")
+    try:
+        prepared = prepare(recipe, dataset, val_dataset, test_dataset, log=log)
+    except BadFilesError as exc:
+        raise _listed(exc, recipe, output, resume, dist) from None
     if resume is None:  # rank 0 names the directory (its timestamp), the others follow
         path = dist.broadcast(str(RunDir.create(recipe, output).path) if dist.is_main else None)
         run = RunDir(path)
     if not dist.is_main:
         return _train(prepared, run, checkpoint, on_step, log, started, dist)
     with run.lock():
-        if resume is None:
+        if resume is None or extend:
             run.write_recipe(recipe)
+        if extend:
+            log(f"extending {run.path}: " + ", ".join(f"{name} to {getattr(recipe.phases, name).epochs} epochs" for name in extend))
+            run.summary_file.unlink(missing_ok=True)  # unfinished again until the added epochs are done
+            reopen_for_more_epochs(checkpoint)
+        run.write_splits(prepared.splits)
         return _train(prepared, run, checkpoint, on_step, log, started, dist)
 
 
 def _silent(_message: str) -> None:
     pass
+
+
+def _listed(exc: BadFilesError, recipe: Recipe, output: str | Path | None, resume: str | Path | None, dist: DistContext) -> BadFilesError:
+    """The bad files, all of them, in the run's folder (``bad_images.txt``); the error names the first few."""
+    if len(exc.bad) <= exc.SHOWN or not dist.is_main:
+        return exc
+    try:
+        run = RunDir(resume) if resume is not None else RunDir.create(recipe, output)
+    except TransferkitError:
+        return exc
+    text = "".join(f"{path}\t{why}\n" for path, why in exc.bad)
+    atomic_write(run.bad_images_file, lambda fh: fh.write(text.encode("utf-8", "surrogateescape")))
+    return exc.listed(str(run.bad_images_file))
+
+
+def finished_result(run: RunDir, log: Callable[[str], None]) -> RunResult:
+    """``--resume`` of a finished run: nothing to train, nothing rewritten; its summary and model."""
+    summary = run.read_summary()
+    figure = summary.get("test") or summary.get("val")
+    shown = f"{'test' if summary.get('test') else 'validation'} accuracy {figure['top1']:.4f}" if figure else "no test figure"
+    log(f"{run.path}: the run is finished ({shown}); nothing to resume. To train more:"
+        f" --resume {run.path} --extend finetune=+2")
+    return RunResult(run.path, summary, load_classifier(run.path)[0])
 
 
 def _train(
@@ -88,6 +131,14 @@ def _train(
         f"{len(prepared.splits.test or [])} test images, {len(prepared.splits.classes)} classes; "
         f"backbone {recipe.backbone.name} ({prepared.model.backbone.weights_origin}); device {prepared.runtime.describe()}"
     )
+    report = prepared.decode_report
+    if report.bad and dist.is_main:
+        text = "".join(f"{f}\t{r}\n" for f, r in report.bad)
+        atomic_write(run.skipped_images_file, lambda fh: fh.write(text.encode("utf-8", "surrogateescape")))
+        shown = "; ".join(f"{f}: {r}" for f, r in report.bad[:BadFilesError.SHOWN])
+        more = f"; ... and {len(report.bad) - BadFilesError.SHOWN} more" if len(report.bad) > BadFilesError.SHOWN else ""
+        log(f"skipped {len(report.bad)} bad image(s) (data.on_bad_image = \"skip\"): {shown}{more};"
+            f" all listed in {run.skipped_images_file}")
     with tensorboard_sink(recipe, run, enabled=dist.is_main) as tensorboard_steps:
         trainer = Trainer(prepared, run, on_step=list(on_step or []) + tensorboard_steps, log=log, dist=dist)
         summary = trainer.fit(checkpoint)
@@ -100,12 +151,10 @@ def _train(
     if not dist.is_main:
         dist.barrier()  # rank 0 writes the outputs
         return RunResult(run.path, summary, final_model.cpu().eval())
+    log("writing the model, figures and summary")
     finish(prepared, run, summary, final_model, trainer.best_top1, confidence)
-    report = prepared.decode_report
     if report.bad:
         summary["skipped_images"] = [{"file": f, "reason": r} for f, r in report.bad]
-        text = "".join(f"{f}\t{r}\n" for f, r in report.bad)
-        atomic_write(run.path / "skipped_images.txt", lambda fh: fh.write(text.encode()))
     if report.leaks:
         summary["leakage"] = report.leaks
     summary["decode_seconds"] = report.seconds
@@ -150,15 +199,40 @@ def _final_weights(trainer: Trainer, finetuned: Any, summary: dict[str, Any], lo
     return chosen
 
 
-def _check_same_recipe(recipe: Recipe, checkpoint: dict[str, Any], run: RunDir) -> None:
-    """Resuming with other settings would silently mix two runs: refuse, naming the first key."""
+def _check_same_recipe(recipe: Recipe, checkpoint: dict[str, Any], run: RunDir, ignore: Sequence[str] = ()) -> Recipe:
+    """Resuming with other settings would silently mix two runs: refuse, naming the first key
+    (``ignore``: the keys ``--extend`` changed). Keys added to transferkit after the run started
+    keep their defaults (and a run from before ``data.split_seed`` keeps splitting with ``seed``)."""
     stored = json.loads(checkpoint.get("recipe_json", "{}"))
-    differences = _diff(stored, recipe.to_dict())
+    if stored and "split_seed" not in stored.get("data", {}):
+        recipe = recipe.model_copy(deep=True)
+        recipe.data.split_seed = int(stored.get("seed", 0))
+        ignore = [*ignore, "data.split_seed"]
+    new, defaults = recipe.to_dict(), Recipe().to_dict()
+    differences = [d for d in _diff(stored, new) if d not in ignore and not _new_default(d, stored, new, defaults)]
     if stored and differences:
         raise TransferkitError(
             f"--resume {run.path}: the recipe differs from the run's at {differences[0]}; resume with the run's own"
-            " recipe (omit RECIPE and --set)"
+            " recipe (omit RECIPE and --set); to train more epochs, use --extend PHASE=+N"
         )
+    return recipe
+
+
+def _new_default(path: str, stored: dict[str, Any], new: dict[str, Any], defaults: dict[str, Any]) -> bool:
+    """Whether ``path`` is a key the stored recipe does not have and the new one has at its default."""
+    node: Any = stored
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return _lookup(new, path) == _lookup(defaults, path)
+        node = node[part]
+    return False
+
+
+def _lookup(data: dict[str, Any], path: str) -> Any:
+    node: Any = data
+    for part in path.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
 
 
 def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:

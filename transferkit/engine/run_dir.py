@@ -10,7 +10,9 @@ engine's. Plugins use these instead of file names, so the layout can change unde
 from __future__ import annotations
 
 import contextlib
+import csv
 import fcntl
+import io
 import json
 import os
 import shutil
@@ -23,6 +25,7 @@ import tomli_w
 import torch
 from safetensors.torch import load_file
 
+from ..data.sources import DatasetSplits
 from ..errors import TransferkitError
 from ..recipe import Recipe
 from .checkpoint import atomic_write
@@ -153,6 +156,20 @@ class RunDir:
     def summary_file(self) -> Path:
         return self.path / "summary.json"
 
+    @property
+    def splits_file(self) -> Path:
+        """Which image went to which split, with its label (``write_splits``)."""
+        return self.path / "splits.csv"
+
+    @property
+    def skipped_images_file(self) -> Path:
+        return self.path / "skipped_images.txt"
+
+    @property
+    def bad_images_file(self) -> Path:
+        """Every bad image file of a run that stopped on them (``data.on_bad_image = "error"``)."""
+        return self.path / "bad_images.txt"
+
     # -- readers -------------------------------------------------------------------------------
     def kept_checkpoints(self) -> list[KeptCheckpoint]:
         """The epochs kept by ``train.keep_checkpoints = N``, best first; empty when none were kept."""
@@ -182,6 +199,27 @@ class RunDir:
         if self.recipe_file.is_file():
             shutil.copyfile(self.recipe_file, out.recipe_file)
         return out
+
+    def read_splits(self) -> list[dict[str, str]]:
+        """``splits.csv``'s rows (``split``, ``label``, ``image``); empty for runs made before it existed."""
+        if not self.splits_file.is_file():
+            return []
+        with open(self.splits_file, newline="", encoding="utf-8") as fh:
+            return list(csv.DictReader(fh))
+
+    def write_splits(self, splits: DatasetSplits) -> None:
+        """``splits.csv``: one row per image of each split: the split, the label's class name and
+        the image (an absolute file path, or ``dataset[i]`` for an item of a Python dataset)."""
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["split", "label", "image"])
+        for name, images in splits.parts().items():
+            for i, target in enumerate(images.targets):
+                described = images.describe(i)
+                image = os.path.abspath(described) if os.path.isfile(described) else described
+                writer.writerow([name, images.classes[target], image])
+        data = out.getvalue().encode("utf-8", "surrogateescape")
+        atomic_write(self.splits_file, lambda fh: fh.write(data))
 
     def write_recipe(self, recipe: Recipe) -> None:
         text = "# The fully resolved recipe of this run (defaults and --set overrides applied).\n"

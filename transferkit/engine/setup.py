@@ -7,17 +7,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from torch import nn
+
 from ..components import create_augmentation
 from ..data.decoding import DecodeReport, decode_splits
 from ..data.preprocessing import Preprocessing, preprocessing_for
-from ..data.sources import IMAGE_EXTENSIONS, DatasetSplits, FileImages, ImageSet, WrappedDataset, stratified_split
+from ..data.sources import IMAGE_EXTENSIONS, DatasetSplits, FileImages, ImageSet, stratified_split
 from ..data.transforms import ImageTransform, train_transform
-from ..errors import DataError, PluginError
-from ..models.backbone import create_backbone, probe_features
+from ..data.user_datasets import WrappedDataset
+from ..errors import DataError, PluginError, RecipeError, WeightsError
+from ..models.backbone import create_backbone, data_config, probe_features
 from ..models.classifier import Classifier
+from ..models.weights import read_state_dict
 from ..plugins import registry
 from ..recipe import Recipe
+from ..registry import factory_parameters
 from .checkpoint import seed_everything
+from .model_files import WEIGHTS_FILE, read_manifest, trained_run
 from .runtime import Runtime, resolve_runtime
 
 
@@ -38,41 +44,99 @@ class Prepared:
         return self.eval_transform.image_size
 
 
-def build_splits(recipe: Recipe, dataset: Any = None, val_dataset: Any = None, test_dataset: Any = None) -> DatasetSplits:
-    """The recipe's data source, or datasets handed in through the Python API."""
+def build_splits(
+    recipe: Recipe, dataset: Any = None, val_dataset: Any = None, test_dataset: Any = None, *, shorter: int | None = None
+) -> DatasetSplits:
+    """The recipe's data source, or datasets handed in through the Python API (read once,
+    images shrunk to ``shorter``: see ``data.user_datasets``)."""
     if dataset is not None:
-        train = dataset if isinstance(dataset, ImageSet) else WrappedDataset(dataset)
-        val = _wrap(val_dataset, train.classes)
-        test = _wrap(test_dataset, train.classes)
-        if val is None:
-            train, val = stratified_split(train, recipe.data.val_fraction, recipe.seed)
-        splits = DatasetSplits(train, val, test)
+        splits = _user_splits(recipe, dataset, val_dataset, test_dataset, shorter)
     else:
-        entry = registry("dataset").get(recipe.data.source)
-        try:
-            splits = entry.factory(recipe.data.root, seed=recipe.seed, val_fraction=recipe.data.val_fraction, **recipe.data.params)
-        except TypeError as exc:
-            raise DataError(f"data.params: dataset source {recipe.data.source!r} rejected its parameters: {exc}") from None
-        if not isinstance(splits, DatasetSplits):
-            raise PluginError(
-                f"dataset {recipe.data.source!r} (plugin {entry.provider!r}) returned {type(splits).__name__}, not DatasetSplits"
-            )
+        splits = source_splits(recipe)
     splits.check(f"data.source {recipe.data.source!r}" if dataset is None else "dataset")
     return splits
 
 
-def _wrap(dataset: Any, classes: Sequence[str]) -> ImageSet | None:
-    if dataset is None:
-        return None
-    return dataset if isinstance(dataset, ImageSet) else WrappedDataset(dataset, classes)
+def source_splits(recipe: Recipe) -> DatasetSplits:
+    """The splits the recipe's registered data source makes, seeded by ``data.split_seed``."""
+    data = recipe.data
+    entry = registry("dataset").get(data.source)
+    kwargs: dict[str, Any] = {"seed": data.split_seed, "val_fraction": data.val_fraction, **data.params}
+    if data.test_fraction is not None:
+        if "test_fraction" not in factory_parameters(entry.factory):
+            raise RecipeError(
+                f"data.test_fraction: data source {data.source!r} does not split off a test set (it brings its own);"
+                " remove data.test_fraction"
+            )
+        kwargs["test_fraction"] = data.test_fraction
+    try:
+        splits = entry.factory(data.root, **kwargs)
+    except TypeError as exc:
+        raise DataError(f"data.params: dataset source {data.source!r} rejected its parameters: {exc}") from None
+    if not isinstance(splits, DatasetSplits):
+        raise PluginError(f"dataset {data.source!r} (plugin {entry.provider!r}) returned {type(splits).__name__}, not DatasetSplits")
+    return splits
 
 
-def build_model(recipe: Recipe, classes: Sequence[str]) -> Classifier:
+def _user_splits(recipe: Recipe, dataset: Any, val_dataset: Any, test_dataset: Any, shorter: int | None) -> DatasetSplits:
+    budget, seed = recipe.data.decode_cache_mb, recipe.data.split_seed
+    train = dataset if isinstance(dataset, ImageSet) else WrappedDataset(dataset, role="dataset", shorter=shorter, budget_mb=budget)
+    val, test = (
+        None if given is None else given if isinstance(given, ImageSet)
+        else WrappedDataset(given, train.classes, role=role, shorter=shorter, budget_mb=budget)
+        for given, role in ((val_dataset, "val_dataset"), (test_dataset, "test_dataset"))
+    )
+    notes = [note for part in (train, val, test) for note in getattr(part, "notes", [])]
+    if test is None and recipe.data.test_fraction:
+        train, test = stratified_split(train, recipe.data.test_fraction, seed)
+    if val is None:
+        train, val = stratified_split(train, recipe.data.val_fraction, seed)
+    return DatasetSplits(train, val, test, notes)
+
+
+def build_backbone(recipe: Recipe) -> nn.Module:
+    """The recipe's backbone with its starting weights: ImageNet's, none, a file, or a trained
+    run's backbone (``backbone.weights = RUN_DIR``)."""
     spec = recipe.backbone
-    backbone = create_backbone(spec.name, weights=spec.weights, sha256=spec.sha256, **spec.params)
+    run = trained_run(spec.weights)
+    if run is None:
+        return create_backbone(spec.name, weights=spec.weights, sha256=spec.sha256, **spec.params)
+    trained = read_manifest(run)["backbone"]["name"]
+    if trained != spec.name:
+        raise RecipeError(f"backbone.weights: {run} is a run of backbone {trained!r}, not {spec.name!r}; set backbone.name = {trained!r}")
+    backbone = create_backbone(spec.name, weights="none", **spec.params)
+    state = read_state_dict(run / WEIGHTS_FILE, spec.sha256)
+    own = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
+    try:
+        backbone.load_state_dict(own, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise WeightsError(f"backbone.weights: {run}'s backbone does not fit backbone.params {spec.params}: {first}") from None
+    backbone.weights_origin = f"run {run}"
+    return backbone
+
+
+def build_model(
+    recipe: Recipe, classes: Sequence[str], backbone: nn.Module | None = None, log: Callable[[str], None] | None = None
+) -> Classifier:
+    """The backbone (``build_backbone`` unless given) under a new head for ``classes``; started
+    from a trained run with the same classes, the run's head too."""
+    spec = recipe.backbone
+    backbone = backbone if backbone is not None else build_backbone(recipe)
     model = Classifier(backbone, classes, spec.head_dropout)
     size = recipe.data.image_size or model.data_config["input_size"][-1]
     probe_features(backbone, spec.name, (3, min(int(size), 64), min(int(size), 64)))
+    run = trained_run(spec.weights)
+    if run is not None:
+        trained_classes = read_manifest(run)["classes"]
+        if trained_classes == list(classes):
+            state = read_state_dict(run / WEIGHTS_FILE)
+            model.head.load_state_dict({"weight": state["head.weight"], "bias": state["head.bias"]})
+            how = "its backbone and head (the same classes)"
+        else:
+            how = f"its backbone, with a new head (it was trained on {len(trained_classes)} other classes)"
+        if log is not None:
+            log(f"starting from the trained run {run}: {how}")
     return model
 
 
@@ -80,9 +144,12 @@ def prepare(
     recipe: Recipe, dataset: Any = None, val_dataset: Any = None, test_dataset: Any = None, log: Callable[[str], None] = print
 ) -> Prepared:
     seed_everything(recipe.seed)
-    splits = build_splits(recipe, dataset, val_dataset, test_dataset)
-    model = build_model(recipe, splits.classes)
-    eval_tf = preprocessing_for(model.data_config, recipe.data.image_size, recipe.data.crop_pct)
+    backbone = build_backbone(recipe)
+    eval_tf = preprocessing_for(data_config(backbone), recipe.data.image_size, recipe.data.crop_pct)
+    splits = build_splits(recipe, dataset, val_dataset, test_dataset, shorter=eval_tf.resize_shorter_side)
+    for note in splits.notes:
+        log(f"warning: {note}")
+    model = build_model(recipe, splits.classes, backbone, log)
     splits, report = decode_splits(
         splits, shorter=eval_tf.resize_shorter_side, on_bad=recipe.data.on_bad_image, budget_mb=recipe.data.decode_cache_mb,
     )
@@ -115,9 +182,13 @@ def unknown_images(recipe: Recipe, classes: Sequence[str]) -> ImageSet | None:
 
 
 def check_decoded(recipe: Recipe, splits: DatasetSplits, report: DecodeReport, log: Callable[[str], None]) -> None:
-    """What decoding found: skipped files, leakage between splits, a batch larger than the data."""
-    if report.bad:
-        log(f"skipped {len(report.bad)} bad image(s) (data.on_bad_image = \"skip\"): " + "; ".join(f"{p}: {r}" for p, r in report.bad))
+    """What decoding found: leakage between splits, a batch larger than the data, no validation
+    split for early stopping. (Skipped files are listed once the run has a folder to list them in.)"""
+    if recipe.train.early_stopping is not None and not splits.val:
+        raise DataError(
+            "train.early_stopping: the data has no validation split to watch; set data.val_fraction above 0,"
+            " add a val/ folder, or remove train.early_stopping"
+        )
     for pair, count in report.leaks.items():
         a, b = pair.split("/")
         log(f"warning: {count} image file(s) in {a} have the same bytes as files in {b}: the {b} accuracy may be optimistic;"

@@ -18,6 +18,7 @@ from ..data.sources import ImageSet
 from .averaging import RunAverager
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .class_weights import describe_class_weights, recipe_class_weights, weights_tensor
+from .continuing import EarlyStopper
 from .distributed import DistContext
 from .evaluation import predict
 from .feature_cache import FeatureCache
@@ -52,6 +53,7 @@ class PhaseState:
     train_cache: FeatureCache | None = None
     val_cache: FeatureCache | None = None
     forward: Callable[[torch.Tensor], torch.Tensor] | None = None  # what a training step calls
+    stopper: EarlyStopper | None = None  # train.early_stopping
 
 
 @dataclass
@@ -103,6 +105,7 @@ class Trainer:
             "best_top1": self.keeper.best_score,
             "rng": rng_state(),
             "batch_augs": [_state_of(aug) for aug in self.prepared.batch_augs],
+            "early_stopping": phase.stopper.state_dict() if phase.stopper is not None else {},
             "summary_json": json.dumps(self.summary),
             "recipe_json": json.dumps(self.prepared.recipe.to_dict(), sort_keys=True),
         }
@@ -135,6 +138,8 @@ class Trainer:
         setup = start_phase(self.model, plan, r.train, prepared.runtime, self.batches.steps_per_epoch)
         optimizer, scheduler, scaler = setup.optimizer, setup.scheduler, setup.scaler
         state = PhaseState(plan, setup)
+        if not (plan.name == "extract" and r.phases.extract.probe):  # a probe is one converged fit, not epochs
+            state.stopper = EarlyStopper.from_recipe(r.train.early_stopping)
         if averaged_phase(r) == plan.name:
             state.averager = self.averager = RunAverager(r, self.model)
         info = self.summary["phases"].setdefault(plan.name, {"seconds": 0.0})
@@ -146,6 +151,8 @@ class Trainer:
                 scaler.load_state_dict(resume["scaler"])
             if state.averager is not None and resume.get("averager"):
                 state.averager.load_state_dict(resume["averager"])
+            if state.stopper is not None and resume.get("early_stopping"):
+                state.stopper.load_state_dict(resume["early_stopping"])
             for aug, aug_state in zip(prepared.batch_augs, resume.get("batch_augs", [])):
                 if aug_state and hasattr(aug, "load_state_dict"):
                     aug.load_state_dict(aug_state)
@@ -188,6 +195,8 @@ class Trainer:
             return
         settings = step_settings(self.prepared, phase.train_cache is not None, self.class_weights)
         for epoch in range(start_epoch, plan.epochs):
+            if phase.stopper is not None and phase.stopper.stopped:
+                break
             settings.on_step = [self._step_callback(phase, epoch, start_step)]
             batches = self.batches.epoch(plan, epoch, start_step, cache=phase.train_cache)
             stats = train_epoch(
@@ -204,6 +213,9 @@ class Trainer:
         phase's one epoch: validation figures, the best checkpoint and ``last.pt`` as usual."""
         started = time.perf_counter()
         cache, info = phase.train_cache, self.summary["phases"]["extract"]
+        cfg = self.prepared.recipe.phases.extract
+        self.log(f"  fitting the head as a logistic probe on {len(cache) * cache.views} cached features"
+                 + (f" (C by {cfg.cv_folds}-fold cross-validation)" if cfg.C is None else ""))
         fit = fit_probe_head(self.prepared, self.model, cache, self.class_weights)
         with torch.no_grad():
             features = cache.features.flatten(0, 1)
@@ -250,6 +262,8 @@ class Trainer:
         if self.dist.enabled:  # (a probe's epoch: every rank fitted the same head on all the features)
             record["ranks"] = self.dist.world_size
         record["images"] = int(stats["images"])
+        if phase.stopper is not None and "val_loss" in record and phase.stopper.update(epoch + 1, record):
+            self._stop_early(phase, epoch + 1)
         self.summary["phases"][plan.name]["seconds"] += stats["seconds"]
         if self.dist.is_main:
             self.run.append_metrics(record)
@@ -264,6 +278,15 @@ class Trainer:
             folder = self.keeper.snapshot(self.model, (epoch + 1) // per_cycle, lambda m, f: write_prepared_model(self.prepared, m, f))
             self.log(f"  snapshot of cycle {(epoch + 1) // per_cycle} in {folder}")
         self._save_last(phase, epoch + 1, 0)
+
+    def _stop_early(self, phase: PhaseState, epoch: int) -> None:
+        stopper, plan = phase.stopper, phase.plan
+        assert stopper is not None and stopper.best is not None
+        self.summary["phases"][plan.name]["early_stopped"] = {
+            "epoch": epoch, "of": plan.epochs, "metric": stopper.metric, "best": stopper.best, "best_epoch": stopper.best_epoch,
+        }
+        self.log(f"  early stopping: {stopper.metric} has not improved for {stopper.patience} epoch(s) (best {stopper.best:.4f}"
+                 f" at epoch {stopper.best_epoch}); phase {plan.name} stops after epoch {epoch} of {plan.epochs}")
 
     def _save_last(self, phase: PhaseState, epoch: int, step: int) -> None:
         state = self._state(phase, epoch, step)  # on every rank: it draws nothing, but keeps ranks alike

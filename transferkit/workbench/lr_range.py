@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
+
+from ..progress import progress
 
 BETA = 0.98
 DIVERGENCE_FACTOR = 4.0
@@ -87,7 +88,7 @@ def range_test(
     ``divergence`` x its best so far, or is not finite."""
     trace = RangeTrace([], [], [], len(lrs), False)
     average, best = 0.0, math.inf
-    bar = tqdm(lrs, desc=desc, leave=False, unit="step", dynamic_ncols=True, disable=None)
+    bar = progress(lrs, desc=desc, unit="step")
     for i, lr in enumerate(bar):
         loss = float(step(lr))
         average = beta * average + (1 - beta) * loss

@@ -15,8 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the HTML file (default RUN_DIR/report.html); the Markdown and its PNGs go beside it")
     parser.add_argument("--top-wrong", type=int, default=16, metavar="N",
                         help="how many confidently wrong images to show (default 16)")
-    parser.add_argument("--data", metavar="DIR",
-                        help="predict on this ImageFolder root (its test/ or val/ when present) instead of the run's split")
+    parser.add_argument("--data", metavar="DIR_OR_CSV",
+                        help="predict on this ImageFolder root (its test/ or val/ when present) or CSV manifest instead of the run's split")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -84,12 +84,14 @@ class ReportContent:
     confidence: ReportConfidence | None = None
 
 
-def predict_split(run_dir: str | Path, data: str | Path | None = None) -> tuple[ReportPredictions, ReportConfidence]:
+def predict_split(
+    run_dir: str | Path, data: str | Path | None = None, dataset: Any = None
+) -> tuple[ReportPredictions, ReportConfidence]:
     """Class probabilities of the run's exported model on its evaluation images (the run's test
-    split, else its validation split, or ``--data DIR``), as ``transferkit evaluate`` computes them,
-    and what its temperature and rejection rule do on them."""
+    split, else its validation split, ``--data DIR|CSV``, or a Python ``dataset``), as
+    ``transferkit evaluate`` computes them, and what its temperature and rejection rule do on them."""
     model = load(run_dir)
-    predicted, chosen = predictions(run_dir, data, model=model)
+    predicted, chosen = predictions(run_dir, data, model=model, dataset=dataset)
     raw = predicted.with_temperature(1.0)
     pred = ReportPredictions(chosen.split, chosen.where, predicted.classes, predicted.probs, predicted.targets, chosen.images,
                              raw.probs, model.temperature)
@@ -123,13 +125,13 @@ def most_confidently_wrong(pred: ReportPredictions, k: int) -> list[int]:
     return [int(i) for i in wrong[np.argsort(-confidence, kind="stable")][: max(k, 0)]]
 
 
-def gather(run_dir: str | Path, data: str | Path | None = None, top_wrong: int = 16) -> ReportContent:
+def gather(run_dir: str | Path, data: str | Path | None = None, top_wrong: int = 16, dataset: Any = None) -> ReportContent:
     """Read the run directory and predict; nothing is written."""
     run = RunDir(run_dir)
     for needed in (run.recipe_file, run.summary_file):
         if not needed.is_file():
             raise TransferkitError(f"{run.path}: no {needed.name}; give a finished run directory (or finish it with --resume)")
-    pred, confidence = predict_split(run.path, data)
+    pred, confidence = predict_split(run.path, data, dataset)
     confusion = confusion_matrix(pred.targets, pred.preds, labels=np.arange(len(pred.classes))).tolist()
     return ReportContent(run.path, run.recipe_file.read_text(), json.loads(run.summary_file.read_text()), run.read_metrics(),
                          pred, classification_table(pred), confusion, most_confidently_wrong(pred, top_wrong), confidence)
@@ -140,17 +142,19 @@ def build_report(
     output: str | Path | None = None,
     *,
     data: str | Path | None = None,
+    dataset: Any = None,
     top_wrong: int = 16,
     log: Callable[[str], None] = print,
 ) -> tuple[Path, Path]:
     """Write ``report.html`` (self-contained) and ``report.md`` (+ its PNGs) for a finished run;
-    returns the HTML and Markdown paths."""
+    returns the HTML and Markdown paths. The predictions are on the run's test split, or ``data``
+    (a folder or CSV), or ``dataset`` (a Python dataset: how a run trained on one is reported)."""
     if top_wrong < 0:
         raise TransferkitError(f"--top-wrong {top_wrong}: give 0 or more images")
     html_path = Path(output) if output is not None else Path(run_dir) / "report.html"
     if html_path.suffix.lower() not in (".html", ".htm"):
         raise TransferkitError(f"--output {html_path}: name an .html file; the Markdown is written beside it as .md")
-    content = gather(run_dir, data, top_wrong)
+    content = gather(run_dir, data, top_wrong, dataset)
     md_path = write_report(content, html_path)
     pred = content.predictions
     accuracy = float((pred.preds == pred.targets).mean()) if len(pred.targets) else float("nan")
@@ -158,3 +162,6 @@ def build_report(
         f" {len(content.wrong)} shown")
     log(f"report: {html_path} (self-contained) and {md_path}")
     return html_path, md_path
+
+
+report = build_report  # the public name: transferkit.report(run_dir, dataset=...)

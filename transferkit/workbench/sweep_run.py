@@ -90,7 +90,7 @@ def check_validation_split(recipe: Recipe, origin: str, seen: dict[str, bool]) -
     data = recipe.data
     if data.val_fraction > 0:
         return
-    key = json.dumps([data.source, data.root, data.params, recipe.seed], sort_keys=True, default=str)
+    key = json.dumps([data.source, data.root, data.params, data.split_seed, data.test_fraction], sort_keys=True, default=str)
     if key not in seen:
         seen[key] = build_splits(recipe).val is not None
     if not seen[key]:

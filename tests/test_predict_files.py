@@ -1,0 +1,56 @@
+"""``transferkit predict`` on real folders: unreadable files are reported one per line and skipped,
+the others predicted; ``--top-k 0`` refused; ``--output`` with every class's probability."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+from transferkit.cli import main
+
+
+def _folder_with_bad_files(image_folder, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    good = sorted((image_folder / "test" / "red").glob("*.png"))
+    for f in good:
+        (photos / f.name).write_bytes(f.read_bytes())
+    (photos / "notes.png").write_text("not an image")
+    (photos / "empty.jpg").write_bytes(b"")
+    return photos, len(good)
+
+
+def test_bad_files_are_reported_one_per_line_and_the_rest_predicted(tiny_run, image_folder, tmp_path, capsys):
+    photos, good = _folder_with_bad_files(image_folder, tmp_path)
+    assert main(["predict", str(tiny_run), str(photos), str(tmp_path / "missing.jpg")]) == 1
+    captured = capsys.readouterr()
+    predicted = [line for line in captured.out.splitlines() if "\t" in line]
+    assert len(predicted) == good
+    skipped = [line for line in captured.err.splitlines() if line.startswith("transferkit: skipped ")]
+    assert sorted(line.removeprefix("transferkit: skipped ").split(": ")[0] for line in skipped) == sorted(
+        [str(photos / "empty.jpg"), str(photos / "notes.png"), str(tmp_path / "missing.jpg")])
+    assert any("empty file (0 bytes)" in line for line in skipped) and any("not an image" in line for line in skipped)
+    assert captured.err.splitlines()[-1] == (f"transferkit: error: 3 of {good + 3} files could not be read (listed above)"
+                                            f" and were skipped; the other {good} were predicted")
+
+
+def test_top_k_zero_is_an_error(tiny_run, image_folder, capsys):
+    assert main(["predict", str(tiny_run), str(image_folder / "test"), "--top-k", "0"]) == 2
+    assert "--top-k 0: give 1 or more" in capsys.readouterr().err
+
+
+def test_output_csv_and_json_hold_every_class_probability(tiny_run, image_folder, tmp_path, capsys):
+    photos, good = _folder_with_bad_files(image_folder, tmp_path)
+    assert main(["predict", str(tiny_run), str(photos), "--output", str(tmp_path / "preds.csv")]) == 1
+    with open(tmp_path / "preds.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == good and list(rows[0]) == ["path", "label", "probability", "blue", "green", "red"]
+    assert all(abs(sum(float(r[c]) for c in ("blue", "green", "red")) - 1) < 1e-4 for r in rows)
+    assert all(r["probability"] == r[r["label"]] for r in rows)
+    assert main(["predict", str(tiny_run), str(photos), "--output", str(tmp_path / "preds.json")]) == 1
+    data = json.loads((tmp_path / "preds.json").read_text())
+    assert data["classes"] == ["blue", "green", "red"] and len(data["predictions"]) == good
+    assert set(data["predictions"][0]["probabilities"]) == {"blue", "green", "red"}
+    assert sorted(s["path"].rsplit("/", 1)[-1] for s in data["skipped"]) == ["empty.jpg", "notes.png"]
+    assert main(["predict", str(tiny_run), str(photos), "--output", str(tmp_path / "preds.txt")]) == 2
+    assert "--output " in capsys.readouterr().err
