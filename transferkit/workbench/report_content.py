@@ -11,8 +11,7 @@ Python: ``build_report(run_dir)`` (this module) returns the paths of the HTML an
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,6 +19,7 @@ import numpy as np
 from sklearn.metrics import classification_report, confusion_matrix
 
 from ..data.sources import ImageSet
+from ..engine.output_paths import check_output_file
 from ..engine.run_dir import RunDir
 from ..errors import TransferkitError
 from ..evaluation import predictions
@@ -36,6 +36,7 @@ class ReportPredictions:
     probs: np.ndarray
     targets: np.ndarray
     images: ImageSet  # load(i), describe(i)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # images that could not be read (file, reason)
 
     @property
     def preds(self) -> np.ndarray:
@@ -60,7 +61,8 @@ def predict_split(run_dir: str | Path, data: str | Path | None = None) -> Report
     """Class probabilities of the run's exported model on its evaluation images (the run's test
     split, else its validation split, or ``--data DIR``), as ``transferkit evaluate`` computes them."""
     predicted, chosen = predictions(run_dir, data)
-    return ReportPredictions(chosen.split, chosen.where, predicted.classes, predicted.probs, predicted.targets, chosen.images)
+    return ReportPredictions(chosen.split, chosen.where, predicted.classes, predicted.probs, predicted.targets, chosen.images,
+                             predicted.skipped)
 
 
 def classification_table(pred: ReportPredictions) -> dict[str, Any]:
@@ -85,7 +87,7 @@ def gather(run_dir: str | Path, data: str | Path | None = None, top_wrong: int =
             raise TransferkitError(f"{run.path}: no {needed.name}; give a finished run directory (or finish it with --resume)")
     pred = predict_split(run.path, data)
     confusion = confusion_matrix(pred.targets, pred.preds, labels=np.arange(len(pred.classes))).tolist()
-    return ReportContent(run.path, run.recipe_file.read_text(), json.loads(run.summary_file.read_text()), run.read_metrics(),
+    return ReportContent(run.path, run.read_recipe_text(), run.read_summary(), run.read_metrics(),
                          pred, classification_table(pred), confusion, most_confidently_wrong(pred, top_wrong))
 
 
@@ -104,11 +106,15 @@ def build_report(
     html_path = Path(output) if output is not None else Path(run_dir) / "report.html"
     if html_path.suffix.lower() not in (".html", ".htm"):
         raise TransferkitError(f"--output {html_path}: name an .html file; the Markdown is written beside it as .md")
+    for target in (html_path, html_path.with_suffix(".md")):
+        check_output_file(target, "--output")  # writable, not a run's own file: before any image is decoded
     content = gather(run_dir, data, top_wrong)
     md_path = write_report(content, html_path)
     pred = content.predictions
     accuracy = float((pred.preds == pred.targets).mean()) if len(pred.targets) else float("nan")
     log(f"{content.run_dir}: top-1 {accuracy:.4f} on {pred.where}; {int((pred.preds != pred.targets).sum())} wrong,"
         f" {len(content.wrong)} shown")
+    if pred.skipped:
+        log(f"skipped {len(pred.skipped)} image(s) that could not be read: " + "; ".join(f"{f}: {r}" for f, r in pred.skipped[:5]))
     log(f"report: {html_path} (self-contained) and {md_path}")
     return html_path, md_path
