@@ -10,13 +10,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
 import transferkit
 
-from .errors import DataError, TransferkitError
-from .plugins import registry
+from .errors import DataError, PluginWarning, RunInterrupted, TransferkitError
+from .plugins import CONTAINED, DISABLE_ENV, describe_exception, get_plugins, registry
 from .workbench import command_modules
 
 KINDS = {"backbones": "backbone", "augmentations": "augmentation", "averagers": "averager", "datasets": "dataset",
@@ -76,6 +77,11 @@ def _plugin_commands(sub: argparse._SubParsersAction) -> None:
     for entry in registry("command").entries():
         if entry.name in COMMANDS or entry.name in sub.choices:
             continue
+        try:  # on a scratch parser first: one plugin's broken command must not take the command line down
+            entry.factory(argparse.ArgumentParser(prog=entry.name, add_help=False))
+        except CONTAINED as exc:
+            get_plugins().disable(entry.provider, f"its command {entry.name!r} failed to configure: {describe_exception(exc)}", exc)
+            continue
         parser = sub.add_parser(entry.name, help=f"{entry.description} [plugin {entry.provider}]")
         entry.factory(parser)
         parser.set_defaults(plugin_run=entry.extras["run"])
@@ -111,12 +117,16 @@ def _overrides(pairs: Sequence[str]) -> dict:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from .engine.memory import check_recipe_memory  # torch: not for --help
+
     recipe = transferkit.load_recipe(args.recipe, args.overrides)
+    memory = check_recipe_memory(recipe, args.recipe)  # an image size the device cannot hold fails here
     p = recipe.phases
     print(
         f"{args.recipe}: ok ({recipe.name}: {recipe.backbone.name} [{recipe.backbone.weights}], data {recipe.data.source}"
         f"{' ' + recipe.data.root if recipe.data.root else ''}, extract {p.extract.epochs} + finetune {p.finetune.epochs} epochs)"
     )
+    print(f"memory: {memory.describe()}")
     return 0
 
 
@@ -128,6 +138,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
+    transferkit.get_plugins().check_hooks()  # a plugin whose hook fails shows as disabled, with the reason
     rows = [(i.name, i.distribution or "-", i.version or "-", ", ".join(i.hooks) or "-", i.status + (f": {i.error}" if i.error else ""))
             for i in transferkit.get_plugins().info.values()]
     _table(("plugin", "package", "version", "hooks", "status"), rows)
@@ -151,6 +162,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     what = " + ".join(args.run_dirs) + (f" (ensemble of {len(args.run_dirs)})" if len(args.run_dirs) > 1 else "")
     what += f" with tta {args.tta}" if args.tta else ""
     print(f"{what}: {top}, macro-F1 {metrics['macro_f1']:.4f} on {metrics['n']} images ({time.perf_counter() - started:.1f} s)")
+    if metrics.get("skipped"):
+        bad = metrics["skipped"]
+        shown = "; ".join(f"{b['file']}: {b['reason']}" for b in bad[:5]) + ("; ..." if len(bad) > 5 else "")
+        print(f"skipped {len(bad)} image(s) that could not be read (not in the figures): {shown}")
     worst = sorted((v, k) for k, v in metrics["per_class_accuracy"].items() if v is not None)[:3]
     print("lowest per-class accuracy: " + ", ".join(f"{k} {v:.3f}" for v, k in worst))
     return 0
@@ -163,11 +178,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
     files = image_files(args.images)
     if not files:
         raise DataError(f"predict: no image files in {' '.join(args.images)}")
+    bad = 0
     for start in range(0, len(files), 64):
         chunk = files[start : start + 64]
-        for path, pred in zip(chunk, model.predict([str(f) for f in chunk], top_k=args.top_k, tta=args.tta)):
-            ranked = "  ".join(f"{name} {p:.3f}" for name, p in pred.top_k)
-            print(f"{path}\t{ranked}")
+        images = transferkit.ArrayImages([str(f) for f in chunk], [0] * len(chunk), model.classes)
+        predicted = model.predictions(images, tta=args.tta, on_bad="skip")  # one bad file costs only itself
+        rows = dict(zip(range(len(chunk)) if predicted.kept is None else predicted.kept.tolist(), predicted.probs))
+        reasons = dict(predicted.skipped)
+        for index, path in enumerate(chunk):
+            if index in rows:
+                pred = model.ranked(rows[index], args.top_k)
+                print(f"{path}\t" + "  ".join(f"{name} {p:.3f}" for name, p in pred.top_k))
+            else:
+                bad += 1
+                print(f"transferkit: {path}: skipped: {reasons.get(str(path), 'could not be read')}", file=sys.stderr)
+    if bad:
+        print(f"transferkit: error: {bad} of {len(files)} image(s) could not be read (named above)", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -191,6 +218,7 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    _one_line_output()
     try:
         args = _parser().parse_args(argv)
     except TransferkitError as exc:  # a plugin that fails to load under TRANSFERKIT_STRICT_PLUGINS
@@ -203,9 +231,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TransferkitError as exc:
         print(f"transferkit: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except RunInterrupted as exc:  # a run: says where its checkpoint is, or that there is none
+        print(f"transferkit: {exc}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
-        print("transferkit: interrupted; continue with --resume RUN_DIR (the last checkpoint is kept)", file=sys.stderr)
+        print("transferkit: interrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        print("transferkit: error: out of memory; lower data.batch_size or data.image_size (transferkit plan shows"
+              " the estimate), or free memory", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        if getattr(args, "plugin_run", None) is not None:  # a plugin's command: name the plugin, not a traceback
+            print(f"transferkit: error: command {args.command!r} (a plugin's) failed: {type(exc).__name__}: {exc};"
+                  f" report it to the plugin's authors, or skip the plugin with {DISABLE_ENV}", file=sys.stderr)
+            return 1
+        if type(exc).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError, without importing torch here
+            print(f"transferkit: error: out of GPU memory ({str(exc).splitlines()[0][:160]}); lower data.batch_size or"
+                  " data.image_size (transferkit plan shows the estimate)", file=sys.stderr)
+            return 1
+        raise
+
+
+def _one_line_output() -> None:
+    """File names that are not UTF-8 (surrogate escapes) print escaped instead of crashing print,
+    and a plugin's warning prints as one line."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+    previous = warnings.formatwarning
+
+    def one_line(message: Any, category: type[Warning], *rest: Any, **kwargs: Any) -> str:
+        if issubclass(category, PluginWarning):
+            return f"transferkit: warning: {message}\n"
+        return previous(message, category, *rest, **kwargs)
+
+    if getattr(previous, "__name__", "") != "one_line":
+        warnings.formatwarning = one_line
 
 
 if __name__ == "__main__":  # pragma: no cover
