@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from ..errors import TransferkitError
 from ..recipe import Recipe
-from .checkpoint import atomic_write, load_checkpoint
+from .checkpoint import load_checkpoint
 from .distributed import DistContext, init_distributed
 from .final_model import select_final
 from .model_files import write_prepared_model
@@ -19,6 +19,7 @@ from .plots import plot_confusion, plot_curves
 from .run_dir import RunDir
 from .runtime import resolve_runtime
 from .setup import Prepared, prepare
+from .stopping import StopRequest, interrupted, stop_signals
 from .tensorboard_sink import require_tensorboard, tensorboard_sink
 from .trainer import Trainer, resume_state
 
@@ -51,34 +52,65 @@ def run_recipe(
     started = time.perf_counter()
     require_tensorboard(recipe)
     dist = init_distributed(resolve_runtime(recipe.train).device.type)
-    if not dist.is_main:
-        log = _silent
+    log = _silent if not dist.is_main else _printable(log)
     checkpoint = None
     if resume is not None:
         run = RunDir(resume)
-        if not run.last_checkpoint.is_file():
-            raise TransferkitError(f"--resume {resume}: no checkpoints/last.pt in it; nothing to resume")
+        _check_resumable(run, resume)
         checkpoint = resume_state(run)
         _check_same_recipe(recipe, checkpoint, run)
-    prepared = prepare(recipe, dataset, val_dataset, test_dataset, log=log)
-    if resume is None:  # rank 0 names the directory (its timestamp), the others follow
-        path = dist.broadcast(str(RunDir.create(recipe, output).path) if dist.is_main else None)
-        run = RunDir(path)
-    if not dist.is_main:
-        return _train(prepared, run, checkpoint, on_step, log, started, dist)
-    with run.lock():
-        if resume is None:
-            run.write_recipe(recipe)
-        return _train(prepared, run, checkpoint, on_step, log, started, dist)
+    elif output is not None and dist.is_main:
+        RunDir.check_new(output)  # before minutes of decoding
+    # SIGINT and SIGTERM alike; across processes every rank must stop at the same step, so there
+    # the first signal stops at once (the last checkpoint is kept)
+    with stop_signals(graceful=not dist.enabled) as stop:
+        try:
+            prepared = prepare(recipe, dataset, val_dataset, test_dataset, log=log)
+        except KeyboardInterrupt as exc:
+            raise interrupted(RunDir(resume) if resume is not None else None, exc) from None
+        if resume is None:  # rank 0 names the directory (its timestamp), the others follow
+            path = dist.broadcast(str(RunDir.create(recipe, output).path) if dist.is_main else None)
+            run = RunDir(path)
+        if not dist.is_main:
+            return _train(prepared, run, checkpoint, on_step, log, started, dist, stop)
+        with run.lock():
+            try:
+                if resume is None:
+                    removed = run.remove_leftovers()
+                    if removed:
+                        log(f"removed what a run that died before its first checkpoint left in {run.path}: {', '.join(removed)}")
+                    run.write_recipe(recipe)
+                return _train(prepared, run, checkpoint, on_step, log, started, dist, stop)
+            except KeyboardInterrupt as exc:
+                raise interrupted(run, exc) from None
+
+
+def _check_resumable(run: RunDir, resume: str | Path) -> None:
+    if run.last_checkpoint.is_file():
+        return
+    if not run.path.is_dir():
+        raise TransferkitError(f"--resume {resume}: no such run directory")
+    if run.leftovers():
+        raise TransferkitError(
+            f"--resume {resume}: the run stopped before its first checkpoint, so there is nothing to resume; start it again"
+            f" with transferkit finetune RECIPE --output {resume} (what it left is removed)"
+        )
+    raise TransferkitError(f"--resume {resume}: no checkpoints/last.pt in it; nothing to resume")
 
 
 def _silent(_message: str) -> None:
     pass
 
 
+def _printable(log: Callable[[str], None]) -> Callable[[str], None]:
+    """File names that are not UTF-8 (surrogate escapes) shown as ``\\udcff`` instead of making a
+    strict stdout raise in the middle of a run."""
+    return lambda message: log(message.encode("utf-8", "backslashreplace").decode("utf-8"))
+
+
 def _train(
     prepared: Prepared, run: RunDir, checkpoint: Any, on_step: Any, log: Callable[[str], None], started: float,
-    dist: DistContext,
+    dist: DistContext, stop: StopRequest,
 ) -> RunResult:
     recipe = prepared.recipe
     log(f"run directory: {run.path}")
@@ -88,7 +120,7 @@ def _train(
         f"backbone {recipe.backbone.name} ({prepared.model.backbone.weights_origin}); device {prepared.runtime.describe()}"
     )
     with tensorboard_sink(recipe, run, enabled=dist.is_main) as tensorboard_steps:
-        trainer = Trainer(prepared, run, on_step=list(on_step or []) + tensorboard_steps, log=log, dist=dist)
+        trainer = Trainer(prepared, run, on_step=list(on_step or []) + tensorboard_steps, log=log, dist=dist, stop=stop)
         summary = trainer.fit(checkpoint)
     final_model = trainer.averager.module if trainer.averager is not None else trainer.model
     final_model = _final_weights(trainer, final_model, summary, log)
@@ -101,8 +133,7 @@ def _train(
     report = prepared.decode_report
     if report.bad:
         summary["skipped_images"] = [{"file": f, "reason": r} for f, r in report.bad]
-        text = "".join(f"{f}\t{r}\n" for f, r in report.bad)
-        atomic_write(run.path / "skipped_images.txt", lambda fh: fh.write(text.encode()))
+        run.write_text(run.path / "skipped_images.txt", "".join(f"{f}\t{r}\n" for f, r in report.bad))
     if report.leaks:
         summary["leakage"] = report.leaks
     summary["decode_seconds"] = report.seconds
