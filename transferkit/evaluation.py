@@ -68,12 +68,20 @@ def predictions(
     tta: str | None = None,
     model: TrainedModel | Ensemble | None = None,
 ) -> tuple[Predictions, EvaluationImages]:
-    """The run's (or the ensemble's) predictions on its evaluation images, and which those are."""
+    """The run's (or the ensemble's) predictions on its evaluation images, and which those are.
+    Images that cannot be read are left out and listed (``Predictions.skipped``); ``chosen.images``
+    is then the images predicted, row for row."""
     runs = [run_dir] if isinstance(run_dir, (str, Path)) else list(run_dir)
     if model is None:
         model = load(runs[0]) if len(runs) == 1 else load_ensemble(runs)
     chosen = evaluation_images(runs[0], data, split)
-    return model.predictions(chosen.images, tta=tta), chosen
+    predicted = model.predictions(chosen.images, tta=tta, on_bad="skip")
+    if predicted.kept is not None:
+        if not len(predicted.kept):
+            shown = "; ".join(f"{f}: {r}" for f, r in predicted.skipped[:5])
+            raise DataError(f"none of the {len(chosen.images)} images of {chosen.where} could be read ({shown})")
+        chosen = EvaluationImages(chosen.images.subset(predicted.kept.tolist()), chosen.split, chosen.where)
+    return predicted, chosen
 
 
 def evaluate(
@@ -87,5 +95,6 @@ def evaluate(
     """Metrics of a finished run's model on ``data`` or on its own ``split`` (see
     ``evaluation_images``). Several run directories are evaluated as an ensemble (mean of
     probabilities); ``tta`` names a test-time augmentation policy (``transferkit list tta``);
-    ``model`` (a loaded run, e.g. with other weights put in) replaces loading ``run_dir``."""
+    ``model`` (a loaded run, e.g. with other weights put in) replaces loading ``run_dir``.
+    Images that cannot be read are left out of the figures and listed under ``"skipped"``."""
     return predictions(run_dir, data, split=split, tta=tta, model=model)[0].metrics()

@@ -40,9 +40,13 @@ class _Predictor:
 
     classes: list[str]
 
-    def predictions(self, images: ImageSet, tta: str | None = None, batch_size: int = BATCH_SIZE) -> Predictions:
+    def predictions(
+        self, images: ImageSet, tta: str | None = None, batch_size: int = BATCH_SIZE, on_bad: str = "error"
+    ) -> Predictions:
         """Class probabilities on a labelled image set, with its labels mapped to this model's
-        classes (what ``transferkit.evaluate``, ``report`` and ``sweep`` measure)."""
+        classes (what ``transferkit.evaluate``, ``report`` and ``sweep`` measure). An image that
+        cannot be read: ``on_bad="error"`` raises naming it, ``"skip"`` leaves it out
+        (``Predictions.kept`` / ``skipped``)."""
         raise NotImplementedError
 
     def predict_proba(self, images: Any, tta: str | None = None, batch_size: int = BATCH_SIZE) -> np.ndarray:
@@ -55,13 +59,13 @@ class _Predictor:
 
     def predict(self, images: Any, top_k: int = 1, tta: str | None = None) -> list[Prediction]:
         """The most likely class of each image, with its probability and the top-k."""
-        probs = self.predict_proba(images, tta=tta)
+        return [self.ranked(row, top_k) for row in self.predict_proba(images, tta=tta)]
+
+    def ranked(self, probs: np.ndarray, top_k: int = 1) -> Prediction:
+        """One image's class probabilities as a ``Prediction`` with its top-k."""
         k = max(1, min(top_k, len(self.classes)))
-        preds = []
-        for row in probs:
-            ranked = [(self.classes[i], float(row[i])) for i in np.argsort(-row)[:k]]
-            preds.append(Prediction(ranked[0][0], ranked[0][1], ranked))
-        return preds
+        ranked = [(self.classes[i], float(probs[i])) for i in np.argsort(-probs)[:k]]
+        return Prediction(ranked[0][0], ranked[0][1], ranked)
 
 
 class TrainedModel(_Predictor):
@@ -94,7 +98,9 @@ class TrainedModel(_Predictor):
         model.load_state_dict(state, strict=True)
         return TrainedModel(model, self.manifest, self.run_dir)
 
-    def predictions(self, images: ImageSet, tta: str | None = None, batch_size: int = BATCH_SIZE) -> Predictions:
+    def predictions(
+        self, images: ImageSet, tta: str | None = None, batch_size: int = BATCH_SIZE, on_bad: str = "error"
+    ) -> Predictions:
         if tta:
             policy = create_tta(tta)
             preprocess: Any = partial(self.preprocessing.views, policy=policy)
@@ -102,7 +108,7 @@ class TrainedModel(_Predictor):
             preprocess = self.preprocessing
         runtime = inference_runtime(self.model)
         return predict(self.model, images, preprocess, classes=self.classes, runtime=runtime, batch_size=batch_size,
-                       desc=f"predicting{' with ' + tta if tta else ''}")
+                       desc=f"predicting{' with ' + tta if tta else ''}", on_bad=on_bad)
 
 
 class Ensemble(_Predictor):
@@ -121,10 +127,22 @@ class Ensemble(_Predictor):
         self.members = list(members)
         self.classes = list(first.classes)
 
-    def predictions(self, images: ImageSet, tta: str | None = None, batch_size: int = BATCH_SIZE) -> Predictions:
-        """Each member predicts through its own preprocessing; the probabilities are averaged."""
-        members = [m.predictions(images, tta=tta, batch_size=batch_size) for m in self.members]
-        return Predictions(np.mean([p.probs for p in members], axis=0), members[0].targets, self.classes)
+    def predictions(
+        self, images: ImageSet, tta: str | None = None, batch_size: int = BATCH_SIZE, on_bad: str = "error"
+    ) -> Predictions:
+        """Each member predicts through its own preprocessing; the probabilities are averaged over
+        the images every member could read."""
+        members = [m.predictions(images, tta=tta, batch_size=batch_size, on_bad=on_bad) for m in self.members]
+        kept = [np.arange(len(images)) if p.kept is None else p.kept for p in members]
+        common = kept[0]
+        for k in kept[1:]:
+            common = np.intersect1d(common, k)
+        probs = [p.probs[np.isin(k, common)] for p, k in zip(members, kept)]
+        skipped = {f: r for p in members for f, r in p.skipped}
+        first = members[0].targets[np.isin(kept[0], common)]
+        if len(common) == len(images):
+            return Predictions(np.mean(probs, axis=0), first, self.classes)
+        return Predictions(np.mean(probs, axis=0), first, self.classes, kept=common, skipped=list(skipped.items()))
 
 
 def load(run_dir: str | Path) -> TrainedModel:
@@ -139,11 +157,13 @@ def load_ensemble(run_dirs: Iterable[str | Path]) -> Ensemble:
 
 
 def image_files(paths: Iterable[str | Path]) -> list[Path]:
-    """Files given directly, and the image files inside given folders (sorted)."""
+    """Files given directly, and the image files inside given folders (sorted; hidden files and
+    folders, whose names start with ".", left out)."""
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            out += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file())
+            out += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file()
+                          and not any(part.startswith(".") for part in f.relative_to(p).parts))
         else:
             out.append(p)
     return out

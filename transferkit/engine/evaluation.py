@@ -6,15 +6,17 @@ cannot disagree about what a model's accuracy is.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from ..data.loaders import EpochBatchSampler, TransformedDataset, make_loader
+from ..data.decoding import bad_image_reason
+from ..data.loaders import EpochBatchSampler, make_loader
 from ..data.sources import ImageSet
 from ..errors import DataError
 from .distributed import DistContext
@@ -34,6 +36,9 @@ class Predictions:
     probs: np.ndarray
     targets: np.ndarray
     classes: list[str]
+    # with on_bad="skip": the rows' indices into the image set, and the images left out (name, reason)
+    kept: np.ndarray | None = None
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def preds(self) -> np.ndarray:
@@ -42,6 +47,8 @@ class Predictions:
     def metrics(self) -> dict[str, Any]:
         """Top-1 (and top-k), macro-F1, per-class accuracy, confusion matrix and mean cross-entropy."""
         out = classification_metrics(self.probs, self.targets, self.classes)
+        if self.skipped:
+            out["skipped"] = [{"file": f, "reason": r} for f, r in self.skipped]
         if len(self.targets):
             picked = self.probs[np.arange(len(self.targets)), self.targets]
             out["loss"] = float(-np.log(np.clip(picked, 1e-12, None)).mean())
@@ -62,6 +69,7 @@ def predict(
     features: FeatureCache | None = None,
     dist: DistContext | None = None,
     desc: str = "eval",
+    on_bad: str = "error",
 ) -> Predictions:
     """Probabilities of ``model`` (in eval mode) on every image of ``images``, in order.
 
@@ -70,7 +78,11 @@ def predict(
     class names when they may differ from the image set's (another folder of images); labels are
     mapped by name. ``batch_size`` counts forward rows: with V views per image, about
     ``batch_size / V`` images go into a batch. Across processes each rank predicts its share and
-    every rank gets all the rows."""
+    every rank gets all the rows.
+
+    An image that cannot be decoded costs only itself, not its batch: ``on_bad="error"`` raises one
+    ``DataError`` naming every such image after the pass; ``"skip"`` leaves them out
+    (``Predictions.kept``, ``Predictions.skipped``)."""
     runtime = runtime or inference_runtime(model)
     dist = dist or DistContext()
     names = list(classes) if classes is not None else list(images.classes)
@@ -83,12 +95,40 @@ def predict(
     else:
         if preprocess is None:
             raise TypeError("predict: give preprocess (the model's evaluation transform) or features")
-        per_image = _views_per_image(images, preprocess)
+        shape = _input_shape(images, preprocess)
+        per_image = int(shape[0]) if len(shape) == 4 else 1
         sampler = _sampler(len(images), max(1, batch_size // per_image), dist)
-        batches = make_loader(TransformedDataset(images, preprocess), sampler, num_workers)
+        batches = make_loader(_GuardedImages(images, preprocess, shape), sampler, num_workers)
         forward = model
-    probs = _probabilities(forward, batches, runtime, desc=desc, total=len(sampler), classes=len(names))
-    return Predictions(dist.gather_rows(probs, len(images)), targets, names)
+    reasons: dict[int, str] = {}
+    probs = _probabilities(forward, batches, runtime, desc=desc, total=len(sampler), classes=len(names), reasons=reasons)
+    probs = dist.gather_rows(probs, len(images))
+    bad = np.flatnonzero((probs < 0).any(axis=1)) if len(probs) else np.zeros(0, dtype=np.int64)
+    if not len(bad):
+        return Predictions(probs, targets, names)
+    skipped = [(images.describe(int(i)), reasons.get(int(i), "could not be decoded")) for i in bad]
+    if on_bad != "skip":
+        shown = "; ".join(f"{f}: {r}" for f, r in skipped[:10]) + ("; ..." if len(skipped) > 10 else "")
+        raise DataError(f"{len(skipped)} image(s) could not be read: {shown}; fix or remove them")
+    kept = np.setdiff1d(np.arange(len(probs)), bad)
+    return Predictions(probs[kept], targets[kept], names, kept=kept, skipped=skipped)
+
+
+class _GuardedImages(Dataset):
+    """``(input, index, reason)``: an image that fails to decode or preprocess gives a filler
+    input and the reason, so only its own row is lost (marked -1 by ``_probabilities``)."""
+
+    def __init__(self, images: ImageSet, preprocess: Preprocess, shape: torch.Size) -> None:
+        self.images, self.preprocess, self.shape = images, preprocess, shape
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, str]:
+        try:
+            return self.preprocess(self.images.load(index)), index, ""
+        except (DataError, OSError, SyntaxError, ValueError, MemoryError) as exc:
+            return torch.zeros(self.shape), index, bad_image_reason(exc, self.images.describe(index)) or "could not be decoded"
 
 
 def inference_runtime(model: nn.Module) -> Runtime:
@@ -100,16 +140,27 @@ def inference_runtime(model: nn.Module) -> Runtime:
 
 @torch.inference_mode()
 def _probabilities(
-    forward: Callable[[torch.Tensor], torch.Tensor], batches: Any, runtime: Runtime, *, desc: str, total: int, classes: int
+    forward: Callable[[torch.Tensor], torch.Tensor], batches: Any, runtime: Runtime, *, desc: str, total: int, classes: int,
+    reasons: dict[int, str],
 ) -> np.ndarray:
+    """Probabilities per row; rows of images that failed (``_GuardedImages``) are -1 (no
+    probability is), their reasons go into ``reasons`` by index."""
     out = []
-    for inputs, _ in tqdm(batches, total=total, desc=desc, leave=False, unit="batch", dynamic_ncols=True, disable=None):
+    for batch in tqdm(batches, total=total, desc=desc, leave=False, unit="batch", dynamic_ncols=True, disable=None):
+        inputs = batch[0]
         views = inputs.shape[1] if inputs.ndim == 5 else 0  # [N, V, 3, H, W]: test-time views
         rows = inputs.flatten(0, 1) if views else inputs
         with runtime.autocast():
             logits = forward(runtime.to_device(rows))
         probs = logits.float().softmax(dim=-1).cpu()
-        out.append(probs.view(-1, views, probs.shape[-1]).mean(dim=1) if views else probs)
+        probs = probs.view(-1, views, probs.shape[-1]).mean(dim=1) if views else probs
+        if len(batch) == 3:  # images: (inputs, indices, reasons)
+            failed = [k for k, why in enumerate(batch[2]) if why]
+            for k in failed:
+                reasons[int(batch[1][k])] = batch[2][k]
+            if failed:
+                probs[failed] = -1.0
+        out.append(probs)
     return torch.cat(out).numpy() if out else np.zeros((0, classes), dtype=np.float32)
 
 
@@ -124,11 +175,14 @@ def _targets(images: ImageSet, classes: list[str]) -> np.ndarray:
     return remap[targets]
 
 
-def _views_per_image(images: ImageSet, preprocess: Preprocess) -> int:
-    if len(images) == 0:
-        return 1
-    first = preprocess(images.load(0))
-    return int(first.shape[0]) if first.ndim == 4 else 1
+def _input_shape(images: ImageSet, preprocess: Preprocess) -> torch.Size:
+    """The preprocessed shape of the first image that decodes (``[V, 3, H, W]`` with test-time views)."""
+    for index in range(len(images)):
+        try:
+            return preprocess(images.load(index)).shape
+        except (DataError, OSError, SyntaxError, ValueError, MemoryError):
+            continue
+    return torch.Size([3, 1, 1])  # no image decodes: every row is reported as bad
 
 
 def _sampler(n: int, batch_size: int, dist: DistContext) -> EpochBatchSampler:

@@ -17,6 +17,7 @@ from ..models.classifier import Classifier
 from ..plugins import registry
 from ..recipe import Recipe
 from .checkpoint import seed_everything
+from .memory import check_training_memory
 from .runtime import Runtime, resolve_runtime
 
 
@@ -79,12 +80,16 @@ def prepare(
 ) -> Prepared:
     seed_everything(recipe.seed)
     splits = build_splits(recipe, dataset, val_dataset, test_dataset)
+    for note in splits.notes:
+        log(note)
     model = build_model(recipe, splits.classes)
+    check_training_memory(recipe, model.backbone)  # before minutes of decoding, not an out-of-memory after them
     eval_tf = preprocessing_for(model.data_config, recipe.data.image_size, recipe.data.crop_pct)
     splits, report = decode_splits(
         splits, shorter=eval_tf.resize_shorter_side, on_bad=recipe.data.on_bad_image, budget_mb=recipe.data.decode_cache_mb,
     )
     check_decoded(recipe, splits, report, log)
+    splits.check("after skipping bad images")  # a class may have lost its last training image
     image_augs = [create_augmentation(s.name, **s.params) for s in recipe.augment.image]
     batch_augs = [create_augmentation(s.name, num_classes=len(splits.classes), **s.params) for s in recipe.augment.batch]
     train_tf = train_transform(
