@@ -109,3 +109,91 @@ def test_plugins_command_lists_hooks_and_versions(capsys):
 def test_list_every_kind(kind, capsys):
     assert main(["list", kind]) == 0
     assert capsys.readouterr().out
+
+
+def _disabled_line(stderr: str, plugin: str) -> str:
+    lines = [x for x in stderr.splitlines() if x.strip()]
+    assert len(lines) == 1, stderr  # one line, no traceback
+    assert plugin in lines[0] and f"TRANSFERKIT_DISABLE_PLUGINS={plugin}" in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize("body, said", [
+    ("import sys\nsys.exit(0)\n", "SystemExit(0) (it called sys.exit)"),
+    ("raise KeyboardInterrupt\n", "KeyboardInterrupt (raised by the plugin)"),
+])
+def test_a_plugin_that_exits_at_import_cannot_end_every_command(tmp_path, body, said):
+    path = _fake_distribution(tmp_path, body)
+    done = _run_cli(["list", "datasets"], path)
+    assert done.returncode == 0 and "imagefolder" in done.stdout  # the command ran, with the other plugins
+    assert "failed to load: " + said in _disabled_line(done.stderr, "brokenplug")
+    table = _run_cli(["plugins"], path)
+    assert table.returncode == 0 and "transferkit.builtin.backbones" in table.stdout
+    assert "failed: " + said in next(x for x in table.stdout.splitlines() if x.startswith("brokenplug"))
+
+
+HOOK_RAISES = """
+    import sys
+    from transferkit import hookimpl
+
+    @hookimpl
+    def register_datasets(register):
+        register("half", lambda root, **kw: None)
+        {raise_it}
+
+    @hookimpl
+    def register_commands(register):
+        register("hello", lambda parser: None, run=lambda args: 0, description="says hello")
+"""
+
+
+@pytest.mark.parametrize("raise_it, said", [
+    ("raise ValueError('no config file')", "its register_datasets hook raised ValueError: no config file"),
+    ("sys.exit(3)", "its register_datasets hook raised SystemExit(3) (it called sys.exit)"),
+])
+def test_a_plugin_whose_hook_raises_is_disabled_and_the_rest_work(tmp_path, raise_it, said):
+    path = _fake_distribution(tmp_path, HOOK_RAISES.format(raise_it=raise_it))
+    done = _run_cli(["list", "datasets"], path)
+    assert done.returncode == 0, done.stderr
+    assert "imagefolder" in done.stdout and "half" not in done.stdout  # nothing of the disabled plugin is half-registered
+    assert said in _disabled_line(done.stderr, "brokenplug")
+    table = _run_cli(["plugins"], path)
+    assert table.returncode == 0
+    assert f"disabled: {said}" in next(x for x in table.stdout.splitlines() if x.startswith("brokenplug"))
+    strict = _run_cli(["list", "datasets"], path, TRANSFERKIT_STRICT_PLUGINS="1")
+    assert strict.returncode == 3 and "plugin 'brokenplug' failed in register_datasets" in strict.stderr
+
+
+def test_a_hook_with_a_wrong_signature_is_named_and_plugins_still_works(tmp_path):
+    body = """
+        from transferkit import hookimpl
+
+        @hookimpl
+        def register_backbones(register, config):
+            pass
+    """
+    path = _fake_distribution(tmp_path, body)
+    table = _run_cli(["plugins"], path)
+    assert table.returncode == 0, table.stderr
+    line = next(x for x in table.stdout.splitlines() if x.startswith("brokenplug"))
+    assert "failed: has a hook that does not match transferkit's" in line and "{'config'}" in line
+    assert "has a hook that does not match" in _disabled_line(table.stderr, "brokenplug")
+    listed = _run_cli(["list", "backbones", "--filter", "timm/resnet18"], path)
+    assert listed.returncode == 0 and "timm/resnet18" in listed.stdout
+
+
+def test_a_plugin_command_that_fails_to_configure_leaves_the_command_line_working(tmp_path):
+    body = """
+        from transferkit import hookimpl
+
+        def configure(parser):
+            raise RuntimeError("argparse clash")
+
+        @hookimpl
+        def register_commands(register):
+            register("clash", configure, run=lambda args: 0)
+    """
+    path = _fake_distribution(tmp_path, body)
+    done = _run_cli(["plugins"], path)
+    assert done.returncode == 0 and "transferkit.builtin.datasets" in done.stdout
+    assert "its command 'clash' failed to configure: RuntimeError: argparse clash" in _disabled_line(done.stderr, "brokenplug")

@@ -10,13 +10,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
 import transferkit
 
-from .errors import TransferkitError, UsageError
-from .plugins import registry
+from .errors import PluginWarning, RunInterrupted, TransferkitError, UsageError
+from .plugins import CONTAINED, DISABLE_ENV, describe_exception, get_plugins, registry
 from .workbench import command_modules
 
 LOCAL_SOURCES = ("imagefolder", "csv")  # validate reads these (a download source would download)
@@ -91,6 +92,11 @@ def _plugin_commands(sub: argparse._SubParsersAction) -> None:
     for entry in registry("command").entries():
         if entry.name in COMMANDS or entry.name in sub.choices:
             continue
+        try:  # on a scratch parser first: one plugin's broken command must not take the command line down
+            entry.factory(argparse.ArgumentParser(prog=entry.name, add_help=False))
+        except CONTAINED as exc:
+            get_plugins().disable(entry.provider, f"its command {entry.name!r} failed to configure: {describe_exception(exc)}", exc)
+            continue
         parser = sub.add_parser(entry.name, help=f"{entry.description} [plugin {entry.provider}]")
         entry.factory(parser)
         parser.set_defaults(plugin_run=entry.extras["run"])
@@ -134,17 +140,21 @@ def _overrides(pairs: Sequence[str]) -> dict:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from .engine.memory import check_recipe_memory  # torch: not for --help
+
     recipe = transferkit.load_recipe(args.recipe, args.overrides)
     lines: list[str] = []
     if recipe.data.source in LOCAL_SOURCES:  # read the folders or the CSV (no image decoded): their errors now
         from .engine.data_summary import check_data  # the engine: not for --help
 
         lines = check_data(recipe)
+    memory = check_recipe_memory(recipe, args.recipe)  # an image size the device cannot hold fails here
     p = recipe.phases
     print(
         f"{args.recipe}: ok ({recipe.name}: {recipe.backbone.name} [{recipe.backbone.weights}], data {recipe.data.source}"
         f"{' ' + recipe.data.root if recipe.data.root else ''}, extract {p.extract.epochs} + finetune {p.finetune.epochs} epochs)"
     )
+    print(f"memory: {memory.describe()}")
     for line in lines:
         print(line)
     return 0
@@ -158,6 +168,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
+    transferkit.get_plugins().check_hooks()  # a plugin whose hook fails shows as disabled, with the reason
     rows = [(i.name, i.distribution or "-", i.version or "-", ", ".join(i.hooks) or "-", i.status + (f": {i.error}" if i.error else ""))
             for i in transferkit.get_plugins().info.values()]
     _table(("plugin", "package", "version", "hooks", "status"), rows)
@@ -186,6 +197,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     probabilities = "uncalibrated" if args.raw else "calibrated"
     print(f"{what}: {top}, macro-F1 {metrics['macro_f1']:.4f}, ECE {metrics['ece']:.4f} and NLL {metrics['loss']:.4f}"
           f" ({probabilities}) on {metrics['n']} images{present} ({time.perf_counter() - started:.1f} s)")
+    if metrics.get("skipped"):
+        bad = metrics["skipped"]
+        shown = "; ".join(f"{b['file']}: {b['reason']}" for b in bad[:5]) + ("; ..." if len(bad) > 5 else "")
+        print(f"skipped {len(bad)} image(s) that could not be read (not in the figures): {shown}")
     worst = sorted((v, k) for k, v in metrics["per_class_accuracy"].items() if v is not None)[:3]
     print("lowest per-class accuracy: " + ", ".join(f"{k} {v:.3f}" for v, k in worst))
     return 0
@@ -230,6 +245,7 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    _one_line_output()
     try:
         argv = list(sys.argv[1:] if argv is None else argv)
         command = next((a for a in argv if not a.startswith("-")), None)
@@ -245,9 +261,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TransferkitError as exc:
         print(f"transferkit: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except RunInterrupted as exc:  # a run: says where its checkpoint is, or that there is none
+        print(f"transferkit: {exc}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
-        print("transferkit: interrupted; continue with --resume RUN_DIR (the last checkpoint is kept)", file=sys.stderr)
+        print("transferkit: interrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        print("transferkit: error: out of memory; lower data.batch_size or data.image_size (transferkit plan shows"
+              " the estimate), or free memory", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        if getattr(args, "plugin_run", None) is not None:  # a plugin's command: name the plugin, not a traceback
+            print(f"transferkit: error: command {args.command!r} (a plugin's) failed: {type(exc).__name__}: {exc};"
+                  f" report it to the plugin's authors, or skip the plugin with {DISABLE_ENV}", file=sys.stderr)
+            return 1
+        if type(exc).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError, without importing torch here
+            print(f"transferkit: error: out of GPU memory ({str(exc).splitlines()[0][:160]}); lower data.batch_size or"
+                  " data.image_size (transferkit plan shows the estimate)", file=sys.stderr)
+            return 1
+        raise
+
+
+def _one_line_output() -> None:
+    """File names that are not UTF-8 (surrogate escapes) print escaped instead of crashing print,
+    and a plugin's warning prints as one line."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+    previous = warnings.formatwarning
+
+    def one_line(message: Any, category: type[Warning], *rest: Any, **kwargs: Any) -> str:
+        if issubclass(category, PluginWarning):
+            return f"transferkit: warning: {message}\n"
+        return previous(message, category, *rest, **kwargs)
+
+    if getattr(previous, "__name__", "") != "one_line":
+        warnings.formatwarning = one_line
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -42,6 +42,16 @@ class WeightsError(TransferkitError):
     exit_code = 2
 
 
+class CorruptFileError(TransferkitError):
+    """A file a run wrote that no longer matches the sha256 recorded for it, or does not parse."""
+
+    exit_code = 2
+
+
+class PluginWarning(UserWarning):
+    """A plugin that failed to load or failed in a hook, and was left out (the others still work)."""
+
+
 class NonFiniteLossError(TransferkitError):
     """The loss became NaN or infinite; the run stops and keeps its last good checkpoint."""
 
@@ -71,3 +81,16 @@ class UsageError(TransferkitError):
     """An argument out of range (``--top-k 0``, an output file of an unknown kind...)."""
 
     exit_code = 2
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """A run stopped by SIGINT or SIGTERM; ``str`` says whether and where it can be resumed."""
+
+    def __init__(self, signal_name: str = "SIGINT", message: str = "") -> None:
+        super().__init__(message or f"interrupted ({signal_name})")
+        self.signal_name = signal_name
+        self.exit_code = 143 if signal_name == "SIGTERM" else 130
+        self.saved_at: str | None = None  # "phase P, epoch E, step S" when a checkpoint was saved on the way out
+
+    def __str__(self) -> str:
+        return " ".join(str(self.args[0]).split())

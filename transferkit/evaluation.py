@@ -133,12 +133,19 @@ def predictions(
     dataset: Any = None,
 ) -> tuple[Predictions, EvaluationImages]:
     """The run's (or the ensemble's) predictions on its evaluation images, and which those are;
-    calibrated unless ``raw``."""
+    calibrated unless ``raw``. Images that cannot be read are left out and listed
+    (``Predictions.skipped``); ``chosen.images`` is then the images predicted, row for row."""
     runs = [run_dir] if isinstance(run_dir, (str, Path)) else list(run_dir)
     if model is None:
         model = load(runs[0]) if len(runs) == 1 else load_ensemble(runs)
     chosen = evaluation_images(runs[0], data, split, dataset=dataset, classes=model.classes)
-    return model.predictions(chosen.images, tta=tta, raw=raw), chosen
+    predicted = model.predictions(chosen.images, tta=tta, raw=raw, on_bad="skip")
+    if predicted.kept is not None:
+        if not len(predicted.kept):
+            shown = "; ".join(f"{f}: {r}" for f, r in predicted.skipped[:5])
+            raise DataError(f"none of the {len(chosen.images)} images of {chosen.where} could be read ({shown})")
+        chosen = EvaluationImages(chosen.images.subset(predicted.kept.tolist()), chosen.split, chosen.where)
+    return predicted, chosen
 
 
 def evaluate(
@@ -157,5 +164,6 @@ def evaluate(
     augmentation policy (``transferkit list tta``); ``model`` (a loaded run, e.g. with other
     weights put in) replaces loading ``run_dir``. Macro-F1 averages over the classes present. The
     probabilities (and so the loss and the ECE) are calibrated with the run's temperature unless
-    ``raw``; accuracy is the same either way."""
+    ``raw``; accuracy is the same either way. Images that cannot be read are left out of the
+    figures and listed under ``"skipped"``."""
     return predictions(run_dir, data, split=split, tta=tta, model=model, raw=raw, dataset=dataset)[0].metrics()

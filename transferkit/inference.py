@@ -55,10 +55,13 @@ class _Predictor:
 
     classes: list[str]
 
-    def predictions(self, images: ImageSet, tta: str | None = None, batch_size: int = BATCH_SIZE, *, raw: bool = False) -> Predictions:
+    def predictions(
+        self, images: ImageSet, tta: str | None = None, batch_size: int = BATCH_SIZE, *, raw: bool = False, on_bad: str = "error"
+    ) -> Predictions:
         """Class probabilities on a labelled image set, with its labels mapped to this model's
         classes (what ``transferkit.evaluate``, ``report`` and ``sweep`` measure); calibrated
-        unless ``raw``."""
+        unless ``raw``. An image that cannot be read: ``on_bad="error"`` raises naming it,
+        ``"skip"`` leaves it out (``Predictions.kept`` / ``skipped``)."""
         raise NotImplementedError
 
     def rejection_threshold(self, reject: float | str) -> float:
@@ -143,7 +146,9 @@ class TrainedModel(_Predictor):
         except ValueError:
             raise DataError(f"--reject {reject}: give a false-rejection rate in [0, 1), e.g. 0.05, or auto") from None
 
-    def predictions(self, images: ImageSet, tta: str | None = None, batch_size: int = BATCH_SIZE, *, raw: bool = False) -> Predictions:
+    def predictions(
+        self, images: ImageSet, tta: str | None = None, batch_size: int = BATCH_SIZE, *, raw: bool = False, on_bad: str = "error"
+    ) -> Predictions:
         if tta:
             policy = create_tta(tta)
             preprocess: Any = partial(self.preprocessing.views, policy=policy)
@@ -151,7 +156,8 @@ class TrainedModel(_Predictor):
             preprocess = self.preprocessing
         runtime = inference_runtime(self.model)
         return predict(self.model, images, preprocess, classes=self.classes, runtime=runtime, batch_size=batch_size,
-                       temperature=1.0 if raw else self.temperature, desc=f"predicting{' with ' + tta if tta else ''}")
+                       temperature=1.0 if raw else self.temperature, desc=f"predicting{' with ' + tta if tta else ''}",
+                       on_bad=on_bad)
 
 
 class Ensemble(_Predictor):
@@ -170,11 +176,22 @@ class Ensemble(_Predictor):
         self.members = list(members)
         self.classes = list(first.classes)
 
-    def predictions(self, images: ImageSet, tta: str | None = None, batch_size: int = BATCH_SIZE, *, raw: bool = False) -> Predictions:
+    def predictions(
+        self, images: ImageSet, tta: str | None = None, batch_size: int = BATCH_SIZE, *, raw: bool = False, on_bad: str = "error"
+    ) -> Predictions:
         """Each member predicts through its own preprocessing (and temperature); the probabilities
-        are averaged."""
-        members = [m.predictions(images, tta=tta, batch_size=batch_size, raw=raw) for m in self.members]
-        return Predictions(np.mean([p.probs for p in members], axis=0), members[0].targets, self.classes)
+        are averaged over the images every member could read."""
+        members = [m.predictions(images, tta=tta, batch_size=batch_size, raw=raw, on_bad=on_bad) for m in self.members]
+        kept = [np.arange(len(images)) if p.kept is None else p.kept for p in members]
+        common = kept[0]
+        for k in kept[1:]:
+            common = np.intersect1d(common, k)
+        probs = [p.probs[np.isin(k, common)] for p, k in zip(members, kept)]
+        skipped = {f: r for p in members for f, r in p.skipped}
+        first = members[0].targets[np.isin(kept[0], common)]
+        if len(common) == len(images):
+            return Predictions(np.mean(probs, axis=0), first, self.classes)
+        return Predictions(np.mean(probs, axis=0), first, self.classes, kept=common, skipped=list(skipped.items()))
 
 
 def load(run_dir: str | Path) -> TrainedModel:
@@ -238,11 +255,13 @@ def _is_batch(images: Any) -> bool:
 
 
 def image_files(paths: Iterable[str | Path]) -> list[Path]:
-    """Files given directly, and the image files inside given folders (sorted)."""
+    """Files given directly, and the image files inside given folders (sorted; hidden files and
+    folders, whose names start with ".", left out)."""
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            out += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file())
+            out += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file()
+                          and not any(part.startswith(".") for part in f.relative_to(p).parts))
         else:
             out.append(p)
     return out

@@ -2,6 +2,11 @@
 
 The built-in components register through the same pluggy manager as third-party ones, so the
 core is just the first set of plugins (as in pytest, tox and llm).
+
+A plugin cannot take the tool down: one that fails to import (``SystemExit`` and
+``KeyboardInterrupt`` included), whose hooks do not match the hook specifications, or whose hook
+raises is left out, named with the reason and ``TRANSFERKIT_DISABLE_PLUGINS`` in a one-line
+warning, and the others keep working (``TRANSFERKIT_STRICT_PLUGINS=1`` makes any of these fatal).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
-from .errors import PluginError
+from .errors import PluginError, PluginWarning
 from .registry import Registry
 
 log = logging.getLogger(__name__)
@@ -37,6 +42,9 @@ BUILTIN_MODULES = {
 }
 KINDS = ("backbone", "augmentation", "averager", "dataset", "tta", "command")
 HOOK_OF_KIND = {kind: f"register_{kind}s" if kind != "tta" else "register_tta" for kind in KINDS}
+# what a plugin may raise and still be contained: SystemExit (sys.exit at import) and
+# KeyboardInterrupt included, so one plugin cannot end every command
+CONTAINED = (Exception, SystemExit, KeyboardInterrupt)
 
 
 @dataclass
@@ -77,17 +85,27 @@ class Plugins:
                 continue
             try:
                 plugin = ep.load()
-            except Exception as exc:  # noqa: BLE001 - a broken plugin must not take the others down
-                message = f"{type(exc).__name__}: {exc}"
-                self.info[ep.name] = PluginInfo(ep.name, version, [], "failed", message, dist)
-                if self.strict:
-                    raise PluginError(
-                        f"plugin {ep.name!r} ({dist}) failed to load: {message}; fix or uninstall it,"
-                        f" or unset {STRICT_ENV}"
-                    ) from exc
-                warnings.warn(f"transferkit: plugin {ep.name!r} failed to load: {message}", stacklevel=2)
+            except CONTAINED as exc:  # a broken plugin must not take the others down
+                self._failed(ep.name, version, dist, f"failed to load: {_describe(exc)}", _describe(exc), exc)
                 continue
-            self._add(plugin, ep.name, version=version, distribution=dist)
+            try:
+                self._add(plugin, ep.name, version=version, distribution=dist)
+            except pluggy.PluginValidationError as exc:  # a hook whose signature is not the spec's
+                detail = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+                reason = f"has a hook that does not match transferkit's: {detail}"
+                self._failed(ep.name, version, dist, reason, reason, exc)
+
+    def _failed(self, name: str, version: str, dist: str, reason: str, error: str, exc: BaseException, status: str = "failed") -> None:
+        """Record plugin ``name`` as left out (``error`` is what ``transferkit plugins`` shows) and
+        warn in one line; fatal under TRANSFERKIT_STRICT_PLUGINS."""
+        self.info[name] = PluginInfo(name, version, [], status, error, dist)
+        if self.strict:
+            raise PluginError(f"plugin {name!r} ({dist}) {reason}; fix or uninstall it, or unset {STRICT_ENV}") from exc
+        warnings.warn(
+            PluginWarning(f"plugin {name!r} ({dist or 'in-process'}) {reason}; it is left out and the others still work;"
+                          f" fix or uninstall it, or skip it with {DISABLE_ENV}={name}"),
+            stacklevel=3,
+        )
 
     def _add(self, plugin: Any, name: str, *, version: str, distribution: str) -> None:
         self.pm.register(plugin, name=name)
@@ -114,18 +132,80 @@ class Plugins:
         return self._registries[kind]
 
     def _collect(self, kind: str) -> Registry:
+        """Call every plugin's hook for ``kind``; a plugin whose hook raises (or cannot be called)
+        is disabled, named in a warning, and the registry is filled without it."""
         registry, hook_name = Registry(kind), HOOK_OF_KIND[kind]
         for impl in getattr(self.pm.hook, hook_name).get_hookimpls():  # in registration order: built-ins first
-            register = partial(registry.add, provider=impl.plugin_name)
+            staged = Registry(kind)  # the hook's registrations count only when the whole hook succeeds
+            register = partial(_register_checked, registry, staged, provider=impl.plugin_name)
             try:
                 impl.function(register=register)
             except PluginError:
                 raise
-            except Exception as exc:  # noqa: BLE001
-                raise PluginError(
-                    f"plugin {impl.plugin_name!r} failed in {hook_name}: {type(exc).__name__}: {exc}"
-                ) from exc
+            except CONTAINED as exc:
+                if self.strict or impl.plugin_name in BUILTIN_MODULES:
+                    raise PluginError(f"plugin {impl.plugin_name!r} failed in {hook_name}: {_describe(exc)}") from exc
+                self._disable(impl.plugin_name, f"its {hook_name} hook raised {_describe(exc)}", exc)
+                continue
+            for entry in staged.entries():
+                registry.add(entry.name, entry.factory, provider=entry.provider, description=entry.description, **entry.extras)
         return registry
+
+    def check_hooks(self) -> None:
+        """Call every installed plugin's hooks once (built-ins aside: they are transferkit's own),
+        so that ``transferkit plugins`` shows the ones whose hooks fail as disabled. Never raises."""
+        strict, self.strict = self.strict, False
+        try:
+            for hook_name in HOOK_OF_KIND.values():
+                for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+                    if impl.plugin_name in BUILTIN_MODULES or impl.plugin_name not in self.info:
+                        continue
+                    try:
+                        impl.function(register=_ignore)
+                    except CONTAINED as exc:
+                        self._disable(impl.plugin_name, f"its {hook_name} hook raised {_describe(exc)}", exc)
+        finally:
+            self.strict = strict
+
+    def disable(self, name: str, error: str, exc: BaseException) -> None:
+        """Leave out plugin ``name`` (e.g. its command failed to configure), with a one-line warning."""
+        self._disable(name, error, exc)
+
+    def _disable(self, name: str, error: str, exc: BaseException) -> None:
+        """Take a plugin whose hook failed out of the manager (and of every registry built so far)."""
+        info = self.info.get(name)
+        self.pm.unregister(name=name)
+        self._registries = {}
+        version, dist = (info.version, info.distribution) if info else ("", "")
+        self._failed(name, version, dist, f"was disabled: {error}", error, exc, status="disabled")
+
+
+def _register_checked(final: Registry, staged: Registry, name: str, factory: Any, *, provider: str, **kwargs: Any) -> None:
+    """``register`` as a hook sees it: a name another plugin took is an error at once (naming both)."""
+    if isinstance(name, str) and name in final:
+        final.add(name, factory, provider=provider, **kwargs)  # raises, naming both plugins
+    staged.add(name, factory, provider=provider, **kwargs)
+
+
+def _ignore(*_args: Any, **_kwargs: Any) -> None:
+    pass
+
+
+def describe_exception(exc: BaseException) -> str:
+    """One line for what a plugin raised (``SystemExit`` and ``KeyboardInterrupt`` said in words)."""
+    return _describe(exc)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"SystemExit({exc.code!r}) (it called sys.exit)"
+    if isinstance(exc, KeyboardInterrupt):
+        return "KeyboardInterrupt (raised by the plugin)"
+    return f"{type(exc).__name__}: {_first_line(exc)}"
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [""])[0][:300]
 
 
 _plugins: Plugins | None = None

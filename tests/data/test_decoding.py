@@ -130,3 +130,64 @@ def test_fewer_images_than_a_batch(tiny_recipe, tmp_path, capsys):
     path = write_recipe(tmp_path / "r.toml", tiny_recipe)
     assert main(["finetune", str(path), "--output", str(tmp_path / "run")]) == 2
     assert "data.batch_size: 64 is larger than the training split (27 images)" in capsys.readouterr().err
+
+
+def test_float_and_16_bit_tiffs_scale_instead_of_decoding_black(tmp_path):
+    ramp = np.linspace(0.0, 1.0, 64, dtype=np.float32).reshape(8, 8)
+    Image.fromarray(ramp, mode="F").save(tmp_path / "unit.tif")  # float values 0..1 (mode F)
+    Image.fromarray(ramp * 65535.0, mode="F").save(tmp_path / "wide.tif")  # float values 0..65535
+    for name in ("unit.tif", "wide.tif"):
+        array = read_image(tmp_path / name)
+        assert array.dtype == np.uint8 and array.shape == (8, 8, 3), name
+        assert array[0, 0, 0] == 0 and array[-1, -1, 0] == 255 and 120 <= array[4, 0, 0] <= 135, name
+    Image.fromarray(np.full((8, 8), np.nan, np.float32), mode="F").save(tmp_path / "nan.tif")
+    with pytest.raises(DataError, match=r"nan\.tif: float image with NaN or infinite values"):
+        read_image(tmp_path / "nan.tif")
+    Image.fromarray(np.full((8, 8), -5.0, np.float32), mode="F").save(tmp_path / "negative.tif")
+    with pytest.raises(DataError, match=r"negative\.tif: float image with values -5\.\.-5"):
+        read_image(tmp_path / "negative.tif")
+
+
+def test_a_thin_png_costs_no_more_than_a_normal_image(tiny_run, tmp_path):
+    import time
+    import tracemalloc
+
+    import transferkit
+
+    Image.fromarray(np.full((1, 200_000, 3), 128, np.uint8)).save(tmp_path / "thin.png")
+    assert (tmp_path / "thin.png").stat().st_size < 2000  # a few hundred bytes on disk
+    model = transferkit.load(tiny_run)
+    model.predict([str(tmp_path / "thin.png")])  # warm up: first-call costs are not the image's
+    tracemalloc.start()
+    started = time.perf_counter()
+    prediction = model.predict([str(tmp_path / "thin.png")])[0]
+    seconds = time.perf_counter() - started
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert prediction.label in model.classes
+    assert seconds < 5 and peak < 64 * 2**20, (seconds, peak / 2**20)  # it was 159 s and 5.7 GB at 224 px
+
+
+def test_a_pixel_bomb_in_predict_is_one_line_and_costs_only_itself(tiny_run, image_folder, tmp_path, capsys):
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0)  # 20000 x 20000 RGB: 1.2 GB decoded
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 1000)) + chunk(b"IEND", b""))
+    good = sorted((image_folder / "test" / "red").glob("*.png"))[:3]
+    assert main(["predict", str(tiny_run), str(good[0]), str(bomb), *map(str, good[1:])]) == 2
+    out, err = capsys.readouterr()
+    assert [line.split("\t")[0] for line in out.splitlines()] == [str(p) for p in good]  # its batch-mates predicted
+    assert f"{bomb}: skipped: over the decompression-bomb limit" in err
+    assert err.strip().splitlines()[-1] == "transferkit: error: 1 of 4 image(s) could not be read (named above)"
+
+
+def test_one_bad_image_in_evaluate_data_is_skipped_and_named(tiny_run, image_folder, capsys):
+    (image_folder / "test" / "red" / "broken.png").write_bytes(b"not a png at all")
+    assert main(["evaluate", str(tiny_run), "--data", str(image_folder)]) == 0
+    out = capsys.readouterr().out
+    assert "on 12 images" in out and "skipped 1 image(s) that could not be read" in out and "broken.png: not an image" in out

@@ -81,3 +81,35 @@ def test_wrapped_dataset_and_split():
     wrapped = WrappedDataset(Toy())
     train, held = stratified_split(wrapped, 0.2, seed=0)
     assert len(train) == 16 and Counter(held.targets) == {0: 2, 1: 2}
+
+
+def test_a_split_that_leaves_a_class_without_training_images_is_an_error_with_the_counts(tmp_path):
+    root = tmp_path / "many"
+    pixel = Image.new("RGB", (4, 4), (90, 90, 90))
+    for c in range(500):  # 500 classes of 2 images: too few to hold out val and test of every class
+        (root / f"c{c:03d}").mkdir(parents=True)
+        for i in range(2):
+            pixel.save(root / f"c{c:03d}" / f"{i}.png")
+    splits = imagefolder(str(root), seed=0, val_fraction=0.1)
+    with pytest.raises(DataError) as info:
+        splits.check("data.root")
+    text = str(info.value)
+    missing = sum(1 for c in range(500) if c not in set(splits.train.targets))
+    assert missing > 0 and text.startswith(f"data.root: {missing} of 500 classes have no training image after the split (")
+    assert "'c" in text and "lower data.val_fraction" in text and "\n" not in text
+
+
+def test_hidden_folders_and_unreadable_formats_are_counted_not_silent(tmp_path):
+    root = write_image_folder(tmp_path / "images", {"train": 3, "test": 1})
+    red = root / "train" / "red"
+    (red / ".thumbnails").mkdir()
+    for i in range(2):
+        Image.new("RGB", (8, 8)).save(red / ".thumbnails" / f"t{i}.png")
+    Image.new("RGB", (8, 8)).save(red / "._red_train_0.png", format="PNG")  # macOS resource fork
+    (red / "IMG_0001.heic").write_bytes(b"\x00\x00\x00\x18ftypheic")
+    splits = imagefolder(str(root))
+    files = [splits.train.describe(i) for i in range(len(splits.train))] + [splits.val.describe(i) for i in range(len(splits.val))]
+    assert len(files) == 9 and not any("/." in f for f in files)
+    notes = " | ".join(splits.notes)
+    assert "skipped 3 hidden folder(s) and file(s)" in notes
+    assert "skipped 1 .heic file(s) (install pillow-heif to read them)" in notes

@@ -137,23 +137,38 @@ def _copy(run_dir: Path, to: Path) -> Path:
     return to
 
 
+def _unrecorded(damage):
+    """The damage done to a run written before checksums existed (no checksums.json)."""
+    return lambda run: ((run / "checksums.json").unlink(), damage(run))
+
+
+def _cut_weights(run):
+    (run / "model.safetensors").write_bytes((run / "model.safetensors").read_bytes()[:200])
+
+
+def _cut_manifest(run):
+    (run / "manifest.json").write_text('{"format": "transferkit.cla')
+
+
+# a damaged file is refused by its recorded sha256 (exit 2); without a record, by what it holds
 @pytest.mark.parametrize(
-    "damage, message",
+    "damage, code, message",
     [
-        (lambda run: (run / "model.safetensors").write_bytes((run / "model.safetensors").read_bytes()[:200]),
-         r"model\.safetensors: cannot be loaded"),
-        (lambda run: (run / "model.safetensors").unlink(), r"no model\.safetensors; the run did not finish"),
-        (lambda run: (run / "manifest.json").write_text('{"format": "transferkit.cla'),
-         r"manifest\.json: not a valid transferkit manifest"),
-        (lambda run: (run / "manifest.json").unlink(), r"no manifest\.json"),
+        (_cut_weights, 2, r"model\.safetensors: its sha256 differs from the one recorded"),
+        (_unrecorded(_cut_weights), 2, r"model\.safetensors: not a readable safetensors file"),
+        (lambda run: (run / "model.safetensors").unlink(), 1, r"no model\.safetensors; the run did not finish"),
+        (_cut_manifest, 2, r"manifest\.json: its sha256 differs from the one recorded"),
+        (_unrecorded(_cut_manifest), 2, r"manifest\.json: not valid JSON"),
+        (lambda run: (run / "manifest.json").unlink(), 1, r"no manifest\.json"),
     ],
-    ids=["truncated-weights", "no-weights", "cut-manifest", "no-manifest"],
+    ids=["truncated-weights", "truncated-weights-unrecorded", "no-weights", "cut-manifest", "cut-manifest-unrecorded",
+         "no-manifest"],
 )
-def test_a_corrupt_or_unfinished_run_is_one_line_and_leaves_nothing(run_dir, tmp_path, capsys, damage, message):
+def test_a_corrupt_or_unfinished_run_is_one_line_and_leaves_nothing(run_dir, tmp_path, capsys, damage, code, message):
     run = _copy(run_dir, tmp_path / "run")
     damage(run)
     before = sorted(p.name for p in run.iterdir())
-    assert main(["export", str(run), "--format", "onnx"]) == 1
+    assert main(["export", str(run), "--format", "onnx"]) == code
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("transferkit: error: ")
     assert __import__("re").search(message, err), err

@@ -11,7 +11,7 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image
 
-from ..data.sources import IMAGE_EXTENSIONS, ArrayImages, DatasetSplits, FileImages, ImageSet, stratified_split
+from ..data.sources import IMAGE_EXTENSIONS, UNSUPPORTED_FORMATS, ArrayImages, DatasetSplits, FileImages, ImageSet, stratified_split
 from ..errors import DataError
 from ..hookspecs import hookimpl
 from .csv_manifest import read_manifest
@@ -20,17 +20,39 @@ EVAL_DIRS = ("val", "valid", "validation")
 TEST_DIRS = ("test",)
 
 
-def _scan_folder(folder: Path) -> FileImages:
-    classes = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+def _scan_folder(folder: Path, notes: list[str] | None = None) -> FileImages:
+    """The class folders of ``folder`` and their image files. Hidden folders and files (names
+    starting with ".", such as ``.thumbnails/`` or macOS ``._photo.jpg``) and image formats that
+    cannot be read here are left out, each counted in ``notes``."""
+    entries = sorted(d for d in folder.iterdir() if d.is_dir())
+    classes = [d.name for d in entries if not d.name.startswith(".")]
+    hidden = len(entries) - len(classes)
     if not classes:
         raise DataError(f"{folder}: no class folders inside; expected {folder}/<class name>/<image files>")
-    paths, targets = [], []
+    paths, targets, unsupported = [], [], {}
     for index, name in enumerate(classes):
-        files = sorted(p for p in (folder / name).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+        files = []
+        for p in sorted((folder / name).rglob("*")):
+            if any(part.startswith(".") for part in p.relative_to(folder / name).parts):
+                hidden += p.is_file()
+                continue
+            suffix = p.suffix.lower()
+            if suffix in IMAGE_EXTENSIONS and p.is_file():
+                files.append(p)
+            elif suffix in UNSUPPORTED_FORMATS and p.is_file():
+                unsupported[suffix] = unsupported.get(suffix, 0) + 1
         if not files:
-            raise DataError(f"{folder / name}: class folder holds no images ({', '.join(IMAGE_EXTENSIONS)}); add images or remove it")
+            found = "".join(f"; it holds {n} {ext} file(s): {UNSUPPORTED_FORMATS[ext]}" for ext, n in unsupported.items())
+            raise DataError(
+                f"{folder / name}: class folder holds no images ({', '.join(IMAGE_EXTENSIONS)}){found}; add images or remove it"
+            )
         paths += files
         targets += [index] * len(files)
+    if notes is not None:
+        if hidden:
+            notes.append(f"{folder}: skipped {hidden} hidden folder(s) and file(s) (names starting with '.')")
+        for ext, n in sorted(unsupported.items()):
+            notes.append(f"{folder}: skipped {n} {ext} file(s) ({UNSUPPORTED_FORMATS[ext]})")
     return FileImages(paths, targets, classes)
 
 
@@ -46,19 +68,19 @@ def imagefolder(root: str | None, seed: int = 0, val_fraction: float = 0.1, test
     base = Path(root)
     if not base.is_dir():
         raise DataError(f"data.root: {base} is not a folder")
-    train_dir = _find(base, ("train",))
+    train_dir, notes = _find(base, ("train",)), []
     if train_dir is None:
-        everything = _scan_folder(base)
+        everything = _scan_folder(base, notes)
         train, test = stratified_split(everything, test_fraction, seed)
         train, val = stratified_split(train, val_fraction, seed)
-        return DatasetSplits(train, val, test)
-    train = _scan_folder(train_dir)
+        return DatasetSplits(train, val, test, notes=notes)
+    train = _scan_folder(train_dir, notes)
     val_dir, test_dir = _find(base, EVAL_DIRS), _find(base, TEST_DIRS)
-    val = _scan_folder(val_dir) if val_dir else None
-    test = _scan_folder(test_dir) if test_dir else None
+    val = _scan_folder(val_dir, notes) if val_dir else None
+    test = _scan_folder(test_dir, notes) if test_dir else None
     if val is None:
         train, val = stratified_split(train, val_fraction, seed)
-    return DatasetSplits(train, val, test)
+    return DatasetSplits(train, val, test, notes=notes)
 
 
 def csv_manifest(root: str | None, seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2) -> DatasetSplits:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,10 @@ from ..progress import progress
 from .sources import DatasetSplits, FileImages, ImageSet, SubsetImages, read_image
 
 SPLITS = ("train", "val", "test")
+# the longest side kept, in multiples of the shortest: evaluation enlarges the shortest side to
+# its resize, so a 1 x 200000 image would become 219 x 44 million pixels (159 s, 5.7 GB); beyond
+# this ratio the centre is cut out first (the centre crop only ever uses the middle)
+MAX_ASPECT = 16
 
 
 class DecodedImages(ImageSet):
@@ -51,10 +54,27 @@ class DecodeReport:
     seconds: float = 0.0
 
 
+def bound_aspect(image: np.ndarray, max_aspect: int = MAX_ASPECT) -> np.ndarray:
+    """The centre of an image whose long side exceeds ``max_aspect`` times its short side, cut to
+    that ratio (a view, no copy); other images as they are. Bounds what any later resize costs."""
+    h, w = image.shape[:2]
+    short = max(min(h, w), 1)
+    if max(h, w) <= max_aspect * short:
+        return image
+    keep = max_aspect * short
+    if h > w:
+        top = (h - keep) // 2
+        return image[top : top + keep]
+    left = (w - keep) // 2
+    return image[:, left : left + keep]
+
+
 def resize_shorter(image: np.ndarray, shorter: int | None) -> np.ndarray:
     """Shrink so the shorter side is ``shorter`` (antialiased bicubic, as PIL does); never enlarge.
     Training decodes with it, and inference (``transferkit.inference``) resizes with it too, so a
-    finished run's predictions equal the ones measured during training."""
+    finished run's predictions equal the ones measured during training. Extreme aspect ratios are
+    cut to ``MAX_ASPECT`` first (``bound_aspect``), so no image costs more than a normal one later."""
+    image = bound_aspect(image)
     if shorter is None or min(image.shape[:2]) <= shorter:
         return image
     h, w = image.shape[:2]
@@ -73,16 +93,22 @@ def _decode(path: Path, shorter: int | None) -> tuple[np.ndarray | None, str, st
     if not data:
         return None, "empty file (0 bytes)", digest
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            return resize_shorter(read_image(path), shorter), "", digest
-    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
-        return None, f"over the decompression-bomb limit of {Image.MAX_IMAGE_PIXELS:,} pixels", digest
-    except Image.UnidentifiedImageError:
-        return None, "not an image", digest
-    except (OSError, SyntaxError, ValueError) as exc:
-        reason = "truncated" if "truncated" in str(exc).lower() else f"cannot decode ({exc})"
-        return None, reason, digest
+        return resize_shorter(read_image(path), shorter), "", digest
+    except Exception as exc:  # noqa: BLE001 - every way a file can fail to decode is one reason
+        return None, bad_image_reason(exc, path), digest
+
+
+def bad_image_reason(exc: BaseException, path: Path | str | None = None) -> str:
+    """Why an image file could not be decoded, in a few words (``read_image``'s errors)."""
+    if isinstance(exc, DataError):
+        text = str(exc)
+        prefix = f"{path}: "
+        return text[len(prefix):] if path is not None and text.startswith(prefix) else text
+    if isinstance(exc, Image.UnidentifiedImageError):
+        return "not an image"
+    if isinstance(exc, (OSError, SyntaxError, ValueError)):
+        return "truncated" if "truncated" in str(exc).lower() else f"cannot decode ({exc})"
+    return f"cannot decode ({type(exc).__name__}: {exc})"
 
 
 def decode_file(path: str | Path, shorter: int | None = None) -> tuple[np.ndarray | None, str]:

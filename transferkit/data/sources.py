@@ -6,6 +6,7 @@ same set serves training, evaluation, caching and prediction.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -16,13 +17,38 @@ from PIL import Image, ImageOps
 from ..errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+# image formats Pillow does not read here: named (with what to do) instead of skipped without a word
+UNSUPPORTED_FORMATS = {
+    ".heic": "install pillow-heif to read them", ".heif": "install pillow-heif to read them",
+    ".exr": "HDR: convert them to 16-bit PNG or TIFF", ".hdr": "HDR: convert them to 16-bit PNG or TIFF",
+    ".dng": "camera raw: convert them to PNG or JPEG", ".cr2": "camera raw: convert them to PNG or JPEG",
+    ".nef": "camera raw: convert them to PNG or JPEG", ".arw": "camera raw: convert them to PNG or JPEG",
+    ".svg": "vector graphics: render them to PNG", ".jxl": "convert them to PNG or JPEG",
+}
+try:  # HEIC/HEIF (iPhone photos) when pillow-heif is installed
+    from pillow_heif import register_heif_opener  # type: ignore[import-not-found]
+except ImportError:
+    pass
+else:
+    register_heif_opener()
+    IMAGE_EXTENSIONS += (".heic", ".heif")
+    UNSUPPORTED_FORMATS = {k: v for k, v in UNSUPPORTED_FORMATS.items() if k not in (".heic", ".heif")}
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """Decode a file to uint8 RGB, honouring EXIF orientation."""
-    with Image.open(path) as img:
-        img = ImageOps.exif_transpose(img)
-        return to_rgb_array(img)
+    """Decode a file to uint8 RGB, honouring EXIF orientation. An image over Pillow's pixel limit
+    (``Image.MAX_IMAGE_PIXELS``) is refused before it is decoded; float and 16-bit images are
+    scaled (``to_rgb_array``). Problems with the file are a ``DataError`` naming it."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img = ImageOps.exif_transpose(img)
+                return to_rgb_array(img)
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise DataError(f"{path}: over the decompression-bomb limit of {Image.MAX_IMAGE_PIXELS:,} pixels") from None
+    except DataError as exc:
+        raise DataError(f"{path}: {exc}") from None
 
 
 def to_rgb_array(image: Any, where: str = "image") -> np.ndarray:
@@ -38,8 +64,12 @@ def to_rgb_array(image: Any, where: str = "image") -> np.ndarray:
             image = Image.alpha_composite(background, rgba)
         elif image.mode.startswith("I;16") or image.mode == "I":
             arr = np.asarray(image, dtype=np.float64)
-            scale = 65535.0 if arr.max() > 255 else 255.0
+            if arr.size and (arr.min() < 0 or arr.max() > 65535):
+                raise DataError(f"{image.mode} image with values {arr.min():g}..{arr.max():g}: not 8- or 16-bit; convert it")
+            scale = 65535.0 if arr.size and arr.max() > 255 else 255.0
             image = Image.fromarray((arr / scale * 255.0).round().astype(np.uint8))
+        elif image.mode == "F":  # 32-bit float (TIFF): 0..1, 0..255 or 0..65535, not clipped to black
+            image = Image.fromarray(_float_to_uint8(np.asarray(image, dtype=np.float64)))
         return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
     if hasattr(image, "detach"):
         arr = image.detach().cpu().numpy()
@@ -92,6 +122,25 @@ def _array_to_rgb(arr: np.ndarray, where: str) -> np.ndarray:
     raise DataError(f"{where}: an array of {arr.dtype} is not an image; give uint8 0-255 or float in [0, 1]")
 
 
+def _float_to_uint8(arr: np.ndarray) -> np.ndarray:
+    """Float pixel values to uint8: 0..1 scaled by 255, 0..255 kept, 0..65535 scaled down; NaN,
+    infinities and other ranges are refused (they would decode as black or white)."""
+    if not arr.size:
+        return arr.astype(np.uint8)
+    if not np.isfinite(arr).all():
+        raise DataError("float image with NaN or infinite values; not an image transferkit can scale")
+    lo, hi = float(arr.min()), float(arr.max())
+    if lo < -0.01:  # a normalised tensor, or not pixels at all: clipping would give black
+        raise DataError(f"float image with values {lo:g}..{hi:g}: negative values are not pixels; give 0..1 or 0..255")
+    if hi <= 1.0:
+        arr = arr * 255.0
+    elif hi > 255.0:
+        if hi > 65535.0:
+            raise DataError(f"float image with values {lo:g}..{hi:g}: expected 0..1, 0..255 or 0..65535; convert it to 8 or 16 bits")
+        arr = arr / 257.0
+    return np.clip(arr, 0, 255).round().astype(np.uint8)
+
+
 class ImageSet:
     """A labelled set of images: ``targets`` (ints), ``classes`` (names), ``load(i)``."""
 
@@ -140,6 +189,10 @@ class ArrayImages(ImageSet):
     def load(self, index: int) -> np.ndarray:
         return to_rgb_array(self.images[index])
 
+    def describe(self, index: int) -> str:
+        item = self.images[index]
+        return str(item) if isinstance(item, (str, Path)) else f"item {index}"
+
 
 class SubsetImages(ImageSet):
     def __init__(self, base: ImageSet, indices: list[int]) -> None:
@@ -161,7 +214,8 @@ class SubsetImages(ImageSet):
 @dataclass
 class DatasetSplits:
     """The splits of one dataset; ``val`` picks the best checkpoint, ``test`` is reported.
-    ``notes``: warnings about the data found while reading it (printed before training)."""
+    ``notes``: warnings about the data found while reading it, and what the source left out and why
+    (hidden folders, formats it cannot read), shown before training."""
 
     train: ImageSet
     val: ImageSet | None = None
@@ -187,13 +241,32 @@ class DatasetSplits:
                     f"{origin}: the {name} split's classes {capped(split.classes)} differ from train's {capped(self.classes)};"
                     " give every split the same class folders"
                 )
-        counts = np.bincount(np.asarray(self.train.targets, dtype=np.int64), minlength=len(self.classes))
-        empty = [c for c, n in zip(self.classes, counts) if n == 0]
-        if empty:
+        self._check_every_class_trains(origin)
+
+    def _check_every_class_trains(self, origin: str) -> None:
+        """A class with no training image cannot be learnt, yet would be scored: an error with the counts."""
+        counts = {n: np.bincount(s.targets, minlength=len(self.classes)) if s is not None and len(s) else None
+                  for n, s in (("train", self.train), ("val", self.val), ("test", self.test))}
+        empty = [i for i, c in enumerate(counts["train"]) if c == 0]
+        if not empty:
+            return
+
+        def held(i: int) -> str:
+            parts = [f"{n} {int(c[i])}" for n, c in counts.items() if n != "train" and c is not None and c[i]]
+            return ", ".join(parts) or "no images"
+
+        if all(held(i) == "no images" for i in empty):  # named in the class list, never seen
             raise DataError(
-                f"{origin}: {len(empty)} of {len(self.classes)} classes have no training image: {capped(empty)};"
+                f"{origin}: {len(empty)} of {len(self.classes)} classes have no training image: {capped([self.classes[i] for i in empty])};"
                 " add images of them, or leave them out of the class list"
             )
+        shown = "; ".join(f"{self.classes[i]!r}: {held(i)}" for i in empty[:5]) + ("; ..." if len(empty) > 5 else "")
+        total = sum(int(c.sum()) for c in counts.values() if c is not None)
+        raise DataError(
+            f"{origin}: {len(empty)} of {len(self.classes)} classes have no training image after the split ({shown});"
+            f" {total} images for {len(self.classes)} classes is too few to hold out validation and test images of every"
+            " class: add images, lower data.val_fraction (or the test share), or give train/ and val/ folders"
+        )
 
     def counts(self) -> dict[str, list[int]]:
         """Images per class (in ``classes`` order) of each split present."""

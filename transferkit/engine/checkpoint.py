@@ -1,10 +1,10 @@
-"""Checkpoints: written atomically (temp file, fsync, rename), read with ``weights_only=True``."""
+"""Checkpoints: written atomically (temp file, fsync, rename) with their sha256 recorded, read
+back verified and with ``weights_only=True``."""
 
 from __future__ import annotations
 
-import os
+import io
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -12,37 +12,23 @@ import numpy as np
 import torch
 
 from ..errors import WeightsError
+from .artifacts import atomic_write, read_verified, write_verified
 
-
-def atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(fileobj)`` on a temp file beside ``path``, fsync it, then rename into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+__all__ = ["atomic_write", "load_checkpoint", "rng_state", "save_checkpoint", "seed_everything", "set_rng_state"]
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    atomic_write(path, lambda fh: torch.save(state, fh))
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_verified(path, buffer.getvalue())
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint, verified against its recorded sha256 (``artifacts``) and unpickled with
+    ``weights_only=True``: code in it is refused."""
+    data = read_verified(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001
         raise WeightsError(
             f"{path}: cannot read checkpoint ({type(exc).__name__}: {exc}); it may be corrupt or not transferkit's"

@@ -6,14 +6,16 @@ cannot disagree about what a model's accuracy is.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
-from ..data.loaders import EpochBatchSampler, TransformedDataset, make_loader
+from ..data.decoding import bad_image_reason
+from ..data.loaders import EpochBatchSampler, make_loader
 from ..data.sources import ImageSet
 from ..errors import DataError
 from ..progress import progress
@@ -39,6 +41,9 @@ class Predictions:
     classes: list[str]
     logits: np.ndarray | None = None
     temperature: float = 1.0
+    # with on_bad="skip": the rows' indices into the image set, and the images left out (name, reason)
+    kept: np.ndarray | None = None
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def preds(self) -> np.ndarray:
@@ -49,12 +54,14 @@ class Predictions:
         if self.logits is None:
             raise ValueError("these predictions kept no logits (test-time views average probabilities); predict again")
         probs = softmax(self.logits, temperature).astype(np.float32)
-        return Predictions(probs, self.targets, self.classes, self.logits, float(temperature))
+        return Predictions(probs, self.targets, self.classes, self.logits, float(temperature), self.kept, self.skipped)
 
     def metrics(self) -> dict[str, Any]:
         """Top-1 (and top-k), macro-F1, per-class accuracy, confusion matrix, mean cross-entropy
         and expected calibration error (15 bins)."""
         out = classification_metrics(self.probs, self.targets, self.classes)
+        if self.skipped:
+            out["skipped"] = [{"file": f, "reason": r} for f, r in self.skipped]
         if len(self.targets):
             picked = self.probs[np.arange(len(self.targets)), self.targets]
             out["loss"] = float(-np.log(np.clip(picked, 1e-12, None)).mean())
@@ -77,6 +84,7 @@ def predict(
     dist: DistContext | None = None,
     temperature: float = 1.0,
     desc: str = "eval",
+    on_bad: str = "error",
 ) -> Predictions:
     """Probabilities of ``model`` (in eval mode) on every image of ``images``, in order.
 
@@ -86,7 +94,11 @@ def predict(
     mapped by name. ``batch_size`` counts forward rows: with V views per image, about
     ``batch_size / V`` images go into a batch. ``temperature``: probabilities are
     ``softmax(logits / temperature)`` (of each view, then averaged). Across processes each rank
-    predicts its share and every rank gets all the rows."""
+    predicts its share and every rank gets all the rows.
+
+    An image that cannot be decoded costs only itself, not its batch: ``on_bad="error"`` raises one
+    ``DataError`` naming every such image after the pass; ``"skip"`` leaves them out
+    (``Predictions.kept``, ``Predictions.skipped``)."""
     runtime = runtime or inference_runtime(model)
     dist = dist or DistContext()
     names = list(classes) if classes is not None else list(images.classes)
@@ -99,15 +111,44 @@ def predict(
     else:
         if preprocess is None:
             raise TypeError("predict: give preprocess (the model's evaluation transform) or features")
-        per_image = _views_per_image(images, preprocess)
+        shape = _input_shape(images, preprocess)
+        per_image = int(shape[0]) if len(shape) == 4 else 1
         sampler = _sampler(len(images), max(1, batch_size // per_image), dist)
-        batches = make_loader(TransformedDataset(images, preprocess), sampler, num_workers)
+        batches = make_loader(_GuardedImages(images, preprocess, shape), sampler, num_workers)
         forward = model
+    reasons: dict[int, str] = {}
     probs, logits = _probabilities(forward, batches, runtime, desc=desc, total=len(sampler), classes=len(names),
-                                   temperature=temperature)
+                                   temperature=temperature, reasons=reasons)
+    probs = dist.gather_rows(probs, len(images))
     if logits is not None:
         logits = dist.gather_rows(logits, len(images))
-    return Predictions(dist.gather_rows(probs, len(images)), targets, names, logits, float(temperature))
+    bad = np.flatnonzero((probs < 0).any(axis=1)) if len(probs) else np.zeros(0, dtype=np.int64)
+    if not len(bad):
+        return Predictions(probs, targets, names, logits, float(temperature))
+    skipped = [(images.describe(int(i)), reasons.get(int(i), "could not be decoded")) for i in bad]
+    if on_bad != "skip":
+        shown = "; ".join(f"{f}: {r}" for f, r in skipped[:10]) + ("; ..." if len(skipped) > 10 else "")
+        raise DataError(f"{len(skipped)} image(s) could not be read: {shown}; fix or remove them")
+    kept = np.setdiff1d(np.arange(len(probs)), bad)
+    return Predictions(probs[kept], targets[kept], names, None if logits is None else logits[kept], float(temperature),
+                       kept=kept, skipped=skipped)
+
+
+class _GuardedImages(Dataset):
+    """``(input, index, reason)``: an image that fails to decode or preprocess gives a filler
+    input and the reason, so only its own row is lost (marked -1 by ``_probabilities``)."""
+
+    def __init__(self, images: ImageSet, preprocess: Preprocess, shape: torch.Size) -> None:
+        self.images, self.preprocess, self.shape = images, preprocess, shape
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, str]:
+        try:
+            return self.preprocess(self.images.load(index)), index, ""
+        except (DataError, OSError, SyntaxError, ValueError, MemoryError) as exc:
+            return torch.zeros(self.shape), index, bad_image_reason(exc, self.images.describe(index)) or "could not be decoded"
 
 
 def inference_runtime(model: nn.Module) -> Runtime:
@@ -121,16 +162,28 @@ def inference_runtime(model: nn.Module) -> Runtime:
 def _probabilities(
     forward: Callable[[torch.Tensor], torch.Tensor], batches: Any, runtime: Runtime, *, desc: str, total: int, classes: int,
     temperature: float = 1.0,
+    reasons: dict[int, str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Probabilities ``[N, C]`` and, when no batch had test-time views, the raw logits."""
+    """Probabilities ``[N, C]`` and, when no batch had test-time views, the raw logits. Rows of
+    images that failed (``_GuardedImages``) are -1 (no probability is); their reasons go into
+    ``reasons`` by index."""
     out, raw, with_views = [], [], False
-    for inputs, _ in progress(batches, total=total, desc=desc):
+    for batch in progress(batches, total=total, desc=desc):
+        inputs = batch[0]
         views = inputs.shape[1] if inputs.ndim == 5 else 0  # [N, V, 3, H, W]: test-time views
         rows = inputs.flatten(0, 1) if views else inputs
         with runtime.autocast():
             logits = forward(runtime.to_device(rows)).float().cpu()
         probs = (logits / temperature).softmax(dim=-1)
-        out.append(probs.view(-1, views, probs.shape[-1]).mean(dim=1) if views else probs)
+        probs = probs.view(-1, views, probs.shape[-1]).mean(dim=1) if views else probs
+        if len(batch) == 3:  # images: (inputs, indices, reasons)
+            failed = [k for k, why in enumerate(batch[2]) if why]
+            for k in failed:
+                if reasons is not None:
+                    reasons[int(batch[1][k])] = batch[2][k]
+            if failed:
+                probs[failed] = -1.0
+        out.append(probs)
         with_views |= bool(views)
         raw.append(logits)
     if not out:
@@ -149,11 +202,14 @@ def _targets(images: ImageSet, classes: list[str]) -> np.ndarray:
     return remap[targets]
 
 
-def _views_per_image(images: ImageSet, preprocess: Preprocess) -> int:
-    if len(images) == 0:
-        return 1
-    first = preprocess(images.load(0))
-    return int(first.shape[0]) if first.ndim == 4 else 1
+def _input_shape(images: ImageSet, preprocess: Preprocess) -> torch.Size:
+    """The preprocessed shape of the first image that decodes (``[V, 3, H, W]`` with test-time views)."""
+    for index in range(len(images)):
+        try:
+            return preprocess(images.load(index)).shape
+        except (DataError, OSError, SyntaxError, ValueError, MemoryError):
+            continue
+    return torch.Size([3, 1, 1])  # no image decodes: every row is reported as bad
 
 
 def _sampler(n: int, batch_size: int, dist: DistContext) -> EpochBatchSampler:

@@ -5,13 +5,13 @@ and snapshots at the end of LR cycles."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from .checkpoint import atomic_write, save_checkpoint
+from .artifacts import read_verified, read_verified_json, remove_verified, write_verified
+from .checkpoint import save_checkpoint
 from .model_files import write_weights
 from .run_dir import RunDir
 
@@ -31,7 +31,7 @@ class CheckpointKeeper:
 
     def read_index(self) -> list[dict[str, Any]]:
         path = self.run.kept_index_file
-        return json.loads(path.read_text()) if path.is_file() else []
+        return read_verified_json(path) if path.is_file() else []
 
     def _keep(self, model: nn.Module, phase: str, epoch: int, score: float) -> None:
         entries = [e for e in self.read_index() if (e["phase"], e["epoch"]) != (phase, epoch)]
@@ -43,14 +43,14 @@ class CheckpointKeeper:
         if any(e["file"] == name for e in kept):
             write_weights(model.state_dict(), self.run.checkpoints, name)
         text = json.dumps(kept, indent=2) + "\n"
-        atomic_write(self.run.kept_index_file, lambda fh: fh.write(text.encode()))
+        write_verified(self.run.kept_index_file, text.encode())
         for entry in dropped:
-            (self.run.checkpoints / entry["file"]).unlink(missing_ok=True)
+            remove_verified(self.run.checkpoints / entry["file"])
 
     def snapshot(self, model: nn.Module, cycle: int, export: Any) -> Path:
         """A loadable run-like directory (model, manifest, recipe) for one LR cycle's end."""
         folder = self.run.path / "snapshots" / f"cycle-{cycle}"
         folder.mkdir(parents=True, exist_ok=True)
         export(model, folder)
-        shutil.copyfile(self.run.recipe_file, RunDir(folder).recipe_file)
+        write_verified(RunDir(folder).recipe_file, read_verified(self.run.recipe_file))
         return folder

@@ -6,6 +6,7 @@ from typing import Any
 
 from ..recipe import Recipe
 from .data_summary import counts_table
+from .memory import check_training_memory
 from .phases import averaged_phase, phase_plans, prepare_phase, trainable_parameter_count, uses_feature_cache
 from .setup import build_model, build_splits
 
@@ -15,6 +16,7 @@ def plan_recipe(recipe: Recipe) -> dict[str, Any]:
     BatchNorm mode, the augmentations and the averager. Builds the model; reads no image."""
     splits = build_splits(recipe)
     model = build_model(recipe, splits.classes)
+    memory = check_training_memory(recipe, model.backbone)  # refused with the estimate when it cannot fit
     phases = []
     for plan in phase_plans(recipe):
         entry: dict[str, Any] = {"phase": plan.name, "epochs": plan.epochs}
@@ -49,6 +51,7 @@ def plan_recipe(recipe: Recipe) -> dict[str, Any]:
         "early_stopping": recipe.train.early_stopping.model_dump() if recipe.train.early_stopping else None,
         "counts": counts_table(splits),
         "notes": list(splits.notes),
+        "memory": memory.describe(),
     }
 
 
@@ -81,6 +84,8 @@ def format_plan(plan: dict[str, Any]) -> str:
             extras.append(f"{p['cycles']} cosine cycles with snapshots")
         if extras:
             lines.append("    " + "; ".join(extras))
+    if plan.get("memory"):
+        lines.append(f"memory: {plan['memory']}")
     lines.append({
         "last": "final weights: the last epoch's",
         "best": "final weights: the best validation epoch's",

@@ -11,6 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .artifacts import display_name  # noqa: E402
+
 
 def plot_curves(records: Sequence[dict[str, Any]], path: Path) -> None:
     """Training loss / validation loss and accuracies per epoch; a line marks the phase change."""
@@ -43,6 +45,7 @@ def plot_confusion(matrix: Sequence[Sequence[int]], classes: Sequence[str], path
     """Row-normalised confusion matrix, with counts in the cells when there is room."""
     cm = np.asarray(matrix, dtype=float)
     norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    classes = [display_name(c) for c in classes]
     n = len(classes)
     side = min(4 + 0.45 * n, 24)
     fig, ax = plt.subplots(figsize=(side, side * 0.9))

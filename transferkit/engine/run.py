@@ -11,7 +11,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import BadFilesError, TransferkitError
 from ..recipe import Recipe
-from .checkpoint import atomic_write, load_checkpoint
+from .checkpoint import load_checkpoint
 from .confidence import ConfidenceFit, confidence_lines, fit_confidence
 from .continuing import extended_recipe, reopen_for_more_epochs
 from .distributed import DistContext, init_distributed
@@ -21,6 +21,7 @@ from .plots import plot_confusion, plot_curves, plot_reliability
 from .run_dir import RunDir
 from .runtime import resolve_runtime
 from .setup import Prepared, prepare
+from .stopping import StopRequest, interrupted, stop_signals
 from .tensorboard_sink import require_tensorboard, tensorboard_sink
 from .trainer import Trainer, resume_state
 
@@ -54,15 +55,13 @@ def run_recipe(
     started = time.perf_counter()
     require_tensorboard(recipe)
     dist = init_distributed(resolve_runtime(recipe.train).device.type)
-    if not dist.is_main:
-        log = _silent
+    log = _silent if not dist.is_main else _printable(log)
     checkpoint = None
     if extend and resume is None:
         raise TransferkitError("--extend: give the run to train further with --resume RUN_DIR")
     if resume is not None:
         run = RunDir(resume)
-        if not run.last_checkpoint.is_file():
-            raise TransferkitError(f"--resume {resume}: no checkpoints/last.pt in it; nothing to resume")
+        _check_resumable(run, resume)
         checkpoint = resume_state(run)
         extended: list[str] = []
         if extend:
@@ -73,24 +72,51 @@ def run_recipe(
         if dataset is None and any(r["image"].startswith("dataset[") for r in run.read_splits()):
             raise TransferkitError(f"--resume {run.path}: the run was trained on a Python dataset; give it again:"
                                    " transferkit.finetune(resume=RUN_DIR, dataset=...)")
-    try:
-        prepared = prepare(recipe, dataset, val_dataset, test_dataset, log=log)
-    except BadFilesError as exc:
-        raise _listed(exc, recipe, output, resume, dist) from None
-    if resume is None:  # rank 0 names the directory (its timestamp), the others follow
-        path = dist.broadcast(str(RunDir.create(recipe, output).path) if dist.is_main else None)
-        run = RunDir(path)
-    if not dist.is_main:
-        return _train(prepared, run, checkpoint, on_step, log, started, dist)
-    with run.lock():
-        if resume is None or extend:
-            run.write_recipe(recipe)
-        if extend:
-            log(f"extending {run.path}: " + ", ".join(f"{name} to {getattr(recipe.phases, name).epochs} epochs" for name in extend))
-            run.summary_file.unlink(missing_ok=True)  # unfinished again until the added epochs are done
-            reopen_for_more_epochs(checkpoint)
-        run.write_splits(prepared.splits)
-        return _train(prepared, run, checkpoint, on_step, log, started, dist)
+    elif output is not None and dist.is_main:
+        RunDir.check_new(output)  # before minutes of decoding
+    # SIGINT and SIGTERM alike; across processes every rank must stop at the same step, so there
+    # the first signal stops at once (the last checkpoint is kept)
+    with stop_signals(graceful=not dist.enabled) as stop:
+        try:
+            prepared = prepare(recipe, dataset, val_dataset, test_dataset, log=log)
+        except BadFilesError as exc:
+            raise _listed(exc, recipe, output, resume, dist) from None
+        except KeyboardInterrupt as exc:
+            raise interrupted(RunDir(resume) if resume is not None else None, exc) from None
+        if resume is None:  # rank 0 names the directory (its timestamp), the others follow
+            path = dist.broadcast(str(RunDir.create(recipe, output).path) if dist.is_main else None)
+            run = RunDir(path)
+        if not dist.is_main:
+            return _train(prepared, run, checkpoint, on_step, log, started, dist, stop)
+        with run.lock():
+            try:
+                if resume is None:
+                    removed = run.remove_leftovers()
+                    if removed:
+                        log(f"removed what a run that died before its first checkpoint left in {run.path}: {', '.join(removed)}")
+                if resume is None or extend:
+                    run.write_recipe(recipe)
+                if extend:
+                    log(f"extending {run.path}: " + ", ".join(f"{name} to {getattr(recipe.phases, name).epochs} epochs" for name in extend))
+                    run.summary_file.unlink(missing_ok=True)  # unfinished again until the added epochs are done
+                    reopen_for_more_epochs(checkpoint)
+                run.write_splits(prepared.splits)
+                return _train(prepared, run, checkpoint, on_step, log, started, dist, stop)
+            except KeyboardInterrupt as exc:
+                raise interrupted(run, exc) from None
+
+
+def _check_resumable(run: RunDir, resume: str | Path) -> None:
+    if run.last_checkpoint.is_file():
+        return
+    if not run.path.is_dir():
+        raise TransferkitError(f"--resume {resume}: no such run directory")
+    if run.leftovers():
+        raise TransferkitError(
+            f"--resume {resume}: the run stopped before its first checkpoint, so there is nothing to resume; start it again"
+            f" with transferkit finetune RECIPE --output {resume} (what it left is removed)"
+        )
+    raise TransferkitError(f"--resume {resume}: no checkpoints/last.pt in it; nothing to resume")
 
 
 def _silent(_message: str) -> None:
@@ -105,8 +131,7 @@ def _listed(exc: BadFilesError, recipe: Recipe, output: str | Path | None, resum
         run = RunDir(resume) if resume is not None else RunDir.create(recipe, output)
     except TransferkitError:
         return exc
-    text = "".join(f"{path}\t{why}\n" for path, why in exc.bad)
-    atomic_write(run.bad_images_file, lambda fh: fh.write(text.encode("utf-8", "surrogateescape")))
+    run.write_text(run.bad_images_file, "".join(f"{path}\t{why}\n" for path, why in exc.bad))
     return exc.listed(str(run.bad_images_file))
 
 
@@ -120,9 +145,15 @@ def finished_result(run: RunDir, log: Callable[[str], None]) -> RunResult:
     return RunResult(run.path, summary, load_classifier(run.path)[0])
 
 
+def _printable(log: Callable[[str], None]) -> Callable[[str], None]:
+    """File names that are not UTF-8 (surrogate escapes) shown as ``\\udcff`` instead of making a
+    strict stdout raise in the middle of a run."""
+    return lambda message: log(message.encode("utf-8", "backslashreplace").decode("utf-8"))
+
+
 def _train(
     prepared: Prepared, run: RunDir, checkpoint: Any, on_step: Any, log: Callable[[str], None], started: float,
-    dist: DistContext,
+    dist: DistContext, stop: StopRequest,
 ) -> RunResult:
     recipe = prepared.recipe
     log(f"run directory: {run.path}")
@@ -133,14 +164,13 @@ def _train(
     )
     report = prepared.decode_report
     if report.bad and dist.is_main:
-        text = "".join(f"{f}\t{r}\n" for f, r in report.bad)
-        atomic_write(run.skipped_images_file, lambda fh: fh.write(text.encode("utf-8", "surrogateescape")))
+        run.write_text(run.skipped_images_file, "".join(f"{f}\t{r}\n" for f, r in report.bad))
         shown = "; ".join(f"{f}: {r}" for f, r in report.bad[:BadFilesError.SHOWN])
         more = f"; ... and {len(report.bad) - BadFilesError.SHOWN} more" if len(report.bad) > BadFilesError.SHOWN else ""
         log(f"skipped {len(report.bad)} bad image(s) (data.on_bad_image = \"skip\"): {shown}{more};"
             f" all listed in {run.skipped_images_file}")
     with tensorboard_sink(recipe, run, enabled=dist.is_main) as tensorboard_steps:
-        trainer = Trainer(prepared, run, on_step=list(on_step or []) + tensorboard_steps, log=log, dist=dist)
+        trainer = Trainer(prepared, run, on_step=list(on_step or []) + tensorboard_steps, log=log, dist=dist, stop=stop)
         summary = trainer.fit(checkpoint)
     final_model = trainer.averager.module if trainer.averager is not None else trainer.model
     final_model = _final_weights(trainer, final_model, summary, log)

@@ -5,6 +5,10 @@ plots and summary; and the timestamped folders runs, sweeps and lr-find write in
 Public (``transferkit.RunDir``): the paths, ``read_metrics`` / ``read_summary``,
 ``kept_checkpoints``, ``write_model_folder`` and ``RunDir.timestamped``. The other writers are the
 engine's. Plugins use these instead of file names, so the layout can change under them.
+
+Every file read here is verified against the sha256 recorded when it was written
+(``artifacts``), so plugins get the check for free; ``owns`` says which paths are the run's own
+(no command writes over them: ``output_paths``).
 """
 
 from __future__ import annotations
@@ -23,14 +27,22 @@ from typing import Any, Callable, Iterator, Mapping
 
 import tomli_w
 import torch
-from safetensors.torch import load_file
 
 from ..data.sources import DatasetSplits
-from ..errors import TransferkitError
+from ..errors import CorruptFileError, TransferkitError
 from ..recipe import Recipe
-from .checkpoint import atomic_write
-from .model_files import MANIFEST_FILE, WEIGHTS_FILE, uncalibrated, write_manifest, write_weights
+from .artifacts import (
+    atomic_write,
+    encode_text,
+    read_verified,
+    read_verified_json,
+    stale_temp_files,
+    write_verified,
+)
+from .model_files import read_weights, uncalibrated, write_manifest, write_weights
+from .output_paths import check_output_folder, refuse_run_files
 from .phases import PHASE_ORDER
+from .run_layout import CHECKSUMS_FILE, MANIFEST_FILE, RUN_FILES, RUN_FOLDERS, WEIGHTS_FILE, is_run, owns
 
 RUNS_ROOT = Path("runs")
 KEPT_INDEX = "index.json"
@@ -46,7 +58,8 @@ class KeptCheckpoint:
     score: float  # the validation top-1 it was kept for (training accuracy without a val split)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return load_file(str(self.path))
+        """The weights, verified against the sha256 recorded when they were kept."""
+        return read_weights(self.path)
 
 
 class RunDir:
@@ -75,12 +88,59 @@ class RunDir:
             path = cls.timestamped(recipe.name)
         else:
             path = Path(output)
-            if (path / "checkpoints" / "last.pt").exists() or (path / WEIGHTS_FILE).exists():
-                raise TransferkitError(
-                    f"--output {path}: already holds a run; resume it with --resume {path} or choose another directory"
-                )
-        path.mkdir(parents=True, exist_ok=True)
+            cls.check_new(path)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise TransferkitError(f"--output {path}: cannot create it ({exc.strerror}); choose a writable folder") from None
         return cls(path)
+
+    @classmethod
+    def check_new(cls, output: str | Path) -> None:
+        """Refuse an ``--output`` a new run cannot use, before any image is decoded: a file, a folder
+        that cannot be written, another run's files, or a run that holds a checkpoint or a model."""
+        path = Path(output)
+        check_output_folder(path, "--output")
+        if (path / "checkpoints" / "last.pt").exists() or (path / WEIGHTS_FILE).exists():
+            raise TransferkitError(
+                f"--output {path}: already holds a run; resume it with --resume {path} or choose another directory"
+            )
+
+    def owns(self, path: str | Path) -> bool:
+        """Whether ``path`` is one of this run's own files (or inside its checkpoints, snapshots or
+        TensorBoard folders)."""
+        return owns(self.path, path)
+
+    @property
+    def is_run(self) -> bool:
+        """A folder a training run wrote (not a model folder derived from one, e.g. an average)."""
+        return is_run(self.path)
+
+    @property
+    def has_checkpoint(self) -> bool:
+        return self.last_checkpoint.is_file()
+
+    def leftovers(self) -> list[Path]:
+        """What a run that died before its first checkpoint left behind (nothing to resume from):
+        only in a folder a run wrote (its metrics, checkpoints or checksums), only the run's names."""
+        if self.has_checkpoint or (self.path / WEIGHTS_FILE).exists():
+            return []
+        if not (self.is_run or (self.path / CHECKSUMS_FILE).is_file()):
+            return stale_temp_files(self.path)  # someone's folder, not a run's: its files are not ours to remove
+        found = [self.path / n for n in RUN_FILES if n != ".lock" and (self.path / n).is_file()]
+        found += [self.path / n for n in RUN_FOLDERS if (self.path / n).is_dir()]
+        return found + stale_temp_files(self.path)
+
+    def remove_leftovers(self) -> list[str]:
+        """Remove ``leftovers()`` (known names only; anything else in the folder stays); their names."""
+        removed = []
+        for path in self.leftovers():
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(path.name)
+        return removed
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
@@ -103,6 +163,8 @@ class RunDir:
             fh.truncate()
             fh.write(str(os.getpid()))
             fh.flush()
+            for stale in stale_temp_files(self.path) + stale_temp_files(self.checkpoints):
+                stale.unlink(missing_ok=True)  # a crash mid-write left it; nobody else writes here now
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
@@ -172,17 +234,28 @@ class RunDir:
 
     # -- readers -------------------------------------------------------------------------------
     def kept_checkpoints(self) -> list[KeptCheckpoint]:
-        """The epochs kept by ``train.keep_checkpoints = N``, best first; empty when none were kept."""
+        """The epochs kept by ``train.keep_checkpoints = N``, best first; empty when none were kept.
+        The index and (when read) each file are verified against their recorded sha256."""
         if not self.kept_index_file.is_file():
             return []
-        entries = json.loads(self.kept_index_file.read_text())
-        return [KeptCheckpoint(self.checkpoints / e["file"], e["phase"], int(e["epoch"]), float(e["score"])) for e in entries]
+        entries = read_verified_json(self.kept_index_file)
+        try:
+            return [KeptCheckpoint(self.checkpoints / e["file"], e["phase"], int(e["epoch"]), float(e["score"])) for e in entries]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CorruptFileError(f"{self.kept_index_file}: not an index of kept checkpoints ({type(exc).__name__}: {exc})") from None
 
     def read_summary(self) -> dict[str, Any]:
-        """``summary.json`` of a finished run."""
+        """``summary.json`` of a finished run (verified)."""
         if not self.is_finished:
             raise TransferkitError(f"{self.path}: no summary.json; give a finished run directory (or finish it with --resume)")
-        return json.loads(self.summary_file.read_text())
+        summary = read_verified_json(self.summary_file)
+        if not isinstance(summary, dict):
+            raise CorruptFileError(f"{self.summary_file}: not a run summary (a JSON object); restore it, or train again")
+        return summary
+
+    def read_recipe_text(self) -> str:
+        """``recipe.toml`` as written (verified)."""
+        return read_verified(self.recipe_file).decode("utf-8", "surrogateescape")
 
     # -- writers -------------------------------------------------------------------------------
     def write_model_folder(self, folder: str | Path, state: Mapping[str, torch.Tensor]) -> "RunDir":
@@ -193,11 +266,14 @@ class RunDir:
         if not self.manifest_file.is_file():
             raise TransferkitError(f"{self.path}: no manifest.json; a model folder needs a finished run to copy it from")
         out = RunDir(folder)
+        check_output_folder(out.path, "output folder")
+        for target in (out.path / WEIGHTS_FILE, out.manifest_file, out.recipe_file):
+            refuse_run_files(target, "output folder")  # e.g. --output RUN itself: its model would be replaced
         out.path.mkdir(parents=True, exist_ok=True)
         write_weights(state, out.path)
-        write_manifest(uncalibrated(json.loads(self.manifest_file.read_text())), out.path)
+        write_manifest(uncalibrated(read_verified_json(self.manifest_file)), out.path)
         if self.recipe_file.is_file():
-            shutil.copyfile(self.recipe_file, out.recipe_file)
+            write_verified(out.recipe_file, read_verified(self.recipe_file))
         return out
 
     def read_splits(self) -> list[dict[str, str]]:
@@ -224,24 +300,34 @@ class RunDir:
     def write_recipe(self, recipe: Recipe) -> None:
         text = "# The fully resolved recipe of this run (defaults and --set overrides applied).\n"
         text += tomli_w.dumps(recipe.to_dict())
-        atomic_write(self.recipe_file, lambda fh: fh.write(text.encode()))
+        write_verified(self.recipe_file, encode_text(text))
 
     def append_metrics(self, record: dict[str, Any]) -> None:
-        with open(self.metrics_file, "a") as fh:
-            fh.write(json.dumps(record, sort_keys=True) + "\n")
-            fh.flush()
+        try:
+            with open(self.metrics_file, "a") as fh:
+                fh.write(json.dumps(record, sort_keys=True) + "\n")
+                fh.flush()
+        except OSError as exc:
+            raise TransferkitError(
+                f"{self.metrics_file}: cannot write it ({exc.strerror}); free some disk space, then continue with --resume {self.path}"
+            ) from None
         for observe in self.observers:
             observe(record)
 
     def read_metrics(self) -> list[dict[str, Any]]:
+        """The records of ``metrics.jsonl``; lines a crash cut short or that are damaged are skipped
+        (it is appended to, so it has no recorded checksum)."""
         if not self.metrics_file.exists():
             return []
         records = []
-        for line in self.metrics_file.read_text().splitlines():
+        text = self.metrics_file.read_bytes().decode("utf-8", "replace")
+        for line in text.splitlines():
             try:
-                records.append(json.loads(line))
+                record = json.loads(line)
             except json.JSONDecodeError:
                 continue  # a line cut short by a crash
+            if isinstance(record, dict):
+                records.append(record)
         return records
 
     def truncate_metrics(self, phase: str, epochs_done: int) -> None:
@@ -256,5 +342,11 @@ class RunDir:
         atomic_write(self.metrics_file, lambda fh: fh.write(text.encode()))
 
     def write_json(self, path: Path, data: Any) -> None:
+        """A JSON file of the run, its sha256 recorded (non-UTF-8 file names stay escaped)."""
         text = json.dumps(data, indent=2, sort_keys=True) + "\n"
-        atomic_write(path, lambda fh: fh.write(text.encode()))
+        write_verified(path, text.encode())
+
+    def write_text(self, path: Path, text: str) -> None:
+        """A text file of the run, its sha256 recorded; file names that are not UTF-8 are written as
+        their own bytes (surrogate escapes)."""
+        write_verified(path, encode_text(text))

@@ -23,6 +23,7 @@ from ..plugins import registry
 from ..recipe import Recipe
 from ..registry import factory_parameters
 from .checkpoint import seed_everything
+from .memory import check_training_memory
 from .model_files import WEIGHTS_FILE, read_manifest, trained_run
 from .runtime import Runtime, resolve_runtime
 
@@ -150,10 +151,12 @@ def prepare(
     for note in splits.notes:
         log(f"warning: {note}")
     model = build_model(recipe, splits.classes, backbone, log)
+    check_training_memory(recipe, model.backbone)  # before minutes of decoding, not an out-of-memory after them
     splits, report = decode_splits(
         splits, shorter=eval_tf.resize_shorter_side, on_bad=recipe.data.on_bad_image, budget_mb=recipe.data.decode_cache_mb,
     )
     check_decoded(recipe, splits, report, log)
+    splits.check("after skipping bad images")  # a class may have lost its last training image
     image_augs = [create_augmentation(s.name, **s.params) for s in recipe.augment.image]
     batch_augs = [create_augmentation(s.name, num_classes=len(splits.classes), **s.params) for s in recipe.augment.batch]
     train_tf = train_transform(

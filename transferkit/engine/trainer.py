@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
-from safetensors.torch import load_file
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..data.sources import ImageSet
+from ..errors import RunInterrupted
 from .averaging import RunAverager
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .class_weights import describe_class_weights, recipe_class_weights, weights_tensor
@@ -24,7 +24,7 @@ from .evaluation import predict
 from .feature_cache import FeatureCache
 from .keeper import CheckpointKeeper
 from .loop import make_targets, soft_cross_entropy, train_epoch
-from .model_files import write_prepared_model, write_weights
+from .model_files import read_weights, write_prepared_model, write_weights
 from .phases import (
     PHASE_ORDER,
     PhasePlan,
@@ -41,6 +41,7 @@ from .phases import (
 )
 from .run_dir import RunDir
 from .setup import Prepared
+from .stopping import StopRequest
 
 
 @dataclass
@@ -63,6 +64,7 @@ class Trainer:
     on_step: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
     log: Callable[[str], None] = print
     dist: DistContext = field(default_factory=DistContext)
+    stop: StopRequest = field(default_factory=StopRequest)  # SIGINT / SIGTERM asked to stop (``stopping``)
 
     def __post_init__(self) -> None:
         r, runtime = self.prepared.recipe, self.prepared.runtime
@@ -119,7 +121,7 @@ class Trainer:
             if self.dist.is_main:
                 self.run.truncate_metrics(resume["phase"], int(resume["epoch"]))
             if self.run.phase1_weights.is_file():
-                self.phase1_state = load_file(str(self.run.phase1_weights))
+                self.phase1_state = read_weights(self.run.phase1_weights)
         if self.class_weights is not None:
             splits = self.prepared.splits
             self.log(describe_class_weights(self.class_weights, splits.classes, splits.train.targets))
@@ -199,13 +201,16 @@ class Trainer:
                 break
             settings.on_step = [self._step_callback(phase, epoch, start_step)]
             batches = self.batches.epoch(plan, epoch, start_step, cache=phase.train_cache)
-            stats = train_epoch(
-                self.model, phase.forward, batches, phase.setup.optimizer, phase.setup.scheduler, self.prepared.runtime,
-                settings, phase.setup.scaler, where=f"phase {plan.name}, epoch {epoch + 1}/{plan.epochs}",
-                total=len(self.batches), first_step=start_step,
-            )
+            with self.stop.steps():
+                stats = train_epoch(
+                    self.model, phase.forward, batches, phase.setup.optimizer, phase.setup.scheduler, self.prepared.runtime,
+                    settings, phase.setup.scaler, where=f"phase {plan.name}, epoch {epoch + 1}/{plan.epochs}",
+                    total=len(self.batches), first_step=start_step,
+                )
             start_step = 0
             self._end_epoch(phase, epoch, stats)
+            if self.stop.requested:  # asked during the epoch's last step: its end (and last.pt) came first
+                raise self._stopped(f"the end of phase {plan.name}, epoch {epoch + 1}")
         self._end_phase(phase)
 
     def _fit_probe(self, phase: PhaseState) -> None:
@@ -242,8 +247,18 @@ class Trainer:
             info = {**done, "phase": phase.plan.name, "epoch": epoch, "step": step, "steps": phase.setup.steps_per_epoch}
             for callback in self.on_step:
                 callback(info)
+            if self.stop.requested and step < phase.setup.steps_per_epoch:
+                self._save_last(phase, epoch, step)
+                raise self._stopped(f"phase {phase.plan.name}, epoch {epoch + 1}, step {step}")
 
         return after_step
+
+    def _stopped(self, where: str) -> RunInterrupted:
+        """SIGINT / SIGTERM came during a step: ``last.pt`` now holds the run at ``where``."""
+        self.log(f"  {self.stop.signal_name}: saved a checkpoint at {where}")
+        stopped = RunInterrupted(self.stop.signal_name or "SIGINT")
+        stopped.saved_at = where
+        return stopped
 
     def _end_epoch(self, phase: PhaseState, epoch: int, stats: dict[str, float], title: str | None = None) -> None:
         plan, splits = phase.plan, self.prepared.splits

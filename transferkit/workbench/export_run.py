@@ -31,9 +31,10 @@ import torch
 
 from ..data.preprocessing import preprocessing_from_manifest
 from ..data.sources import IMAGE_EXTENSIONS, read_image
+from ..engine.artifacts import CHECKSUMS_FILE, atomic_write, remove_verified, write_verified
 from ..engine.calibration import manifest_temperature
-from ..engine.checkpoint import atomic_write
 from ..engine.model_files import load_classifier
+from ..engine.output_paths import check_output_file
 from ..engine.run_dir import RunDir
 from ..errors import TransferkitError
 from ..models.classifier import Classifier
@@ -81,6 +82,8 @@ def export_run(
     if fmt == "onnx":
         backends.require_onnx()
     path = _output_path(run_path, fmt, output)
+    for target, flag in ((path, "--output"), (path.with_name(path.name + ".json"), "--output (its .json manifest)")):
+        check_output_file(target, flag)  # never over the run's own files; before anything is loaded
     model, manifest = load_run(run_path)
     size = int(manifest["preprocessing"]["image_size"])
     dynamic = batch_size is None
@@ -131,16 +134,22 @@ def export_run(
     )
     text = json.dumps(record, indent=2) + "\n"
     manifest_path = path.with_name(path.name + ".json")
-    atomic_write(path, lambda fh: fh.write(serialized.data))
+    # into a run's folder: recorded in its checksums.json like the run's files (the .json holds the sha256 anyway)
+    write = write_verified if (path.parent / CHECKSUMS_FILE).is_file() else _write_plain
+    write(path, serialized.data)
     try:
-        atomic_write(manifest_path, lambda fh: fh.write(text.encode()))
+        write(manifest_path, text.encode())
     except BaseException:
-        path.unlink(missing_ok=True)  # no export without its manifest
+        remove_verified(path)  # no export without its manifest
         raise
     return ExportResult(
         path, manifest_path, fmt, worst, tolerance, len(serialized.data), [len(b) for b in batches],
         real_count, record,
     )
+
+
+def _write_plain(path: Path, data: bytes) -> None:
+    atomic_write(path, lambda fh: fh.write(data))
 
 
 def _output_path(run_path: Path, fmt: str, output: str | Path | None) -> Path:
@@ -151,33 +160,10 @@ def _output_path(run_path: Path, fmt: str, output: str | Path | None) -> Path:
 
 
 def load_run(run_path: Path) -> tuple[Classifier, dict[str, Any]]:
-    """The run's classifier (eval mode, float32, CPU) and manifest; a missing, unfinished or corrupt
-    run directory is one line naming the file."""
-    if not run_path.is_dir():
-        raise TransferkitError(f"{run_path}: no such run directory; give the directory a finetune run wrote (RUN_DIR)")
-    manifest_file = RunDir(run_path).manifest_file
-    if manifest_file.is_file():
-        try:
-            manifest = json.loads(manifest_file.read_text())
-            missing = [k for k in ("backbone", "classes", "data_config", "preprocessing") if k not in manifest]
-            if missing:
-                raise KeyError(missing[0])
-            int(manifest["preprocessing"]["image_size"])
-        except (ValueError, KeyError, TypeError) as exc:
-            what = f"missing key {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
-            raise TransferkitError(
-                f"{manifest_file}: not a valid transferkit manifest ({what}); the run did not finish writing it - train it again"
-            ) from None
-    try:
-        model, manifest = load_classifier(run_path)
-    except TransferkitError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - safetensors, state-dict mismatches: all one line
-        first = (str(exc).strip().splitlines() or [""])[0][:200]
-        raise TransferkitError(
-            f"{run_path / 'model.safetensors'}: cannot be loaded into the manifest's model ({type(exc).__name__}: {first});"
-            " the file is corrupt or from another run - train it again"
-        ) from None
+    """The run's classifier (eval mode, float32, CPU) and manifest, verified against their recorded
+    sha256 (``load_classifier``); a missing, unfinished or corrupt run directory is one line naming
+    the file."""
+    model, manifest = load_classifier(run_path)
     return model.float().eval(), manifest
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..engine.checkpoint import atomic_write
+from ..engine.artifacts import atomic_write, encode_text
 from ..engine.plots import plt  # pyplot on the Agg backend, chosen in one place
 from ..engine.run_dir import RunDir
 from ..recipe import Recipe
@@ -30,7 +30,7 @@ def default_folder(recipe: Recipe) -> Path:
 
 def write_outputs(result: LRFindResult, folder: Path, recipe: Recipe) -> Path:
     """Write the three files into ``folder`` (created whole when it does not exist yet)."""
-    files = {CSV: csv_text(result).encode(), JSON: (json.dumps(summary(result, recipe), indent=2) + "\n").encode(),
+    files = {CSV: encode_text(csv_text(result)), JSON: (json.dumps(summary(result, recipe), indent=2) + "\n").encode(),
              PLOT: plot_png(result, recipe)}
     if folder.exists():
         for name, data in files.items():

@@ -13,8 +13,7 @@ Python: ``build_report(run_dir)`` (this module) returns the paths of the HTML an
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,6 +24,7 @@ from ..data.sources import ImageSet
 from ..engine.calibration import ReliabilityBins, negative_log_likelihood, reliability_bins
 from ..engine.confidence import selective_figures
 from ..engine.evaluation import Predictions
+from ..engine.output_paths import check_output_file
 from ..engine.rejection import DEFAULT_RATE, max_probability, tradeoff_curve
 from ..engine.run_dir import RunDir
 from ..errors import TransferkitError
@@ -45,6 +45,7 @@ class ReportPredictions:
     images: ImageSet  # load(i), describe(i)
     raw_probs: np.ndarray | None = None  # without the run's temperature
     temperature: float = 1.0
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # images that could not be read (file, reason)
 
     @property
     def preds(self) -> np.ndarray:
@@ -94,7 +95,7 @@ def predict_split(
     predicted, chosen = predictions(run_dir, data, model=model, dataset=dataset)
     raw = predicted.with_temperature(1.0)
     pred = ReportPredictions(chosen.split, chosen.where, predicted.classes, predicted.probs, predicted.targets, chosen.images,
-                             raw.probs, model.temperature)
+                             raw.probs, model.temperature, predicted.skipped)
     threshold = model.rejection.threshold_for(DEFAULT_RATE) if model.rejection is not None else None
     return pred, confidence_of(predicted, raw, "calibration" in model.manifest, threshold)
 
@@ -133,7 +134,7 @@ def gather(run_dir: str | Path, data: str | Path | None = None, top_wrong: int =
             raise TransferkitError(f"{run.path}: no {needed.name}; give a finished run directory (or finish it with --resume)")
     pred, confidence = predict_split(run.path, data, dataset)
     confusion = confusion_matrix(pred.targets, pred.preds, labels=np.arange(len(pred.classes))).tolist()
-    return ReportContent(run.path, run.recipe_file.read_text(), json.loads(run.summary_file.read_text()), run.read_metrics(),
+    return ReportContent(run.path, run.read_recipe_text(), run.read_summary(), run.read_metrics(),
                          pred, classification_table(pred), confusion, most_confidently_wrong(pred, top_wrong), confidence)
 
 
@@ -154,12 +155,16 @@ def build_report(
     html_path = Path(output) if output is not None else Path(run_dir) / "report.html"
     if html_path.suffix.lower() not in (".html", ".htm"):
         raise TransferkitError(f"--output {html_path}: name an .html file; the Markdown is written beside it as .md")
+    for target in (html_path, html_path.with_suffix(".md")):
+        check_output_file(target, "--output")  # writable, not a run's own file: before any image is decoded
     content = gather(run_dir, data, top_wrong, dataset)
     md_path = write_report(content, html_path)
     pred = content.predictions
     accuracy = float((pred.preds == pred.targets).mean()) if len(pred.targets) else float("nan")
     log(f"{content.run_dir}: top-1 {accuracy:.4f} on {pred.where}; {int((pred.preds != pred.targets).sum())} wrong,"
         f" {len(content.wrong)} shown")
+    if pred.skipped:
+        log(f"skipped {len(pred.skipped)} image(s) that could not be read: " + "; ".join(f"{f}: {r}" for f, r in pred.skipped[:5]))
     log(f"report: {html_path} (self-contained) and {md_path}")
     return html_path, md_path
 

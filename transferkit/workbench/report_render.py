@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
-from ..engine.checkpoint import atomic_write
+from ..engine.artifacts import atomic_write, display_name, encode_text
 from ..engine.plots import plot_confusion, plot_curves, plot_reliability, plot_tradeoff, plt
 
 CSS = """
@@ -75,7 +75,7 @@ def wrong_png(tiles: Sequence[dict[str, Any]]) -> bytes:
         ax.axis("off")
     for ax, tile in zip(axes.flat, tiles):
         ax.imshow(tile["image"])
-        ax.set_title(f"true {tile['true']}\npred {tile['pred']} ({tile['confidence']:.2f})", fontsize=7)
+        ax.set_title(display_name(f"true {tile['true']}\npred {tile['pred']} ({tile['confidence']:.2f})"), fontsize=7)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, dpi=100, format="png")
@@ -278,7 +278,7 @@ def write_report(content: Any, html_path: Path) -> Path:
             atomic_write(html_path.with_name(png_names[key]), lambda fh, data=data: fh.write(data))
     md_path = html_path.with_suffix(".md")
     page = render_html(content, figures, wrong_tiles)
-    atomic_write(html_path, lambda fh: fh.write(page.encode("utf-8")))
+    atomic_write(html_path, lambda fh: fh.write(encode_text(page)))  # file names that are not UTF-8: their own bytes
     text = render_markdown(content, png_names, wrong_tiles)
-    atomic_write(md_path, lambda fh: fh.write(text.encode("utf-8")))
+    atomic_write(md_path, lambda fh: fh.write(encode_text(text)))
     return md_path

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..engine.checkpoint import atomic_write
+from ..engine.artifacts import atomic_write, encode_text
 from ..engine.run_dir import RunDir
 from ..errors import DataError
 from ..evaluation import evaluate
@@ -133,7 +133,7 @@ def write_results(folder: Path, results: Sequence[TrialResult], keys: Sequence[s
     """results.json (read back by ``--resume``), results.csv and results.md, each atomically."""
     data = json.dumps([asdict(r) for r in ranked(results)], indent=2) + "\n"
     for name, text in ((RESULTS_JSON, data), (RESULTS_CSV, _csv(results, keys)), (RESULTS_MD, _markdown(results, keys, title))):
-        atomic_write(folder / name, lambda fh, text=text: fh.write(text.encode()))
+        atomic_write(folder / name, lambda fh, text=text: fh.write(encode_text(text)))
 
 
 def read_results(folder: Path) -> list[TrialResult]:

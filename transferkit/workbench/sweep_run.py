@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import tomli_w
 
-from ..engine.checkpoint import atomic_write
+from ..engine.artifacts import atomic_write, encode_text
 from ..engine.run import run_recipe
 from ..engine.run_dir import RunDir
 from ..engine.setup import build_splits
@@ -225,7 +225,7 @@ def write_best_recipe(plan: SweepPlan, top: TrialResult) -> None:
     recipe = trial_recipe(plan.base, top.params, str(plan.folder / PLAN_FILE))
     text = (f"# The best trial of sweep {plan.folder.name}: {top.trial}, validation top-1 {top.val_top1:.4f}\n"
             f"# swept: {_params_text(top.params)}\n" + tomli_w.dumps(recipe.to_dict()))
-    atomic_write(plan.folder / BEST_RECIPE, lambda fh: fh.write(text.encode()))
+    atomic_write(plan.folder / BEST_RECIPE, lambda fh: fh.write(encode_text(text)))
 
 
 def checked_plan(folder: str | Path) -> SweepPlan:

@@ -1,0 +1,165 @@
+"""Verified artifacts: every file a run writes has its sha256 recorded and is checked when read, so a
+flipped bit in a checkpoint, a model or a manifest is one line naming the file (exit 2) and nothing
+is written from it."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+import transferkit
+from transferkit.cli import main
+from transferkit.engine import artifacts
+from transferkit.engine.artifacts import Checksums, read_verified, write_verified
+from transferkit.engine.run import run_recipe
+from transferkit.errors import CorruptFileError
+from transferkit.recipe_loading import load_recipe
+
+
+def _flip_in_zip_entry(path: Path) -> None:
+    """Flip one byte inside the largest stored tensor of a torch checkpoint (a zip): the file still
+    unpickles, with one weight silently changed."""
+    with zipfile.ZipFile(path) as archive:
+        entry = max((e for e in archive.infolist() if "/data/" in e.filename), key=lambda e: e.file_size)
+    data = bytearray(path.read_bytes())
+    name_length = int.from_bytes(data[entry.header_offset + 26 : entry.header_offset + 28], "little")
+    extra_length = int.from_bytes(data[entry.header_offset + 28 : entry.header_offset + 30], "little")
+    start = entry.header_offset + 30 + name_length + extra_length
+    data[start + entry.file_size // 2] ^= 0x40
+    path.write_bytes(bytes(data))
+
+
+def _flip_in_safetensors(path: Path) -> None:
+    """Flip one byte in the tensor data (after the JSON header): the file still loads."""
+    data = bytearray(path.read_bytes())
+    header = int.from_bytes(data[:8], "little")
+    data[8 + header + (len(data) - 8 - header) // 2] ^= 0x40
+    path.write_bytes(bytes(data))
+
+
+class Stop(Exception):
+    pass
+
+
+def _stopped_run(recipe_dict: dict, output: Path) -> Path:
+    """A run stopped in the middle of phase 2 (a mid-epoch last.pt, phase-1 weights, no model yet)."""
+    recipe_dict["train"]["checkpoint_every_steps"] = 1
+    recipe_dict["data"]["batch_size"] = 6
+
+    def stop(info):
+        if (info["phase"], info["epoch"], info["step"]) == ("finetune", 0, 2):
+            raise Stop
+
+    with pytest.raises(Stop):
+        run_recipe(load_recipe(recipe_dict), output=output, on_step=[stop], log=lambda m: None)
+    return output
+
+
+def test_a_bit_flipped_checkpoint_is_refused_by_resume_and_nothing_is_written(tiny_recipe, tmp_path, capsys):
+    run = _stopped_run(tiny_recipe, tmp_path / "run")
+    last = run / "checkpoints" / "last.pt"
+    _flip_in_zip_entry(last)
+    torch.load(last, weights_only=True)  # still loads: only the recorded sha256 can tell
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    recipe = run / "recipe.toml"
+    assert main(["finetune", str(recipe), "--resume", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{last}: its sha256 differs from the one recorded" in err
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before  # nothing written, nothing trained
+
+
+def test_flipped_bytes_in_the_model_are_refused_by_load_predict_evaluate_and_export(tiny_run, image_folder, capsys):
+    model_file = tiny_run / "model.safetensors"
+    _flip_in_safetensors(model_file)
+    with pytest.raises(CorruptFileError, match=r"model\.safetensors: its sha256 differs"):
+        transferkit.load(tiny_run)
+    photo = next((image_folder / "test" / "red").glob("*.png"))
+    for command in (["predict", str(tiny_run), str(photo)], ["evaluate", str(tiny_run)],
+                    ["export", str(tiny_run), "--format", "torchscript"]):
+        assert main(command) == 2, command
+        captured = capsys.readouterr()
+        assert captured.err.count("\n") == 1 and "model.safetensors: its sha256 differs" in captured.err
+        assert "verified" not in captured.out
+    assert not (tiny_run / "model.torchscript.pt").exists()
+
+
+def test_a_manifest_with_its_classes_reordered_is_refused(tiny_run):
+    manifest = json.loads((tiny_run / "manifest.json").read_text())
+    manifest["classes"] = manifest["classes"][::-1]  # would swap labels silently
+    (tiny_run / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    with pytest.raises(CorruptFileError, match=r"manifest\.json: its sha256 differs"):
+        transferkit.load(tiny_run)
+
+
+def test_without_a_record_a_manifest_is_still_checked_against_the_head(tiny_run):
+    (tiny_run / "checksums.json").unlink()  # as a run written before checksums existed
+    manifest = json.loads((tiny_run / "manifest.json").read_text())
+    assert transferkit.load(tiny_run).classes == manifest["classes"]  # unrecorded files load
+    manifest["classes"] = manifest["classes"] + ["purple"]
+    (tiny_run / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CorruptFileError, match=r"names 4 classes but .*model\.safetensors has a head for 3"):
+        transferkit.load(tiny_run)
+
+
+def test_every_file_a_run_reads_back_is_recorded(tiny_run):
+    top = Checksums(tiny_run).read()["sha256"]
+    assert {"model.safetensors", "manifest.json", "recipe.toml", "summary.json"} <= set(top)
+    kept = Checksums(tiny_run / "checkpoints").read()["sha256"]
+    assert {"last.pt", "best.pt", "phase1.safetensors"} <= set(kept)
+    for folder, record in ((tiny_run, top), (tiny_run / "checkpoints", kept)):
+        for name, digest in record.items():
+            assert artifacts.sha256_of((folder / name).read_bytes()) == digest, name
+
+
+def test_kept_epochs_are_verified_for_plugins_too(tiny_recipe, tmp_path, capsys):
+    tiny_recipe["train"]["keep_checkpoints"] = 2
+    run = transferkit.finetune(tiny_recipe, output=tmp_path / "run", quiet=True).run_dir
+    kept = transferkit.RunDir(run).kept_checkpoints()
+    _flip_in_safetensors(kept[0].path)
+    with pytest.raises(CorruptFileError, match=rf"{kept[0].path.name}: its sha256 differs"):
+        kept[0].state_dict()
+    if "average-checkpoints" in transferkit.get_plugins().registry("command"):  # the averaging plugin gets it for free
+        assert main(["average-checkpoints", str(run), "--top", "2"]) == 2
+        assert "its sha256 differs" in capsys.readouterr().err
+        assert not (run / "average-top2").exists()
+
+
+def test_resume_verifies_the_phase1_weights(tiny_recipe, tmp_path):
+    run = _stopped_run(tiny_recipe, tmp_path / "run")
+    _flip_in_safetensors(run / "checkpoints" / "phase1.safetensors")
+    with pytest.raises(CorruptFileError, match=r"phase1\.safetensors: its sha256 differs"):
+        run_recipe(load_recipe(run / "recipe.toml"), resume=run, log=lambda m: None)
+    assert not (run / "model.safetensors").exists()
+
+
+def test_a_crash_between_writing_a_file_and_recording_it_leaves_it_readable(tmp_path, monkeypatch):
+    target = tmp_path / "state.bin"
+    write_verified(target, b"old")
+    calls = {"n": 0}
+    real = Checksums._write
+
+    def crash_on_the_final_record(self, record):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the file is renamed into place; its final record is not written
+            raise KeyboardInterrupt
+        real(self, record)
+
+    monkeypatch.setattr(Checksums, "_write", crash_on_the_final_record)
+    with pytest.raises(KeyboardInterrupt):
+        write_verified(target, b"new")
+    monkeypatch.undo()
+    assert read_verified(target) == b"new"  # the pending digest covers it
+    target.write_bytes(b"neither")
+    with pytest.raises(CorruptFileError):
+        read_verified(target)
+
+
+def test_a_damaged_checksums_file_is_one_line_naming_it(tmp_path):
+    write_verified(tmp_path / "a.bin", b"data")
+    (tmp_path / "checksums.json").write_text("{not json")
+    with pytest.raises(CorruptFileError, match=r"checksums\.json: unreadable .* delete it to use those files unverified"):
+        read_verified(tmp_path / "a.bin")
