@@ -49,6 +49,19 @@ def test_choice_is_accuracy_then_log_loss_then_the_model_closest_to_the_probe():
     assert choose([_candidate("probe", 0.0, 1.0, 0.9), ft], n_val=20).name == "probe"  # accuracy first
 
 
+def test_accuracy_differences_within_the_noise_of_validation_go_to_the_lower_log_loss():
+    """What a digits run met: 144 validation images, wise-0.25 two images ahead of the fine-tuned
+    model, whose log-loss was clearly lower (and whose test accuracy was 0.986 against 0.950)."""
+    candidates = [_candidate("probe", 0.0, 137 / 144, 0.343), _candidate("wise-0.25", 0.25, 140 / 144, 0.326),
+                  _candidate("wise-0.5", 0.5, 138 / 144, 0.313), _candidate("wise-0.75", 0.75, 136 / 144, 0.260),
+                  _candidate("finetuned", 1.0, 138 / 144, 0.212)]
+    assert choose(candidates, n_val=144).name == "finetuned"
+    candidates[-1].val["top1"] = 130 / 144  # far behind (5 standard errors): accuracy decides again
+    assert choose(candidates, n_val=144).name == "wise-0.5"
+    candidates[0].val["top1"] = 139 / 144  # the probe's accuracy is a floor
+    assert choose(candidates, n_val=144).name in ("probe", "wise-0.25")
+
+
 def test_auto_never_ends_below_the_probe_on_validation():
     rng = random.Random(0)
     for _ in range(500):

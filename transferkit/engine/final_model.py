@@ -18,6 +18,7 @@ smaller ``a`` (the model closer to the probe) when both tie.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -69,10 +70,17 @@ def wise_candidates(probe: StateDict, finetuned: StateDict, alphas: tuple[float,
 
 
 def choose(candidates: list[Candidate], n_val: int) -> Candidate:
-    """Highest validation accuracy; within half an image of it, the lowest validation log-loss;
-    then the smallest alpha (closest to the probe)."""
+    """Validation accuracy first, but not its noise: on a few dozen or hundred images one image is
+    a point or more, so every candidate within two binomial standard errors of the best accuracy
+    (about its 95% interval; at least half an image: exact ties) counts as tied with it, and the lowest validation
+    log-loss (a proper score, far less noisy than a count of right answers) wins among them; then
+    the smallest alpha (closest to the probe). A candidate below the probe's validation accuracy
+    (``candidates[0]``) is never chosen."""
+    n = max(n_val, 1)
     best_acc = max(c.val["top1"] for c in candidates)
-    near = [c for c in candidates if c.val["top1"] >= best_acc - 0.5 / max(n_val, 1)]
+    tolerance = max(2.0 * math.sqrt(best_acc * (1.0 - best_acc) / n), 0.5 / n)
+    floor = candidates[0].val["top1"]
+    near = [c for c in candidates if c.val["top1"] >= max(best_acc - tolerance, floor)]
     return min(near, key=lambda c: (round(c.val["loss"], 6), c.alpha if c.alpha is not None else 1.0))
 
 
