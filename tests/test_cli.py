@@ -15,5 +15,5 @@ def test_plan_shows_each_phase_without_training(tiny_recipe, tmp_path, capsys):
     assert "27 training images, 3 classes; backbone stages: 2; image augmentations: rotate" in out
     assert "extract: 2 epochs, 51 of " in out and "BN eval" in out and "lr 0.05" in out
     assert "finetune: 2 epochs" in out and "unfreeze last:1" in out and "lr 0.025" in out
-    assert "head trains on cached backbone features" in out
+    assert "head fitted on cached backbone features as a logistic probe" in out
     assert not (tmp_path / "runs").exists()

@@ -11,4 +11,4 @@ def test_evaluate_data_takes_a_csv_manifest_of_some_classes(tiny_run, image_fold
     manifest.write_text("path,label\n" + "\n".join(rows) + "\n")
     assert main(["evaluate", str(tiny_run), "--data", str(manifest)]) == 0
     out = capsys.readouterr().out
-    assert "macro-F1 1.0000 on 8 images of 2 of the 3 classes" in out and "top1 1.0000" in out
+    assert "macro-F1 1.0000, " in out and "on 8 images of 2 of the 3 classes" in out and "top1 1.0000" in out

@@ -196,4 +196,6 @@ def test_a_plugin_command_that_fails_to_configure_leaves_the_command_line_workin
     path = _fake_distribution(tmp_path, body)
     done = _run_cli(["plugins"], path)
     assert done.returncode == 0 and "transferkit.builtin.datasets" in done.stdout
-    assert "its command 'clash' failed to configure: RuntimeError: argparse clash" in _disabled_line(done.stderr, "brokenplug")
+    listed = _run_cli(["--help"], path)  # the full command line: every plugin command configured
+    assert listed.returncode == 0 and "finetune" in listed.stdout and "clash" not in listed.stdout
+    assert "its command 'clash' failed to configure: RuntimeError: argparse clash" in _disabled_line(listed.stderr, "brokenplug")

@@ -3,6 +3,7 @@ and a new run starting from a trained one (``backbone.weights = RUN_DIR``)."""
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 
@@ -12,7 +13,9 @@ import torch
 from safetensors.torch import load_file
 
 from transferkit.cli import main
+from transferkit.engine.artifacts import remove_verified, write_verified
 from transferkit.engine.continuing import EarlyStopper
+from transferkit.engine.model_files import write_manifest
 from transferkit.engine.run_dir import RunDir
 from transferkit.engine.setup import build_model
 from transferkit.recipe_loading import load_recipe
@@ -89,7 +92,7 @@ def test_starting_from_a_run_of_another_backbone_is_refused(tiny_run, tmp_path):
     copy = shutil.copytree(tiny_run, tmp_path / "other")
     manifest = json.loads((copy / "manifest.json").read_text())
     manifest["backbone"]["name"] = "timm/resnet18"
-    (copy / "manifest.json").write_text(json.dumps(manifest))
+    write_manifest(manifest, copy)  # its checksum recorded, as a run of that backbone would have it
     recipe = load_recipe(_from(make_recipe(tmp_path, "tiny/cnn"), copy), check_data=False)
     with pytest.raises(Exception, match=r"is a run of backbone 'timm/resnet18', not 'tiny/cnn'; set backbone.name = 'timm/resnet18'"):
         build_model(recipe, ["blue", "green", "red"])
@@ -102,8 +105,10 @@ def test_a_run_from_before_split_seed_resumes_splitting_with_its_seed(tiny_run, 
     stored = json.loads(state["recipe_json"])
     del stored["data"]["split_seed"]
     state["recipe_json"] = json.dumps(stored, sort_keys=True)
-    torch.save(state, last)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_verified(last, buffer.getvalue())  # as a run of that time wrote it, with its checksum
     recipe = tiny_run / "recipe.toml"
-    recipe.write_text(recipe.read_text().replace("split_seed = 0\n", ""))
-    (tiny_run / "summary.json").unlink()
+    write_verified(recipe, recipe.read_text().replace("split_seed = 0\n", "").encode())
+    remove_verified(tiny_run / "summary.json")
     assert main(["finetune", "--resume", str(tiny_run)]) == 0, capsys.readouterr().err

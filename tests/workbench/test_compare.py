@@ -6,9 +6,9 @@ import shutil
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
 
 from transferkit.cli import main
+from transferkit.engine.model_files import read_weights, write_weights
 from transferkit.workbench.compare_runs import compare_runs, mcnemar_exact
 
 
@@ -19,10 +19,10 @@ def test_mcnemar_exact_p_values(b, c, p):
 
 def test_compare_two_runs_on_the_same_images(tiny_run, tmp_path, capsys):
     broken = shutil.copytree(tiny_run, tmp_path / "broken")
-    state = load_file(str(broken / "model.safetensors"))
+    state = read_weights(broken / "model.safetensors")
     state["head.weight"].zero_()
     state["head.bias"][:] = torch.tensor([1.0, 0.0, 0.0])  # always answers the first class (blue)
-    save_file(state, str(broken / "model.safetensors"))
+    write_weights(state, broken)  # with its checksum, as a model file written by transferkit
     comparison = compare_runs(tiny_run, broken)
     assert comparison.only_b == 0 and comparison.only_a == 8  # the 8 green and red test images
     assert main(["compare", str(tiny_run), str(broken)]) == 0

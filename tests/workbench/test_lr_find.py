@@ -111,7 +111,7 @@ def test_cli_finetune_phase_prints_the_recipe_key(tiny_recipe, tmp_path, capsys)
     assert main(["lr-find", str(path), "--phase", "finetune", "--steps", "30", "--start", "1e-5", "--end", "1",
                  "--output", str(out_dir)]) == 0
     out = capsys.readouterr().out
-    assert "training the head first, as phase extract does (2 epochs at lr 0.05)" in out
+    assert "fitted the head first, as phase extract does (logistic" in out
     assert "lr-find (finetune): " in out and "suggested lr " in out
     line = next(line for line in out.splitlines() if line.startswith("set phases.finetune.lr_ratio = "))
     value = float(line.split("=")[1].split()[0])
@@ -124,8 +124,8 @@ def test_finetune_scales_every_parameter_group_together(tiny_recipe, monkeypatch
     made = []
     original = optim.build_optimizer
 
-    def with_ratio(model, lr, cfg):
-        optimizer = original(model, lr, cfg)
+    def with_ratio(model, lr, cfg, **kwargs):
+        optimizer = original(model, lr, cfg, **kwargs)
         optimizer.param_groups[0]["lr"] = lr * 0.5  # a group that trains at half the base LR
         made.append(optimizer)
         return optimizer

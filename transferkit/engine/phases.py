@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from ..data.loaders import EpochBatchSampler, TransformedDataset, make_loader
-from ..errors import RecipeError
+from ..errors import NonFiniteLossError, RecipeError
 from ..models.classifier import Classifier
 from ..recipe import Recipe, TrainConfig
 from . import optim
@@ -288,6 +288,11 @@ def fit_probe_head(prepared: Prepared, model: Classifier, cache: FeatureCache, c
     ``phases.extract.C``); the head's weights are set in place."""
     recipe = prepared.recipe
     cfg = recipe.phases.extract
+    if not torch.isfinite(cache.features).all():  # what the SGD head would meet as a NaN loss
+        raise NonFiniteLossError(
+            "phase extract, the probe: the backbone's features hold NaN or infinite values, so the loss is nan; check the"
+            " backbone's weights and the data"
+        )
     fit = fit_probe(
         cache.features, cache.targets, len(prepared.splits.classes), label_smoothing=recipe.train.label_smoothing,
         class_weights=None if class_weights is None else torch.as_tensor(class_weights),

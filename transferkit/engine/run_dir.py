@@ -280,8 +280,8 @@ class RunDir:
         """``splits.csv``'s rows (``split``, ``label``, ``image``); empty for runs made before it existed."""
         if not self.splits_file.is_file():
             return []
-        with open(self.splits_file, newline="", encoding="utf-8") as fh:
-            return list(csv.DictReader(fh))
+        text = read_verified(self.splits_file).decode("utf-8", "surrogateescape")  # names as written
+        return list(csv.DictReader(io.StringIO(text, newline="")))
 
     def write_splits(self, splits: DatasetSplits) -> None:
         """``splits.csv``: one row per image of each split: the split, the label's class name and
@@ -294,8 +294,7 @@ class RunDir:
                 described = images.describe(i)
                 image = os.path.abspath(described) if os.path.isfile(described) else described
                 writer.writerow([name, images.classes[target], image])
-        data = out.getvalue().encode("utf-8", "surrogateescape")
-        atomic_write(self.splits_file, lambda fh: fh.write(data))
+        write_verified(self.splits_file, out.getvalue().encode("utf-8", "surrogateescape"))
 
     def write_recipe(self, recipe: Recipe) -> None:
         text = "# The fully resolved recipe of this run (defaults and --set overrides applied).\n"

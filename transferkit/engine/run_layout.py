@@ -15,7 +15,7 @@ MANIFEST_FILE = "manifest.json"
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINTS = "checkpoints"
 RUN_FILES = ("recipe.toml", METRICS_FILE, WEIGHTS_FILE, MANIFEST_FILE, "summary.json", CHECKSUMS_FILE, "curves.png",
-             "confusion_matrix.png", "skipped_images.txt", ".lock")
+             "confusion_matrix.png", "reliability.png", "splits.csv", "skipped_images.txt", "bad_images.txt", ".lock")
 RUN_FOLDERS = (CHECKPOINTS, "snapshots", "tensorboard")
 
 

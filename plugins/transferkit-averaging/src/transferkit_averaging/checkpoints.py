@@ -27,7 +27,7 @@ def average_state_dicts(states: Sequence[Mapping[str, torch.Tensor]]) -> dict[st
         raise ValueError("nothing to average")
     keys = list(states[0])
     for i, state in enumerate(states[1:], start=2):
-        if list(state) != keys:
+        if set(state) != set(keys):  # the same tensors; their order may differ (a phase-1 probe's state)
             raise ValueError(f"state {i} has different keys from state 1")
     out = {}
     for key in keys:
