@@ -54,3 +54,13 @@ def test_output_csv_and_json_hold_every_class_probability(tiny_run, image_folder
     assert sorted(s["path"].rsplit("/", 1)[-1] for s in data["skipped"]) == ["empty.jpg", "notes.png"]
     assert main(["predict", str(tiny_run), str(photos), "--output", str(tmp_path / "preds.txt")]) == 2
     assert "--output " in capsys.readouterr().err
+
+
+def test_output_onto_a_run_file_is_refused_before_anything_is_predicted(tiny_run, image_folder, capsys):
+    manifest = tiny_run / "manifest.json"
+    before = manifest.read_bytes()
+    photo = next((image_folder / "test" / "red").glob("*.png"))
+    for name in ("manifest.json", "splits.csv"):
+        assert main(["predict", str(tiny_run), str(photo), "--output", str(tiny_run / name)]) != 0
+        assert "that is one of the files of run" in capsys.readouterr().err
+    assert manifest.read_bytes() == before

@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence
 
 from .data.decoding import decode_file
 from .engine.checkpoint import atomic_write
+from .engine.output_paths import check_output_file
 from .errors import DataError, UsageError
 from .inference import Ensemble, TrainedModel, image_files
 
@@ -43,7 +44,7 @@ def check_output(output: str | Path | None) -> Path | None:
         raise UsageError(f"--output {path}: name a .csv or .json file")
     if path.is_dir():
         raise UsageError(f"--output {path}: a folder; name a .csv or .json file")
-    return path
+    return check_output_file(path, "--output")  # writable, and never one of a run's own files
 
 
 def predict_files(
