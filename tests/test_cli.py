@@ -17,3 +17,13 @@ def test_plan_shows_each_phase_without_training(tiny_recipe, tmp_path, capsys):
     assert "finetune: 2 epochs" in out and "unfreeze last:1" in out and "lr 0.025" in out
     assert "head fitted on cached backbone features as a logistic probe" in out
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_closed_pipe_ends_a_listing_quietly():
+    """``transferkit list backbones | head -1``: no BrokenPipeError traceback."""
+    import subprocess
+    import sys
+
+    shell = f"{sys.executable} -m transferkit list backbones | head -1"
+    done = subprocess.run(["bash", "-o", "pipefail", "-c", shell], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.startswith("name") and "Traceback" not in done.stderr, done.stderr

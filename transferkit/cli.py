@@ -8,6 +8,7 @@ load the plugins, whose own imports are theirs.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import warnings
@@ -267,6 +268,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("transferkit: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `transferkit list backbones | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
     except MemoryError:
         print("transferkit: error: out of memory; lower data.batch_size or data.image_size (transferkit plan shows"
               " the estimate), or free memory", file=sys.stderr)
