@@ -29,3 +29,10 @@ def test_compare_two_runs_on_the_same_images(tiny_run, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "only A right 8, only B right 0" in out and "McNemar exact test on the 8 disagreements: p = 0.007812" in out
     assert "  blue " in out and "B - A -1.000  (4 images)" in out
+
+
+def test_an_unreadable_image_is_named_not_silently_left_out(tiny_run, image_folder, capsys):
+    (image_folder / "test" / "red" / "broken.png").write_bytes(b"not a png at all")
+    assert main(["compare", str(tiny_run), str(tiny_run), "--data", str(image_folder)]) == 0
+    out = capsys.readouterr().out
+    assert "on " in out and "skipped 1 image(s) that could not be read (not compared): " in out and "broken.png" in out

@@ -10,7 +10,7 @@ right). Under "equally good", each such image is a fair coin, so p = P(|Binomial
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ class Comparison:
     targets: np.ndarray
     preds_a: np.ndarray
     preds_b: np.ndarray
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # images that could not be read (file, reason)
 
     @property
     def right_a(self) -> np.ndarray:
@@ -86,7 +87,7 @@ def compare_runs(run_a: str | Path, run_b: str | Path, data: str | Path | None =
     pred_b = model_b.predictions(chosen.images)
     to_a = np.array([model_a.classes.index(c) for c in model_b.classes])  # B's class order -> A's
     return Comparison(Path(run_a), Path(run_b), chosen.where, list(model_a.classes), pred_a.targets, pred_a.preds,
-                      to_a[pred_b.preds] if len(pred_b.preds) else pred_b.preds)
+                      to_a[pred_b.preds] if len(pred_b.preds) else pred_b.preds, list(pred_a.skipped))
 
 
 def format_comparison(c: Comparison, top: int = 10) -> str:
@@ -114,6 +115,9 @@ def format_comparison(c: Comparison, top: int = 10) -> str:
         lines.append(f"  {r['class']:<{width}}  A {r['a']:.3f}  B {r['b']:.3f}  B - A {r['diff']:+.3f}  ({r['images']} images)")
     if len(rows) > top:
         lines.append(f"  ... and {len(rows) - top} more classes (--top N shows more)")
+    if c.skipped:
+        shown = "; ".join(f"{f}: {r}" for f, r in c.skipped[:5]) + ("; ..." if len(c.skipped) > 5 else "")
+        lines.append(f"skipped {len(c.skipped)} image(s) that could not be read (not compared): {shown}")
     return "\n".join(lines)
 
 
