@@ -96,6 +96,12 @@ def preprocessing_for(data_config: dict[str, Any], image_size: int | None, crop_
     )
 
 
+def native_or_larger(data_config: dict[str, Any], image_size: int | None) -> int:
+    """The larger of ``image_size`` and the backbone's pretrained input size."""
+    native = int(data_config["input_size"][-1])
+    return max(int(image_size or native), native)
+
+
 def preprocessing_from_manifest(manifest: dict[str, Any]) -> Preprocessing:
     """The preprocessing a finished run evaluated with, from its ``manifest.json`` (used by
     inference and by export)."""

@@ -98,14 +98,15 @@ def select_final(
     finetuned: nn.Module,
     probe_state: StateDict | None,
     best_state: StateDict | None,
-    evaluate: Callable[[nn.Module, str], dict[str, Any] | None],
+    evaluate: Callable[[nn.Module, str, float | None], dict[str, Any] | None],
     *,
     n_val: int,
     measure_test: bool = False,
     log: Callable[[str], None] = print,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """The final model under ``policy`` and a summary of the choice. ``evaluate(model, split)``
-    gives a split's metrics ("val" / "test"), or None when the run has no such split."""
+    gives a split's metrics ("val" / "test"), or None when the run has no such split; ``alpha``, the
+    candidate's (0: the probe, evaluated at its own preprocessing)."""
     if policy == "last":
         return finetuned, {"policy": policy, "chosen": "last"}
     if policy == "best":
@@ -116,14 +117,15 @@ def select_final(
         return finetuned, {"policy": policy, "chosen": "finetuned", "why": "no phase-1 model (phase extract did not run)"}
     candidates = wise_candidates(probe_state, finetuned.state_dict())
     for c in candidates:
-        c.val = evaluate(model_with(finetuned, c.state), "val") or {}
+        c.val = evaluate(model_with(finetuned, c.state), "val", c.alpha) or {}
     if not all(c.val for c in candidates):
         return finetuned, {"policy": policy, "chosen": "finetuned", "why": "no validation split to choose on"}
     chosen = choose(candidates, n_val)
     if measure_test:
         for c in candidates:
-            c.test = evaluate(model_with(finetuned, c.state), "test") or {}
+            c.test = evaluate(model_with(finetuned, c.state), "test", c.alpha) or {}
     shown = ", ".join(f"{c.name} {c.val['top1']:.3f}/{c.val['loss']:.3f}" for c in candidates)
     log(f"  final weights: {chosen.name} (validation accuracy/log-loss: {shown})")
-    info = {"policy": policy, "chosen": chosen.name, "alpha": chosen.alpha, "candidates": {c.name: c.record() for c in candidates}}
+    info = {"policy": policy, "chosen": chosen.name, "alpha": chosen.alpha, "chosen_on": f"{n_val} validation images",
+            "candidates": {c.name: c.record() for c in candidates}}
     return model_with(finetuned, chosen.state), info

@@ -246,15 +246,15 @@ def phase1_caches(
     workers = recipe.data.num_workers
     exact = cfg.cache_views == 1
     train = FeatureCache.compute(
-        backbone, prepared.splits.train, prepared.eval_transform if exact else prepared.train_transform,
+        backbone, prepared.splits.train, prepared.probe_preprocessing if exact else prepared.train_transform,
         prepared.runtime, batch_size=size, num_workers=workers, views=cfg.cache_views,
         seed=None if exact else recipe.seed, desc="train features", dist=dist,
     )
     val = None
     if prepared.splits.val is not None:
-        val = FeatureCache.compute(backbone, prepared.splits.val, prepared.eval_transform, prepared.runtime,
+        val = FeatureCache.compute(backbone, prepared.splits.val, prepared.probe_preprocessing, prepared.runtime,
                                    batch_size=size, num_workers=workers, desc="val features", dist=dist)
-    kind = "evaluation transform" if exact else f"{cfg.cache_views} augmented views"
+    kind = f"{prepared.probe_preprocessing.image_size} px evaluation transform" if exact else f"{cfg.cache_views} augmented views"
     log(f"  cached {len(train)} train features ({kind}) for phase 1")
     return train, val
 
@@ -284,7 +284,7 @@ def fit_head(prepared: Prepared, model: Classifier, plan: PhasePlan, cache: Feat
 
 def fit_probe_head(prepared: Prepared, model: Classifier, cache: FeatureCache, class_weights: np.ndarray | None) -> ProbeFit:
     """Phase 1 as a converged probe: fit the head on the cached training features (every view),
-    with the recipe's label smoothing and class weights, L2 strength by cross-validation (or
+    with the probe's own label smoothing (``phases.extract.label_smoothing``) and the class weights, L2 strength by cross-validation (or
     ``phases.extract.C``); the head's weights are set in place."""
     recipe = prepared.recipe
     cfg = recipe.phases.extract
@@ -294,7 +294,7 @@ def fit_probe_head(prepared: Prepared, model: Classifier, cache: FeatureCache, c
             " backbone's weights and the data"
         )
     fit = fit_probe(
-        cache.features, cache.targets, len(prepared.splits.classes), label_smoothing=recipe.train.label_smoothing,
+        cache.features, cache.targets, len(prepared.splits.classes), label_smoothing=cfg.label_smoothing,
         class_weights=None if class_weights is None else torch.as_tensor(class_weights),
         Cs=DEFAULT_CS if cfg.C is None else (cfg.C,), folds=cfg.cv_folds, seed=recipe.seed,
     )

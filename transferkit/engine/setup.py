@@ -11,7 +11,7 @@ from torch import nn
 
 from ..components import create_augmentation
 from ..data.decoding import DecodeReport, decode_splits
-from ..data.preprocessing import Preprocessing, preprocessing_for
+from ..data.preprocessing import Preprocessing, native_or_larger, preprocessing_for
 from ..data.sources import IMAGE_EXTENSIONS, DatasetSplits, FileImages, ImageSet, stratified_split
 from ..data.transforms import ImageTransform, train_transform
 from ..data.user_datasets import WrappedDataset
@@ -39,6 +39,12 @@ class Prepared:
     runtime: Runtime
     decode_report: DecodeReport = field(default_factory=DecodeReport)
     unknown: ImageSet | None = None  # data.unknown: images of none of the classes (engine/confidence.py)
+    # phase 1's features and the probe's evaluation (``probe_preprocessing``); None: eval_transform
+    probe_transform: Preprocessing | None = None
+
+    @property
+    def probe_preprocessing(self) -> Preprocessing:
+        return self.probe_transform or self.eval_transform
 
     @property
     def image_size(self) -> int:
@@ -141,19 +147,35 @@ def build_model(
     return model
 
 
+def eval_preprocessing(recipe: Recipe, backbone_config: dict[str, Any]) -> Preprocessing:
+    """The fine-tuned model's evaluation preprocessing (validation, test, the manifest) at
+    ``data.eval_image_size`` (unset: ``data.image_size``)."""
+    data = recipe.data
+    return preprocessing_for(backbone_config, data.eval_image_size or data.image_size, data.crop_pct)
+
+
+def probe_preprocessing(recipe: Recipe, backbone_config: dict[str, Any]) -> Preprocessing:
+    """Phase 1's preprocessing (its cached features, the probe's evaluation) at
+    ``phases.extract.image_size`` (unset: the backbone's native size when larger than ``data.image_size``)."""
+    size = recipe.phases.extract.image_size or native_or_larger(backbone_config, recipe.data.image_size)
+    return preprocessing_for(backbone_config, size, recipe.data.crop_pct)
+
+
 def prepare(
     recipe: Recipe, dataset: Any = None, val_dataset: Any = None, test_dataset: Any = None, log: Callable[[str], None] = print
 ) -> Prepared:
     seed_everything(recipe.seed)
     backbone = build_backbone(recipe)
-    eval_tf = preprocessing_for(data_config(backbone), recipe.data.image_size, recipe.data.crop_pct)
-    splits = build_splits(recipe, dataset, val_dataset, test_dataset, shorter=eval_tf.resize_shorter_side)
+    eval_tf = eval_preprocessing(recipe, data_config(backbone))
+    probe_tf = probe_preprocessing(recipe, data_config(backbone))
+    shorter = max(eval_tf.resize_shorter_side, probe_tf.resize_shorter_side)
+    splits = build_splits(recipe, dataset, val_dataset, test_dataset, shorter=shorter)
     for note in splits.notes:
         log(f"warning: {note}")
     model = build_model(recipe, splits.classes, backbone, log)
     check_training_memory(recipe, model.backbone)  # before minutes of decoding, not an out-of-memory after them
     splits, report = decode_splits(
-        splits, shorter=eval_tf.resize_shorter_side, on_bad=recipe.data.on_bad_image, budget_mb=recipe.data.decode_cache_mb,
+        splits, shorter=shorter, on_bad=recipe.data.on_bad_image, budget_mb=recipe.data.decode_cache_mb,
     )
     check_decoded(recipe, splits, report, log)
     splits.check("after skipping bad images")  # a class may have lost its last training image
@@ -168,7 +190,7 @@ def prepare(
         seed=recipe.seed,
     )
     return Prepared(recipe, splits, model, train_tf, eval_tf, batch_augs, resolve_runtime(recipe.train), report,
-                    unknown_images(recipe, splits.classes))
+                    unknown_images(recipe, splits.classes), probe_tf)
 
 
 def unknown_images(recipe: Recipe, classes: Sequence[str]) -> ImageSet | None:

@@ -76,6 +76,7 @@ class Trainer:
         self.averager: RunAverager | None = None
         self.summary: dict[str, Any] = {"phases": {}}
         self.phase1_state: dict[str, torch.Tensor] | None = None  # the model after phase 1 (WiSE-FT's start)
+        self.out_of_fold: dict[str, Any] | None = None  # cross-fitting's out-of-fold logits (engine/cross_fit.py)
         self.class_weights = recipe_class_weights(r, self.prepared.splits.train.targets, self.prepared.splits.classes)
 
     @property
@@ -83,11 +84,15 @@ class Trainer:
         return self.keeper.best_score
 
     # -- evaluation ----------------------------------------------------------------------------
-    def evaluate(self, images: ImageSet, desc: str, cached: FeatureCache | None = None, model: nn.Module | None = None) -> dict[str, Any]:
-        """Metrics of ``model`` (the live one by default) on ``images``, on cached features when given."""
+    def evaluate(
+        self, images: ImageSet, desc: str, cached: FeatureCache | None = None, model: nn.Module | None = None, probe: bool = False
+    ) -> dict[str, Any]:
+        """Metrics of ``model`` (the live one by default) on ``images``, on cached features when
+        given; ``probe``: at phase 1's preprocessing (the probe's own resolution)."""
         r = self.prepared.recipe
+        preprocess = self.prepared.probe_preprocessing if probe else self.prepared.eval_transform
         predictions = predict(
-            model or self.model, images, self.prepared.eval_transform, runtime=self.prepared.runtime,
+            model or self.model, images, preprocess, runtime=self.prepared.runtime,
             batch_size=r.data.eval_batch_size or r.data.batch_size * 2, num_workers=r.data.num_workers,
             features=cached, dist=self.dist, desc=desc,
         )
@@ -322,7 +327,7 @@ class Trainer:
                 self.log(f"  {averager.name}: BatchNorm statistics recomputed on the training data")
         if splits.test is None:
             return
-        test = self.evaluate(splits.test, "test")
+        test = self.evaluate(splits.test, "test", probe=plan.name == "extract")
         info["test_top1"] = test["top1"]
         if self.dist.is_main:
             self.run.append_metrics({"kind": "test", "phase": plan.name, **{k: v for k, v in test.items() if k != "confusion_matrix"}})

@@ -29,11 +29,10 @@ import numpy as np
 import torch
 
 from ..data.decoding import decode_splits
-from ..data.preprocessing import preprocessing_for
 from ..engine.feature_cache import FeatureCache
 from ..engine.run_dir import RunDir
 from ..engine.runtime import resolve_runtime
-from ..engine.setup import build_model, build_splits
+from ..engine.setup import build_model, build_splits, eval_preprocessing
 from ..errors import DataError
 from ..recipe import Recipe
 from ..recipe_loading import RecipeSource, load_recipe, parse_override
@@ -135,7 +134,7 @@ def load_images(recipe: Recipe, log: Callable[[str], None] = print) -> AuditImag
     started = time.perf_counter()
     splits = build_splits(recipe)
     model = build_model(recipe, splits.classes)
-    preprocessing = preprocessing_for(model.data_config, recipe.data.image_size, recipe.data.crop_pct)
+    preprocessing = eval_preprocessing(recipe, model.data_config)
     splits, report = decode_splits(splits, shorter=preprocessing.resize_shorter_side, on_bad=recipe.data.on_bad_image,
                                    budget_mb=recipe.data.decode_cache_mb)
     if report.bad:

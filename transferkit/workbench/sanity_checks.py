@@ -27,14 +27,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.preprocessing import Preprocessing, preprocessing_for
+from ..data.preprocessing import Preprocessing
 from ..data.sources import ArrayImages, ImageSet
 from ..engine.checkpoint import seed_everything
 from ..engine.evaluation import predict
 from ..engine.feature_cache import FeatureCache
 from ..engine.phases import phase_plans, prepare_phase
 from ..engine.runtime import Runtime, resolve_runtime
-from ..engine.setup import build_model, build_splits
+from ..engine.setup import build_model, build_splits, eval_preprocessing
 from ..errors import DataError, RecipeError
 from ..models.classifier import Classifier
 from ..recipe import Recipe
@@ -142,7 +142,7 @@ class _CheckData:
         model = model.to(runtime.device)
         if runtime.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        preprocess = preprocessing_for(model.data_config, recipe.data.image_size, recipe.data.crop_pct)
+        preprocess = eval_preprocessing(recipe, model.data_config)
         train, size = splits.train, recipe.data.batch_size
         order = np.random.default_rng(recipe.seed).permutation(len(train)).tolist()
         n_fit = min(batches * size, len(train) // 2) if len(train) >= 4 else len(train)
