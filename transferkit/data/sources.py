@@ -211,6 +211,24 @@ class SubsetImages(ImageSet):
         return SubsetImages(self.base, [self.indices[i] for i in indices])
 
 
+class JoinedImages(ImageSet):
+    """Several image sets of the same classes, one after the other."""
+
+    def __init__(self, parts: Sequence[ImageSet]) -> None:
+        self.parts = list(parts)
+        self.targets = [t for part in self.parts for t in part.targets]
+        self.classes = self.parts[0].classes
+        self._where = [(p, i) for p, part in enumerate(self.parts) for i in range(len(part))]
+
+    def load(self, index: int) -> np.ndarray:
+        part, i = self._where[index]
+        return self.parts[part].load(i)
+
+    def describe(self, index: int) -> str:
+        part, i = self._where[index]
+        return self.parts[part].describe(i)
+
+
 @dataclass
 class DatasetSplits:
     """The splits of one dataset; ``val`` picks the best checkpoint, ``test`` is reported.

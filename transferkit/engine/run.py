@@ -14,6 +14,7 @@ from ..recipe import Recipe
 from .checkpoint import load_checkpoint
 from .confidence import ConfidenceFit, confidence_lines, fit_confidence
 from .continuing import extended_recipe, reopen_for_more_epochs
+from .cross_fit import cross_fit_final, fold_count
 from .distributed import DistContext, init_distributed
 from .final_model import select_final
 from .model_files import load_classifier, write_prepared_model
@@ -176,7 +177,9 @@ def _train(
     final_model = _final_weights(trainer, final_model, summary, log)
     if "test" not in summary and prepared.splits.val is not None:  # collective: every rank evaluates
         summary["val"] = trainer.evaluate(prepared.splits.val, "val", model=final_model)
-    confidence = fit_confidence(prepared, final_model, dist=dist, log=log)  # on the weights just chosen
+    oof = trainer.out_of_fold
+    evidence = (oof["logits"][oof["chosen_alpha"]].numpy(), oof["targets"]) if oof else None
+    confidence = fit_confidence(prepared, final_model, dist=dist, log=log, evidence=evidence)  # on the weights just chosen
     summary.update(confidence.summary)
     if not dist.is_main:
         dist.barrier()  # rank 0 writes the outputs
@@ -203,6 +206,8 @@ def _final_weights(trainer: Trainer, finetuned: Any, summary: dict[str, Any], lo
     splits = prepared.splits
     if recipe.phases.finetune.epochs == 0 or recipe.train.final == "last":
         summary["final"] = {"policy": recipe.train.final, "chosen": "last"}
+        if recipe.phases.finetune.epochs == 0 and recipe.phases.extract.epochs > 0:
+            prepared.eval_transform = prepared.probe_preprocessing  # the phase-1 model is the final one
         return finetuned
     best_state = None
     if recipe.train.final == "best":
@@ -210,15 +215,23 @@ def _final_weights(trainer: Trainer, finetuned: Any, summary: dict[str, Any], lo
         if trainer.run.best_checkpoint.is_file():
             best_state = load_checkpoint(trainer.run.best_checkpoint)["model"]
 
-    def evaluate(model: Any, split: str) -> dict[str, Any] | None:
+    def evaluate(model: Any, split: str, alpha: float | None = None) -> dict[str, Any] | None:
         images = getattr(splits, split)
-        return None if images is None else trainer.evaluate(images, f"{split} (final candidates)", model=model)
+        return None if images is None else trainer.evaluate(images, f"{split} (final candidates)", model=model, probe=alpha == 0.0)
 
-    chosen, info = select_final(
-        recipe.train.final, finetuned, trainer.phase1_state, best_state, evaluate,
-        n_val=len(splits.val or []), measure_test=recipe.train.test_candidates, log=log,
-    )
+    folds = fold_count(recipe.train.folds, splits, trainer.dist.enabled)
+    if recipe.train.final == "auto" and folds > 1 and trainer.phase1_state is not None:
+        chosen, info, trainer.out_of_fold = cross_fit_final(trainer, finetuned, folds, log)
+        if recipe.train.test_candidates and splits.test is not None:
+            _test_fold_models(trainer, finetuned, info, trainer.out_of_fold)
+    else:
+        chosen, info = select_final(
+            recipe.train.final, finetuned, trainer.phase1_state, best_state, evaluate,
+            n_val=len(splits.val or []), measure_test=recipe.train.test_candidates, log=log,
+        )
     summary["final"] = info
+    if info.get("alpha") == 0.0:  # the probe: it is evaluated, calibrated and exported at its own preprocessing
+        prepared.eval_transform = prepared.probe_preprocessing
     if chosen is not finetuned and splits.test is not None:
         summary["test_finetuned"] = summary.get("test")
         summary["test"] = trainer.evaluate(splits.test, "test (final)", model=chosen)
@@ -227,6 +240,21 @@ def _final_weights(trainer: Trainer, finetuned: Any, summary: dict[str, Any], lo
             trainer.run.append_metrics({"kind": "test", "phase": "final", "weights": info["chosen"], **record})
         log(f"  final test accuracy ({info['chosen']}): {summary['test']['top1']:.4f}")
     return chosen
+
+
+def _test_fold_models(trainer: Trainer, template: Any, info: dict[str, Any], oof: dict[str, Any]) -> None:
+    """``train.test_candidates`` under cross-fitting: each fold model's test accuracy, the soup's
+    and the probe's, beside the chosen model's (what the soup buys, measured)."""
+    from .final_model import interpolate, model_with
+
+    test = trainer.prepared.splits.test
+    scores = {}
+    for name, state in [("probe", oof["probe"]), ("soup", oof["soup"])] + [(f"fold-{i}", s) for i, s in enumerate(oof["fold_states"])]:
+        scores[name] = trainer.evaluate(test, f"test ({name})", model=model_with(template, state), probe=name == "probe")["top1"]
+    for a in (0.5, 0.75):
+        state = interpolate(oof["probe"], oof["soup"], a)
+        scores[f"soup-wise-{a:g}"] = trainer.evaluate(test, f"test (soup wise {a:g})", model=model_with(template, state))["top1"]
+    info["test_models"] = scores
 
 
 def _check_same_recipe(recipe: Recipe, checkpoint: dict[str, Any], run: RunDir, ignore: Sequence[str] = ()) -> Recipe:

@@ -16,7 +16,7 @@ METRICS_FILE = "metrics.jsonl"
 CHECKPOINTS = "checkpoints"
 RUN_FILES = ("recipe.toml", METRICS_FILE, WEIGHTS_FILE, MANIFEST_FILE, "summary.json", CHECKSUMS_FILE, "curves.png",
              "confusion_matrix.png", "reliability.png", "splits.csv", "skipped_images.txt", "bad_images.txt", ".lock")
-RUN_FOLDERS = (CHECKPOINTS, "snapshots", "tensorboard")
+RUN_FOLDERS = (CHECKPOINTS, "snapshots", "tensorboard", "folds")
 
 
 def is_run(folder: str | Path) -> bool:
