@@ -5,11 +5,12 @@
 
 Each ROOT is an ImageFolder with ``train/`` and ``test/`` (no ``val/``: transferkit carves its
 own); ``digits`` stands for scikit-learn's handwritten digits (the demo's data), written out as
-such a folder. For every dataset, in one run on one machine, side by side: (i) a scikit-learn
-logistic probe on the same backbone's features (C = 1, and C by 5-fold cross-validation), (ii)
-the recipe through ``transferkit finetune``, (iii) the hand-written loop (Adam, whole network),
-each with test top-1 and wall time; ``--variant`` adds recipe rows with other backbones. Every
-case runs in its own process. Results go to ``--out`` as Markdown (and ``.json`` beside it).
+such a folder. For every dataset, in one run on one machine, side by side (``transfer_cases.py``):
+a scikit-learn logistic probe on the same backbone's features at its native preprocessing (the
+default baseline) and at the recipe's, fastai's documented ``fine_tune``, the hand-written loop
+(``--only ...,loop``: slow), and the recipe through ``transferkit finetune``, each with test top-1
+and wall time; ``--variant`` adds recipe rows with other backbones. Every case runs in its own
+process. Results go to ``--out`` as Markdown (and ``.json`` beside it).
 """
 
 from __future__ import annotations
@@ -69,39 +70,66 @@ def _pct(v: float | None) -> str:
     return "—" if v is None else f"{v:.4f}"
 
 
+def _best(*values: float | None) -> float | None:
+    present = [v for v in values if v is not None]
+    return max(present) if present else None
+
+
 def report(rows: list[dict], args: argparse.Namespace, where: str, minutes: float) -> list[str]:
     recipe = Path(args.recipe).name
     lines = [
         "# Transfer benchmark",
         "",
         f"Machine: {where}. Command: `python benchmarks/transfer.py {' '.join(args.display_roots)}"
-        f" --recipe {args.recipe}{''.join(f' --variant {v}' for v in args.variant)}` ({time.strftime('%Y-%m-%d')},"
-        f" {minutes:.0f} min). Test top-1 on each folder's `test/`; wall time in seconds in brackets (the probe's"
-        " includes computing the features).",
+        f" --recipe {args.recipe} --only {args.only}{''.join(f' --variant {v}' for v in args.variant)}`"
+        f" ({time.strftime('%Y-%m-%d')}, {minutes:.0f} min). Test top-1 on each folder's `test/`; wall time in seconds in"
+        " brackets (a probe's includes computing its features).",
         "",
-        f"| dataset | classes | train / test | probe C=1 | probe C by CV | hand-written loop | {recipe}: phase 1 | {recipe}: final | final − best baseline |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "- **native probe**: scikit-learn `LogisticRegression` (C = 1 / C by 5-fold CV) on the backbone's features at its"
+        " native pretrained preprocessing (timm's data config), as a user's own script computes them;",
+        "- **recipe-transform probe**: the same (C by CV) on the features of the recipe's own 192-px evaluation transform;",
+        "- **fastai**: `vision_learner(...).fine_tune(4)` as fastai's documentation teaches it, same weights and normalisation;",
+        "- **loop**: the hand-written loop (Adam 1e-3, whole network, RandomResizedCrop + flip);",
+        f"- **{recipe}**: `transferkit finetune {args.recipe} --set data.root=ROOT` (its phase 1 and its final model).",
+        "",
+        f"| dataset | classes | train / test | native probe C=1 | native probe CV | recipe-transform probe CV | fastai fine_tune | loop |"
+        f" {recipe}: phase 1 | {recipe}: final | final − native probe | final − fastai |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    gains = []
     for row in rows:
-        p, r, lo = row.get("probe", {}), row.get("recipe", {}), row.get("loop", {})
-        baselines = [v for v in (p.get("C1_top1"), p.get("CV_top1"), lo.get("top1")) if v is not None]
-        margin = f"{r['top1'] - max(baselines):+.4f}" if "top1" in r and baselines else "—"
+        n, p, fa, lo, r = (row.get(k, {}) for k in ("native_probe", "probe", "fastai", "loop", "recipe"))
+        native = _best(n.get("C1_top1"), n.get("CV_top1"))
+        margin = f"{r['top1'] - native:+.4f}" if "top1" in r and native is not None else "—"
+        if "top1" in r and native is not None:
+            gains.append(r["top1"] - native)
+        over_fastai = f"{r['top1'] - fa['top1']:+.4f}" if "top1" in r and "top1" in fa else "—"
         cell = lambda d, k, s: f"{_pct(d.get(k))} ({d[s]:.0f} s)" if k in d else ("failed" if "error" in d else "—")  # noqa: E731
         lines.append(
-            f"| {row['name']} | {p.get('classes', '—')} | {p.get('train_images', '—')} / {p.get('test_images', '—')} |"
-            f" {cell(p, 'C1_top1', 'C1_seconds')} | {cell(p, 'CV_top1', 'CV_seconds')} | {cell(lo, 'top1', 'seconds')} |"
-            f" {_pct(r.get('extract_top1'))} | {cell(r, 'top1', 'seconds')} | {margin} |"
+            f"| {row['name']} | {n.get('classes', p.get('classes', '—'))} | {n.get('train_images', '—')} / {n.get('test_images', '—')} |"
+            f" {cell(n, 'C1_top1', 'C1_seconds')} | {cell(n, 'CV_top1', 'CV_seconds')} | {cell(p, 'CV_top1', 'CV_seconds')} |"
+            f" {cell(fa, 'top1', 'seconds')} | {cell(lo, 'top1', 'seconds')} | {_pct(r.get('extract_top1'))} |"
+            f" {cell(r, 'top1', 'seconds')} | {margin} | {over_fastai} |"
         )
         for variant, vr in row.get("variants", {}).items():
-            lines.append(f"| {row['name']}, {variant} | | | | | | {_pct(vr.get('extract_top1'))} | {cell(vr, 'top1', 'seconds')} | |")
-    finals = [(row["name"], row["recipe"].get("final", {})) for row in rows if row.get("recipe", {}).get("final")]
+            lines.append(f"| {row['name']}, {variant} | | | | | | | | {_pct(vr.get('extract_top1'))} | {cell(vr, 'top1', 'seconds')} | | |")
+    if gains:
+        lines += ["", f"Mean gain of the recipe over the better native probe (C = 1 or CV): {sum(gains) / len(gains):+.4f}"
+                  f" over {len(gains)} folders; lowest {min(gains):+.4f}."]
+    finals = [(row["name"], row["recipe"]) for row in rows if row.get("recipe", {}).get("final")]
     if finals:
-        lines += ["", "Which weights each run ended with (chosen on its validation split):", ""]
-        lines += [f"- {name}: {json.dumps(final, sort_keys=True)}" for name, final in finals]
+        lines += ["", "How each run chose its final weights, and the test ECE of its probabilities (raw -> calibrated):", ""]
+        for name, r in finals:
+            final, ece = r["final"], r.get("ece", {})
+            tested = final.get("test_models")
+            lines.append(f"- {name}: {final.get('chosen')} (alpha {final.get('alpha')}), chosen on {final.get('chosen_on', '?')};"
+                         f" ECE {_pct(ece.get('ece_before'))} -> {_pct(ece.get('ece_after'))}"
+                         f" (fitted on {ece.get('n', 0) or 0} {ece.get('fitted_on') or 'no'} predictions)"
+                         + (f"; test of each model: {json.dumps(tested, sort_keys=True)}" if tested else ""))
     lines += [
         "",
-        f"The probe is fitted on all of `train/`; the recipe holds out its own validation split from it. The loop runs"
-        f" {args.loop_epochs} epochs. Times on a shared 2-core CPU are indicative only; accuracies are what they are.",
+        "Every probe is fitted on all of `train/`; the recipe and fastai hold out their own validation split from it. Times"
+        " on a shared 2-core CPU are indicative only; accuracies are what they are.",
     ]
     return lines
 
@@ -112,7 +140,7 @@ def main() -> None:
     parser.add_argument("--recipe", default="recipes/flowers.toml")
     parser.add_argument("--variant", action="append", default=[], metavar="BACKBONE", help="extra recipe rows: BACKBONE[@SIZE], e.g. timm/tf_efficientnet_lite1@240")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="recipe overrides for every case")
-    parser.add_argument("--only", default="probe,recipe,loop", help="comma-separated cases")
+    parser.add_argument("--only", default="native_probe,probe,fastai,recipe", help="comma-separated cases (also: loop)")
     parser.add_argument("--loop-epochs", type=int, default=6)
     parser.add_argument("--out", default=str(HERE / "TRANSFER.md"))
     args = parser.parse_args()
@@ -131,6 +159,8 @@ def main() -> None:
         for case in cases:
             tmp = work / root.name / case
             extra = base + ["--tmp", str(tmp)] + (["--epochs", str(args.loop_epochs)] if case == "loop" else [])
+            if case in ("native_probe", "fastai", "loop"):  # baselines: the recipe's backbone only, none of its settings
+                extra = ["--recipe", args.recipe, "--tmp", str(tmp)] + (["--epochs", str(args.loop_epochs)] if case == "loop" else [])
             row[case] = run_case(case, root, extra)
         for variant in args.variant:
             tmp = work / root.name / variant.replace("/", "_")

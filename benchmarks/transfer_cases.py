@@ -2,10 +2,12 @@
 
     python benchmarks/transfer_cases.py CASE ROOT --recipe recipes/flowers.toml [--tmp DIR] [--set K=V ...]
 
-Cases, all on ROOT's ``train/`` (fit) and ``test/`` (scored) with the recipe's backbone and size:
-- ``probe``: scikit-learn logistic regression on the backbone's pooled features (the features
-  transferkit computes: its decoding and evaluation transform), C = 1 and C chosen by 5-fold
-  cross-validation on the training images, as one writes it by hand;
+Cases, all on ROOT's ``train/`` (fit) and ``test/`` (scored) with the recipe's backbone:
+- ``native_probe``: scikit-learn logistic regression (C = 1, and C by 5-fold cross-validation) on
+  the backbone's pooled features at its native pretrained preprocessing (timm's data config:
+  224 px, crop_pct, bicubic for tf_efficientnet_lite0), as a user's own 20-line script does;
+- ``probe``: the same on the features transferkit's own evaluation transform gives;
+- ``fastai``: fastai's documented ``vision_learner(...).fine_tune(4)`` on the same weights;
 - ``recipe``: ``transferkit finetune RECIPE --set data.root=ROOT`` through the real command;
 - ``loop``: the hand-written fine-tuning loop of the seed's train.py (torchvision ImageFolder,
   RandomResizedCrop + flip, Adam at 1e-3 on the whole network, the last epoch kept), on the same
@@ -66,6 +68,81 @@ def probe(args: argparse.Namespace) -> dict:
     return out
 
 
+# -- (i b) the probe a user writes: the backbone's own pretrained preprocessing (timm) ------------------
+def native_probe(args: argparse.Namespace) -> dict:
+    """scikit-learn on features at the backbone's native preprocessing, as a user's script computes
+    them: timm's ``resolve_data_config`` + ``create_transform`` (the pretrained size, crop_pct and
+    interpolation), torchvision's ImageFolder, the same packaged weights."""
+    from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+    from timm.data import create_transform, resolve_data_config
+    from torchvision import datasets
+
+    from transferkit import create_backbone
+
+    started = time.perf_counter()
+    body = create_backbone(_recipe(args).backbone.name, weights="imagenet").body.eval()
+    config = resolve_data_config({}, model=body)
+    transform = create_transform(**config)
+    feats = {}
+    for split in ("train", "test"):
+        folder = datasets.ImageFolder(str(Path(args.root) / split), transform, loader=lambda p: datasets.folder.default_loader(p))
+        loader = torch.utils.data.DataLoader(folder, batch_size=64)
+        with torch.no_grad():
+            chunks = [(body(x), y) for x, y in loader]
+        feats[split] = (torch.cat([c[0] for c in chunks]).numpy(), torch.cat([c[1] for c in chunks]).numpy())
+    feature_seconds = time.perf_counter() - started
+    (x, y), (xt, yt) = feats["train"], feats["test"]
+    out = {"feature_seconds": feature_seconds, "train_images": len(y), "test_images": len(yt), "classes": int(y.max()) + 1,
+           "input_size": list(config["input_size"]), "crop_pct": config.get("crop_pct"), "interpolation": config.get("interpolation")}
+    warnings.filterwarnings("ignore")
+    for name, clf in (("C1", LogisticRegression(max_iter=5000)), ("CV", LogisticRegressionCV(Cs=10, cv=5, max_iter=5000))):
+        t = time.perf_counter()
+        clf.fit(x, y)
+        out[f"{name}_top1"] = float((clf.predict(xt) == yt).mean())
+        out[f"{name}_seconds"] = feature_seconds + time.perf_counter() - t
+    return out
+
+
+# -- (i c) fastai's fine_tune, as its documentation teaches it ------------------------------------------------
+def fastai(args: argparse.Namespace) -> dict:
+    """``vision_learner(dls, arch).fine_tune(4)`` (fastai's default base_lr 2e-3, one frozen epoch
+    then four unfrozen), ``ImageDataLoaders.from_folder(train/, valid_pct=0.1)`` with
+    ``Resize(size)`` and ``aug_transforms()``, on the same timm body and packaged weights,
+    normalised by the backbone's own mean/std (fastai's ``_timm_norm`` adds them only for its own
+    download of the weights, so here they are added the same way by hand)."""
+    from fastai.vision.all import (
+        ImageDataLoaders,
+        Normalize,
+        Resize,
+        accuracy,
+        aug_transforms,
+        get_image_files,
+        vision_learner,
+    )
+    from timm.data import resolve_data_config
+
+    from transferkit import create_backbone
+
+    torch.manual_seed(0)
+    name = _recipe(args).backbone.name
+    pretrained = create_backbone(name, weights="imagenet").body
+    config = resolve_data_config({}, model=pretrained)
+    size = int(config["input_size"][-1])
+    dls = ImageDataLoaders.from_folder(
+        Path(args.root) / "train", valid_pct=0.1, seed=0, item_tfms=Resize(size),
+        batch_tfms=[*aug_transforms(), Normalize.from_stats(config["mean"], config["std"])], num_workers=0,
+    )
+    learn = vision_learner(dls, name.split("/", 1)[1], pretrained=False, metrics=accuracy)
+    learn.model[0].model.load_state_dict(pretrained.state_dict())
+    started = time.perf_counter()
+    with learn.no_bar(), learn.no_logging():
+        learn.fine_tune(args.fastai_epochs)
+    test = learn.dls.test_dl(get_image_files(Path(args.root) / "test"), with_labels=True)
+    preds, targets = learn.get_preds(dl=test)
+    return {"top1": float((preds.argmax(1) == targets).float().mean()), "seconds": time.perf_counter() - started,
+            "epochs": args.fastai_epochs, "size": size, "mean": list(config["mean"])}
+
+
 # -- (ii) the recipe, through the command --------------------------------------------------------------
 def recipe(args: argparse.Namespace) -> dict:
     run = Path(args.tmp) / "run"
@@ -80,11 +157,14 @@ def recipe(args: argparse.Namespace) -> dict:
         raise SystemExit(f"transferkit finetune failed: {done.stderr.strip().splitlines()[-1:]}")
     summary = json.loads((run / "summary.json").read_text())
     phases = summary.get("phases", {})
+    calibration = summary.get("calibration", {})
     return {
         "top1": summary["test"]["top1"],
         "extract_top1": phases.get("extract", {}).get("test_top1"),
         "finetune_top1": phases.get("finetune", {}).get("test_top1"),
         "final": summary.get("final", {}),
+        "ece": {"raw": summary["test"].get("ece"), **{k: calibration.get("test", {}).get(k) for k in ("ece_before", "ece_after")},
+                "fitted_on": calibration.get("fitted_on"), "n": calibration.get("val", {}).get("n")},
         "seconds": wall,
     }
 
@@ -138,7 +218,7 @@ def loop(args: argparse.Namespace) -> dict:
     return {"top1": curve[-1], "curve": [round(c, 4) for c in curve], "seconds": time.perf_counter() - started}
 
 
-CASES = {f.__name__: f for f in (probe, recipe, loop)}
+CASES = {f.__name__: f for f in (probe, native_probe, fastai, recipe, loop)}
 
 
 def main() -> None:
@@ -148,6 +228,7 @@ def main() -> None:
     parser.add_argument("--recipe", default=str(ROOT / "recipes" / "flowers.toml"))
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--epochs", type=int, default=6, help="loop: epochs of the hand-written loop")
+    parser.add_argument("--fastai-epochs", type=int, default=4, help="fastai: fine_tune(N)")
     parser.add_argument("--tmp", default=None)
     args = parser.parse_args()
     if args.tmp is None:
