@@ -146,6 +146,11 @@ def check_component_names(recipe: Recipe, origin: str, check_data: bool = True) 
         reg = registry(kind)
         if name not in reg:
             raise RecipeError(f"{origin}: {key}: {reg.unknown_message(name)}")
+    if check_data:  # a downloading source says now (nothing written) when data.root is not for it
+        check_root = registry("dataset").get(recipe.data.source).extras.get("check_root")
+        problem = check_root(recipe.data.root) if callable(check_root) else None
+        if problem:
+            raise RecipeError(f"{origin}: {problem}")
     if recipe.train.label_smoothing > 0:
         for i, spec in enumerate(recipe.augment.batch):
             if spec.params.get("label_smoothing", 0):
