@@ -117,6 +117,12 @@ def check_paths(recipe: Recipe, origin: str, check_data: bool = True) -> None:
             raise RecipeError(f"{origin}: data.root: required for source {data.source!r}; set it, e.g. --set data.root=DIR")
         if not Path(data.root).exists():
             raise RecipeError(f"{origin}: data.root: {data.root!r} does not exist; point it at your images")
+    if recipe.train.device not in ("auto", "cpu"):  # a device this machine lacks: now, not after a run folder exists
+        from .engine.runtime import device_problem  # torch: only for a named device
+
+        problem = device_problem(recipe.train.device)
+        if problem:
+            raise RecipeError(f"{origin}: {problem}")
     weights = recipe.backbone.weights
     run = trained_run(weights) if weights not in ("imagenet", "none") else None
     if weights not in ("imagenet", "none") and run is None and not Path(weights).is_file():
