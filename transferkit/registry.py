@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import importlib
 import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
@@ -30,6 +31,38 @@ class Entry:
         params = self.parameters()
         shown = ", ".join(f"{k}={v}" if v else k for k, v in params.items())
         return f"{self.description} ({shown})" if shown else self.description
+
+
+class LazyFactory:
+    """A factory named ``"package.module:name"``, imported on its first call (or when its signature
+    is read, for ``transferkit list`` and recipe checks): a plugin registers it from a hook without
+    importing torch or albumentations, so commands that do not build it stay fast.
+    ``inspect.signature`` sees the real factory's (through ``__wrapped__``)."""
+
+    def __init__(self, target: str) -> None:
+        module, sep, name = target.partition(":")
+        if not sep or not module or not name:
+            raise ValueError(f"lazy_factory({target!r}): expected 'package.module:name'")
+        self.target, self._module, self.__name__, self.__qualname__ = target, module, name, name
+
+    def load(self) -> Callable[..., Any]:
+        return getattr(importlib.import_module(self._module), self.__name__)
+
+    @property
+    def __wrapped__(self) -> Callable[..., Any]:
+        return self.load()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.load()(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"lazy_factory({self.target!r})"
+
+
+def lazy_factory(target: str) -> LazyFactory:
+    """``lazy_factory("my_plugin.models:my_net")``: register it as the factory; ``my_plugin.models``
+    is imported when the component is first built (see ``LazyFactory``)."""
+    return LazyFactory(target)
 
 
 # parameters the core passes itself, not set in a recipe
