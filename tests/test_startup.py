@@ -48,7 +48,10 @@ def test_every_public_name_resolves():
     assert set(transferkit.__all__) <= set(dir(transferkit))
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["plugins"], ["list", "datasets"], ["list", "commands"], ["finetune", "--help"]])
+@pytest.mark.parametrize("argv", [
+    ["--help"], ["plugins"], ["finetune", "--help"], ["list", "datasets"], ["list", "commands"], ["list", "augmentations"],
+    ["list", "averagers"], ["list", "tta"],
+])
 def test_commands_without_a_model_import_no_torch_with_the_bundled_plugins(argv):
     body = ("from transferkit.cli import main\n"
             "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
