@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import transferkit
 
 from .errors import PluginWarning, RunInterrupted, TransferkitError, UsageError
+from .plugin_guard import plugin_code
 from .plugins import CONTAINED, DISABLE_ENV, describe_exception, get_plugins, registry
 from .workbench import command_modules
 
@@ -94,7 +95,8 @@ def _plugin_commands(sub: argparse._SubParsersAction) -> None:
         if entry.name in COMMANDS or entry.name in sub.choices:
             continue
         try:  # on a scratch parser first: one plugin's broken command must not take the command line down
-            entry.factory(argparse.ArgumentParser(prog=entry.name, add_help=False))
+            with plugin_code(entry.provider, f"command {entry.name!r}"):
+                entry.factory(argparse.ArgumentParser(prog=entry.name, add_help=False))
         except CONTAINED as exc:
             get_plugins().disable(entry.provider, f"its command {entry.name!r} failed to configure: {describe_exception(exc)}", exc)
             continue
