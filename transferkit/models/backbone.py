@@ -45,9 +45,7 @@ def create_backbone(
         raise PluginError(f"backbone {name!r} (plugin {entry.provider!r}) failed to build: {type(exc).__name__}: {exc}") from exc
     check_contract(module, name, entry.provider)
     if weights == "imagenet" and not self_loading:
-        sources = entry.extras.get("sources")
-        sources = sources() if callable(sources) else [url_source(f"torch hub cache ({name})", declared["imagenet"])]
-        path, source = resolve_weights(name, sources)
+        path, source = resolve_weights(name, weight_sources(entry))
         _load_file(module, path, None, f"{source.label}: {path}", source.adapt)
         module.weights_origin = f"imagenet ({source.label})"
     elif weights not in ("imagenet", "none"):
@@ -56,6 +54,33 @@ def create_backbone(
     else:
         module.weights_origin = weights
     return module
+
+
+def weight_sources(entry: Any) -> list[Any]:
+    """Where a registered backbone's ImageNet weights may be (its ``sources``, or its declared
+    URL through the torch hub cache); [] when the plugin loads its own (``pretrained=True``)."""
+    sources = entry.extras.get("sources")
+    if callable(sources):
+        return list(sources())
+    url = entry.extras.get("weights", {}).get("imagenet")
+    return [url_source(f"torch hub cache ({entry.name})", url)] if url else []
+
+
+def local_weights(name: str) -> tuple[Path | None, list[str]] | None:
+    """A backbone's ImageNet weights on this machine: (the file or None, where it looked), without
+    downloading ([] where it knows of none); None when its plugin loads its own weights."""
+    entry = registry("backbone").get(name)
+    if not callable(entry.extras.get("sources")) and "imagenet" not in entry.extras.get("weights", {}):
+        return None
+    sources = weight_sources(entry)
+    for source in sources:
+        try:
+            found = source.locate()
+        except Exception:  # noqa: BLE001 - a cache that cannot be read counts as not there
+            found = None
+        if found is not None and Path(found).is_file():
+            return Path(found), [source.label]
+    return None, [s.label for s in sources]
 
 
 def _load_file(module: nn.Module, path: Path, sha256: str | None, origin: str, adapt=None) -> None:
