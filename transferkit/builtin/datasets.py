@@ -71,15 +71,15 @@ def imagefolder(root: str | None, seed: int = 0, val_fraction: float = 0.1, test
     train_dir, notes = _find(base, ("train",)), []
     if train_dir is None:
         everything = _scan_folder(base, notes)
-        train, test = stratified_split(everything, test_fraction, seed)
-        train, val = stratified_split(train, val_fraction, seed)
+        train, test = stratified_split(everything, test_fraction, seed, notes, "test")
+        train, val = stratified_split(train, val_fraction, seed, notes, "validation")
         return DatasetSplits(train, val, test, notes=notes)
     train = _scan_folder(train_dir, notes)
     val_dir, test_dir = _find(base, EVAL_DIRS), _find(base, TEST_DIRS)
     val = _scan_folder(val_dir, notes) if val_dir else None
     test = _scan_folder(test_dir, notes) if test_dir else None
     if val is None:
-        train, val = stratified_split(train, val_fraction, seed)
+        train, val = stratified_split(train, val_fraction, seed, notes, "validation")
     return DatasetSplits(train, val, test, notes=notes)
 
 
@@ -93,9 +93,9 @@ def csv_manifest(root: str | None, seed: int = 0, val_fraction: float = 0.1, tes
     train = manifest.images("train") or FileImages([], [], manifest.classes)
     test, val = manifest.images("test"), manifest.images("val")
     if test is None and not manifest.has_split_column:
-        train, test = stratified_split(train, test_fraction, seed)
+        train, test = stratified_split(train, test_fraction, seed, manifest.notes, "test")
     if val is None:
-        train, val = stratified_split(train, val_fraction, seed)
+        train, val = stratified_split(train, val_fraction, seed, manifest.notes, "validation")
     return DatasetSplits(train, val, test, manifest.notes)
 
 

@@ -6,6 +6,7 @@ same set serves training, evaluation, caching and prediction.
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -283,14 +284,58 @@ def capped(items: Sequence[Any], limit: int = 8, more: str = "", quote: bool = T
     return shown + (f", ... and {rest} more{more}" if rest > 0 else "")
 
 
-def stratified_split(images: ImageSet, fraction: float, seed: int) -> tuple[ImageSet, ImageSet | None]:
-    """Hold out ``fraction`` of ``images`` per class (scikit-learn, seeded); None when 0."""
+def stratified_split(
+    images: ImageSet, fraction: float, seed: int, notes: list[str] | None = None, what: str = "held-out"
+) -> tuple[ImageSet, ImageSet | None]:
+    """Hold out ``fraction`` of ``images`` per class, seeded; None when 0. scikit-learn's
+    stratified split where it applies; where it does not (a class of one image, or fewer images
+    held out than there are classes) each class still gets its share (largest remainders, seeded
+    ties), no class gives up its last image, and ``notes`` gets one line naming the classes with
+    no ``what`` image."""
     if fraction <= 0:
         return images, None
     from sklearn.model_selection import train_test_split  # sklearn: not on the path of `transferkit list`
 
     indices = np.arange(len(images))
-    counts = np.bincount(images.targets, minlength=len(images.classes))
-    stratify = images.targets if counts.min() >= 2 and round(fraction * len(images)) >= len(images.classes) else None
-    keep, held = train_test_split(indices, test_size=fraction, random_state=seed, stratify=stratify)
-    return images.subset(sorted(keep)), images.subset(sorted(held))
+    targets = np.asarray(images.targets, dtype=np.int64)
+    counts = np.bincount(targets, minlength=len(images.classes))
+    present = counts[counts > 0]
+    if present.min() >= 2 and math.ceil(fraction * len(images)) >= len(present):
+        keep, held = train_test_split(indices, test_size=fraction, random_state=seed, stratify=targets)
+        return images.subset(sorted(keep)), images.subset(sorted(held))
+    quota = _class_quotas(counts, fraction, seed)
+    rng = np.random.default_rng(seed)
+    held = sorted(int(i) for c in np.flatnonzero(quota) for i in rng.permutation(np.flatnonzero(targets == c))[: quota[c]])
+    keep = sorted(set(indices.tolist()) - set(held))
+    if notes is not None:
+        _note_unheld(images.classes, counts, quota, what, notes)
+    return images.subset(keep), images.subset(held)
+
+
+def _class_quotas(counts: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Images to hold out per class: ``ceil(fraction * n)`` in all (as scikit-learn; n counts the
+    classes of two or more images), shared in proportion to the class sizes by largest remainders
+    (ties in a seeded order), each class keeping at least one image."""
+    room = np.maximum(counts - 1, 0)
+    splittable = np.where(counts >= 2, counts, 0)  # a class of one image gives none, and takes no share
+    total = min(math.ceil(fraction * int(splittable.sum())), int(room.sum()))
+    exact = total * splittable / max(int(splittable.sum()), 1)
+    quota = np.minimum(np.floor(exact).astype(np.int64), room)
+    tie = np.random.default_rng(seed).permutation(len(counts))
+    order = sorted(range(len(counts)), key=lambda c: (-(exact[c] - quota[c]), tie[c]))
+    while quota.sum() < total:
+        for c in order:
+            if quota.sum() < total and quota[c] < room[c]:
+                quota[c] += 1
+    return quota
+
+
+def _note_unheld(classes: Sequence[str], counts: np.ndarray, quota: np.ndarray, what: str, notes: list[str]) -> None:
+    single = [classes[c] for c in np.flatnonzero(counts == 1)]
+    none = [classes[c] for c in np.flatnonzero((counts >= 2) & (quota == 0))]
+    if single:
+        notes.append(f"{len(single)} class(es) have a single image to split ({capped(single)}): it trains, so no {what}"
+                     " image of them; add images")
+    if none:
+        notes.append(f"{int(quota.sum())} {what} images for {int((counts > 0).sum())} classes: {len(none)} class(es) get"
+                     f" none ({capped(none)}); raise the {what} fraction or add images")
