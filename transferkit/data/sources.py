@@ -83,6 +83,28 @@ def to_rgb_array(image: Any, where: str = "image") -> np.ndarray:
 
 FLOAT_SLACK = 1e-3  # float images a rounding error outside [0, 1] are still [0, 1]
 
+# What ``read_image`` and ``to_rgb_array`` do to each kind of image before the evaluation
+# preprocessing: the "pixel" of an export's ``pixel / 255`` (the export's JSON carries it as
+# "decode", so a deployment script gives 16-bit and float images the values transferkit gives).
+DECODE_CONTRACT: dict[str, Any] = {
+    "result": "uint8 RGB (H, W, 3); 'pixel / 255' in the input's values is this array's value / 255",
+    "files": {
+        "orientation": "the EXIF orientation is applied first (PIL.ImageOps.exif_transpose)",
+        "8-bit (L, P, RGB, CMYK, YCbCr...)": "PIL's Image.convert('RGB')",
+        "transparency (RGBA, LA, P with a transparent colour)": "composited over opaque white, then RGB",
+        "16-bit or 32-bit integer grey (I;16, I)": "values must be 0..65535; when the image's largest value is above 255:"
+        " round(value * 255 / 65535), else the value as it is (0..255); then grey to RGB",
+        "16 bits per channel RGB(A) (48/64-bit PNG, TIFF)": "Pillow reads them as 8-bit: the high byte, value // 256",
+        "32-bit float (F)": "finite values from 0: largest <= 1: round(value * 255); <= 255: round(value);"
+        " <= 65535: round(value / 257); clipped to 0..255; NaN, infinite or negative values are refused",
+    },
+    "arrays (Python API)": {
+        "layout": "(H, W), (H, W, C) or (C, H, W) with C in 1, 3, 4; grey repeated to RGB; a 4th channel dropped",
+        "uint8 / integers 0..255": "as they are", "bool": "x 255",
+        "float": "in [0, 1] (+-0.001): round(value * 255); other ranges refused",
+    },
+}
+
 
 def _array_to_rgb(arr: np.ndarray, where: str) -> np.ndarray:
     if arr.ndim == 4:
