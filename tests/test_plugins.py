@@ -246,3 +246,18 @@ def test_what_a_plugin_prints_at_import_and_in_its_hooks_goes_to_stderr(tmp_path
     done = _run_cli(["list", "datasets"], _fake_distribution(tmp_path, body))
     assert done.returncode == 0 and "hello" not in done.stdout and "imagefolder" in done.stdout
     assert "hello from import" in done.stderr and "hello from the hook" in done.stderr
+
+
+def test_what_a_plugins_factory_prints_when_it_builds_a_backbone_goes_to_stderr(capsys):
+    def noisy(pretrained=False):
+        print("building the noisy backbone")
+        return tiny_cnn()
+
+    hooks = plugin(register_backbones=lambda register: register("noisy/cnn", noisy))
+    name = get_plugins().register(hooks, "noisy-plugin")
+    try:
+        transferkit.create_backbone("noisy/cnn")
+    finally:
+        get_plugins().unregister(name)
+    captured = capsys.readouterr()
+    assert "building the noisy backbone" in captured.err and "noisy" not in captured.out

@@ -19,6 +19,7 @@ import importlib
 import importlib.metadata as metadata
 import logging
 import os
+import sys
 import warnings
 from dataclasses import dataclass, field
 from functools import partial
@@ -201,6 +202,12 @@ def _register_checked(final: Registry, staged: Registry, name: str, factory: Any
         staged.add(name, factory, provider=provider, **kwargs)
     except PluginError as exc:
         raise RegistrationError(str(exc)) from None
+
+
+def plugin_output(provider: str) -> Any:
+    """Around a plugin's own code that builds a component (a factory call, the import of a lazy
+    factory's module): what it prints goes to stderr, out of a command's output."""
+    return contextlib.nullcontext() if provider in BUILTIN_MODULES else contextlib.redirect_stdout(sys.stderr)
 
 
 def _guarded(plugin: str, hook_name: str) -> Any:

@@ -15,7 +15,7 @@ from torch import nn
 
 from ..errors import PluginError, WeightsError
 from ..imagenet import IMAGENET_INPUT_SIZE, IMAGENET_MEAN, IMAGENET_STD
-from ..plugins import registry
+from ..plugins import plugin_output, registry
 from .weights import load_into, read_state_dict, resolve_weights, url_source
 
 IMAGENET_DATA_CONFIG = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "input_size": IMAGENET_INPUT_SIZE}
@@ -38,7 +38,8 @@ def create_backbone(
     declared = entry.extras.get("weights", {})
     self_loading = weights == "imagenet" and "imagenet" not in declared and entry.extras.get("sources") is None
     try:
-        module = entry.factory(pretrained=self_loading, **params)
+        with plugin_output(entry.provider):  # a plugin's prints: stderr, not predict's output
+            module = entry.factory(pretrained=self_loading, **params)
     except TypeError as exc:
         raise PluginError(f"backbone {name!r} (plugin {entry.provider!r}) rejected its parameters: {exc}") from None
     except Exception as exc:  # noqa: BLE001
