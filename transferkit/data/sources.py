@@ -356,8 +356,12 @@ def _note_unheld(classes: Sequence[str], counts: np.ndarray, quota: np.ndarray, 
     single = [classes[c] for c in np.flatnonzero(counts == 1)]
     none = [classes[c] for c in np.flatnonzero((counts >= 2) & (quota == 0))]
     if single:
-        notes.append(f"{len(single)} class(es) have a single image to split ({capped(single)}): it trains, so no {what}"
-                     " image of them; add images")
+        said = f"{len(single)} class(es) have a single image to split ({capped(single)}): it trains, so no "
+        earlier = next((i for i, n in enumerate(notes) if n.startswith(said)), None)
+        if earlier is None:
+            notes.append(f"{said}{what} image of them; add images")
+        else:  # the same classes, already named for the test split: one line for both
+            notes[earlier] = notes[earlier].replace(" image of them;", f" or {what} image of them;", 1)
     if none:
         notes.append(f"{int(quota.sum())} {what} images for {int((counts > 0).sum())} classes: {len(none)} class(es) get"
                      f" none ({capped(none)}); raise the {what} fraction or add images")
