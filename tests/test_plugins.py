@@ -202,7 +202,7 @@ def test_a_plugin_command_that_fails_to_configure_leaves_the_command_line_workin
 
 
 @pytest.mark.parametrize("body, said", [
-    ("raise GeneratorExit\n", "failed to load: GeneratorExit"),
+    ("raise GeneratorExit\n", "failed to load: GeneratorExit; it is left out"),
     ("class Odd(BaseException):\n    pass\nraise Odd('odd')\n", "failed to load: Odd: odd"),
 ])
 def test_any_base_exception_at_import_leaves_the_plugin_out_in_one_line(tmp_path, body, said):

@@ -232,7 +232,8 @@ def _describe(exc: BaseException) -> str:
         return "KeyboardInterrupt (raised by the plugin)"
     if isinstance(exc, PluginTimeout):
         return _first_line(exc)
-    return f"{type(exc).__name__}: {_first_line(exc)}"
+    message = _first_line(exc)
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 def _first_line(exc: BaseException) -> str:
