@@ -101,7 +101,7 @@ def plot_png(result: LRFindResult, recipe: Recipe) -> bytes:
         ax.axvline(lrs[-1], color="0.4", ls=":", lw=1, label="stopped: smoothed loss > 4x its best")
     finite = centred[np.isfinite(centred)]
     if finite.size:
-        low = float(finite.min())
+        low = float(min(finite.min(), np.min(raw[np.isfinite(raw)], initial=np.inf)))
         high = max(float(min(finite.max(), 4 * finite.min())), float(finite[0]))
         pad = 0.08 * max(high - low, 1e-3)
         ax.set_ylim(low - pad, high + pad)
@@ -109,8 +109,7 @@ def plot_png(result: LRFindResult, recipe: Recipe) -> bytes:
     what = "finetune base learning rate" if result.phase == "finetune" else "learning rate"
     ax.set_xlabel(f"{what} (log scale)")
     ax.set_ylabel("training loss")
-    advice = "the probe does not use phases.extract.lr (solver = \"sgd\" does)" if result.unused \
-        else f"set {result.recipe_key} = {result.recipe_value:.2g}"
+    advice = "phases.extract.lr: unused by the probe" if result.unused else f"set {result.recipe_key} = {result.recipe_value:.2g}"
     ax.set_title(f"{recipe.name}: LR range test, phase {result.phase} — {advice}", fontsize=10)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
