@@ -23,7 +23,7 @@ FORBIDDEN = {
 }
 # the bottom: the plugin manager and what every layer may use
 BASE = {"transferkit.errors", "transferkit.hookspecs", "transferkit.registry", "transferkit.plugins", "transferkit.imagenet",
-        "transferkit.progress"}
+        "transferkit.progress", "transferkit.plugin_guard"}
 
 
 def _module_name(path: Path) -> str:

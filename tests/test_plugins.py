@@ -199,3 +199,65 @@ def test_a_plugin_command_that_fails_to_configure_leaves_the_command_line_workin
     listed = _run_cli(["--help"], path)  # the full command line: every plugin command configured
     assert listed.returncode == 0 and "finetune" in listed.stdout and "clash" not in listed.stdout
     assert "its command 'clash' failed to configure: RuntimeError: argparse clash" in _disabled_line(listed.stderr, "brokenplug")
+
+
+@pytest.mark.parametrize("body, said", [
+    ("raise GeneratorExit\n", "failed to load: GeneratorExit; it is left out"),
+    ("class Odd(BaseException):\n    pass\nraise Odd('odd')\n", "failed to load: Odd: odd"),
+])
+def test_any_base_exception_at_import_leaves_the_plugin_out_in_one_line(tmp_path, body, said):
+    done = _run_cli(["list", "datasets"], _fake_distribution(tmp_path, body))
+    assert done.returncode == 0 and "imagefolder" in done.stdout, done.stderr
+    assert said in _disabled_line(done.stderr, "brokenplug")
+
+
+def test_a_hook_raising_plugin_error_disables_its_plugin_instead_of_ending_the_command(tmp_path):
+    body = HOOK_RAISES.format(raise_it="from transferkit import PluginError; raise PluginError('my own config is missing')")
+    done = _run_cli(["list", "datasets"], _fake_distribution(tmp_path, body))
+    assert done.returncode == 0 and "imagefolder" in done.stdout and "half" not in done.stdout, done.stderr
+    assert "its register_datasets hook raised PluginError: my own config is missing" in _disabled_line(done.stderr, "brokenplug")
+
+
+def test_a_plugin_that_sleeps_at_import_is_left_out_after_the_time_limit(tmp_path):
+    path = _fake_distribution(tmp_path, "import time\ntime.sleep(60)\n")
+    done = _run_cli(["list", "datasets"], path, TRANSFERKIT_PLUGIN_TIMEOUT="1")
+    assert done.returncode == 0 and "imagefolder" in done.stdout, done.stderr
+    assert "its import took more than 1 s (the limit, TRANSFERKIT_PLUGIN_TIMEOUT)" in _disabled_line(done.stderr, "brokenplug")
+
+
+def test_a_plugin_that_blocks_the_alarm_ends_the_command_in_one_line_instead_of_hanging(tmp_path):
+    body = "import signal, time\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\ntime.sleep(60)\n"
+    done = _run_cli(["plugins"], _fake_distribution(tmp_path, body), TRANSFERKIT_PLUGIN_TIMEOUT="1")
+    assert done.returncode == 3
+    assert done.stderr.strip().splitlines() == [
+        "transferkit: error: plugin 'brokenplug': its import has not finished after 6 s; fix or uninstall it, skip it with"
+        " TRANSFERKIT_DISABLE_PLUGINS=brokenplug, or raise TRANSFERKIT_PLUGIN_TIMEOUT"]
+
+
+def test_what_a_plugin_prints_at_import_and_in_its_hooks_goes_to_stderr(tmp_path):
+    body = """
+        print("hello from import")
+        from transferkit import hookimpl
+
+        @hookimpl
+        def register_datasets(register):
+            print("hello from the hook")
+    """
+    done = _run_cli(["list", "datasets"], _fake_distribution(tmp_path, body))
+    assert done.returncode == 0 and "hello" not in done.stdout and "imagefolder" in done.stdout
+    assert "hello from import" in done.stderr and "hello from the hook" in done.stderr
+
+
+def test_what_a_plugins_factory_prints_when_it_builds_a_backbone_goes_to_stderr(capsys):
+    def noisy(pretrained=False):
+        print("building the noisy backbone")
+        return tiny_cnn()
+
+    hooks = plugin(register_backbones=lambda register: register("noisy/cnn", noisy))
+    name = get_plugins().register(hooks, "noisy-plugin")
+    try:
+        transferkit.create_backbone("noisy/cnn")
+    finally:
+        get_plugins().unregister(name)
+    captured = capsys.readouterr()
+    assert "building the noisy backbone" in captured.err and "noisy" not in captured.out

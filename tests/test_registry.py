@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from transferkit.errors import PluginError, UnknownComponentError
-from transferkit.registry import Registry
+from transferkit.registry import Registry, factory_parameters, lazy_factory
 
 
 def _factory(pretrained: bool = False):
@@ -43,3 +45,20 @@ def test_filter_and_provider():
 def test_factory_must_be_callable():
     with pytest.raises(PluginError, match="not callable"):
         Registry("averager").add("ema", 3, provider="p")
+
+
+def test_a_lazy_factorys_parameters_from_its_source_match_the_imported_factory(tmp_path, monkeypatch):
+    (tmp_path / "lazy_params_mod.py").write_text(
+        "import math\nFILL = (1, 2)\n"
+        "def make(pretrained=False, size: float = 0.5, *, fill=FILL, name='x', seed=None, **rest):\n    return size\n"
+        "class Plain:\n    pass\n"
+        "class Made:\n    def __init__(self, model, decay=0.9, scales=(0.5, -1.0)):\n        self.decay = decay\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    make, plain, made = (lazy_factory(f"lazy_params_mod:{n}") for n in ("make", "Plain", "Made"))
+    assert factory_parameters(make) == {"size": "0.5", "fill": "FILL", "name": "'x'", "seed": "None"}
+    assert factory_parameters(plain) == {} and factory_parameters(made) == {"decay": "0.9", "scales": "(0.5, -1.0)"}
+    assert "lazy_params_mod" not in sys.modules  # read from the source
+    assert factory_parameters(made) == factory_parameters(made.load())  # the same once imported
+    assert factory_parameters(make) == {"size": "0.5", "fill": "(1, 2)", "name": "'x'", "seed": "None"}
+    assert make(size=2.0) == 2.0

@@ -1,5 +1,9 @@
-"""Start-up cost: ``import transferkit`` and building the command line import no torch (plugins'
-own imports aside), and every public name resolves."""
+"""Start-up cost: ``import transferkit``, building the command line and the commands that need no
+model (``--help``, ``plugins``, ``list datasets``) import no torch, with the bundled plugins
+installed (their entry points are lazy too), and every public name resolves.
+
+``validate`` does import torch: it estimates a training step's memory on the device and builds the
+backbone registry from timm's model list."""
 
 from __future__ import annotations
 
@@ -7,7 +11,10 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 import transferkit
+from transferkit.registry import factory_parameters, lazy_factory
 
 PROBE = """
 import contextlib, io, sys
@@ -39,3 +46,26 @@ def test_every_public_name_resolves():
     for name in transferkit.__all__:
         assert getattr(transferkit, name) is not None, name
     assert set(transferkit.__all__) <= set(dir(transferkit))
+
+
+@pytest.mark.parametrize("argv", [
+    ["--help"], ["plugins"], ["finetune", "--help"], ["list", "datasets"], ["list", "commands"], ["list", "augmentations"],
+    ["list", "averagers"], ["list", "tta"],
+])
+def test_commands_without_a_model_import_no_torch_with_the_bundled_plugins(argv):
+    body = ("from transferkit.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+            f"    main({argv!r})")
+    assert _heavy_modules(body) == "-"
+
+
+def test_a_lazy_factory_imports_its_module_only_when_built_or_inspected():
+    body = ("from transferkit import lazy_factory\n"
+            "f = lazy_factory('transferkit.builtin.augmentations:rotate')\n"
+            "assert f.__name__ == 'rotate' and 'albumentations' not in sys.modules")
+    assert _heavy_modules(body) == "-"
+    factory = lazy_factory("transferkit.builtin.augmentations:rotate")
+    assert factory_parameters(factory) == {"limit": "15.0", "p": "0.5"}
+    assert type(factory(limit=5.0)).__name__ == "Rotate"
+    with pytest.raises(ValueError, match="expected 'package.module:name'"):
+        lazy_factory("no_colon")

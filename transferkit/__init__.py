@@ -46,6 +46,7 @@ _LAZY = {
     "load": "transferkit.inference",
     "load_ensemble": "transferkit.inference",
     "get_plugins": "transferkit.plugins",
+    "lazy_factory": "transferkit.registry",
     "register_plugin": "transferkit.plugins",
     "Recipe": "transferkit.recipe",
     "load_recipe": "transferkit.recipe_loading",
@@ -85,6 +86,7 @@ __all__ = [
     "finetune",
     "get_plugins",
     "hookimpl",
+    "lazy_factory",
     "list_augmentations",
     "list_averagers",
     "list_backbones",
@@ -136,6 +138,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from .plugins import get_plugins, register_plugin
     from .recipe import Recipe
     from .recipe_loading import load_recipe
+    from .registry import lazy_factory
     from .workbench.lr_find_run import lr_find
     from .workbench.report_content import report
     from .workbench.sanity_checks import check

@@ -31,7 +31,9 @@ def finetune(
 ) -> RunResult:
     """Fine-tune as a recipe says. ``recipe``: a TOML path, a dict or a Recipe; by default the
     recipe that ships in the package (``transferkit/recipes/default.toml``: every key at its
-    default), or with ``resume`` the run's own. ``overrides`` use double underscores for dots:
+    default, which is not ``recipes/flowers.toml``: no label smoothing or warm-up, the backbone's
+    image size, phase 1 at 5 epochs / lr 1e-3; see the README's "Python API"), or with ``resume``
+    the run's own. ``overrides`` use double underscores for dots:
     ``finetune("r.toml", phases__extract__epochs=2)``.
 
     ``dataset``: any map-style dataset of ``(image, label)`` pairs or ``{"image", "label"}`` dicts

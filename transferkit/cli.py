@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import transferkit
 
 from .errors import PluginWarning, RunInterrupted, TransferkitError, UsageError
+from .plugin_guard import plugin_code
 from .plugins import CONTAINED, DISABLE_ENV, describe_exception, get_plugins, registry
 from .workbench import command_modules
 
@@ -55,6 +56,8 @@ def _parser(plugin_commands: bool = True) -> argparse.ArgumentParser:
     ls = sub.add_parser("list", help="registered components of one kind")
     ls.add_argument("kind", choices=sorted(KINDS))
     ls.add_argument("--filter", metavar="GLOB", help="e.g. 'timm/resnet*'")
+    ls.add_argument("--available", action="store_true",
+                    help="backbones: only those whose ImageNet weights are on this machine (no download needed)")
 
     ev = sub.add_parser("evaluate", help="metrics of a finished run (or an ensemble of runs) on its test split or --data DIR")
     ev.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
@@ -94,7 +97,8 @@ def _plugin_commands(sub: argparse._SubParsersAction) -> None:
         if entry.name in COMMANDS or entry.name in sub.choices:
             continue
         try:  # on a scratch parser first: one plugin's broken command must not take the command line down
-            entry.factory(argparse.ArgumentParser(prog=entry.name, add_help=False))
+            with plugin_code(entry.provider, f"command {entry.name!r}"):
+                entry.factory(argparse.ArgumentParser(prog=entry.name, add_help=False))
         except CONTAINED as exc:
             get_plugins().disable(entry.provider, f"its command {entry.name!r} failed to configure: {describe_exception(exc)}", exc)
             continue
@@ -156,9 +160,24 @@ def cmd_validate(args: argparse.Namespace) -> int:
         f"{' ' + recipe.data.root if recipe.data.root else ''}, extract {p.extract.epochs} + finetune {p.finetune.epochs} epochs)"
     )
     print(f"memory: {memory.describe()}")
-    for line in lines:
+    for line in lines + _weights_lines(recipe):
         print(line)
     return 0
+
+
+def _weights_lines(recipe: Any) -> list[str]:
+    """A warning when the backbone's ImageNet weights are not on this machine (finetune downloads them)."""
+    from .models.backbone import local_weights  # torch: validate's memory check imported it already
+
+    found = local_weights(recipe.backbone.name) if recipe.backbone.weights == "imagenet" else None
+    if found is None or found[0] is not None:
+        return []
+    name = recipe.backbone.name
+    if not found[1]:
+        return [f"warning: backbone.weights: no ImageNet weights are known for {name!r}; set backbone.weights to a file,"
+                ' or "none" (transferkit list backbones --available: those with weights here)']
+    return [f"warning: backbone.weights: no ImageNet weights for {name!r} on this machine (looked in: {', '.join(found[1])});"
+            " finetune downloads them, which needs the network (transferkit list backbones --available: those here)"]
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -178,10 +197,33 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     entries = registry(KINDS[args.kind]).entries(args.filter)
+    if args.kind == "backbones":
+        return _list_backbones(entries, args)
+    if args.available:
+        raise UsageError(f"--available: only for backbones (whose weights may be on this machine), not {args.kind}")
     rows = [(e.name, e.provider, (f"[{e.extras['kind']}] " if "kind" in e.extras else "") + e.describe()) for e in entries]
     _table(("name", "plugin", "description"), rows)
     if not rows:
         print(f"no {args.kind} match {args.filter!r}" if args.filter else f"no {args.kind} registered")
+    return 0
+
+
+def _list_backbones(entries: Sequence[Any], args: argparse.Namespace) -> int:
+    """Backbones with a column saying whether their ImageNet weights are here: "here", "download"
+    (a known source, not on this machine), "none" (no pretrained weights known) or "plugin" (the
+    plugin loads its own)."""
+    from .models.backbone import local_weights  # torch: the backbones' registry imported it already
+
+    rows = []
+    for e in entries:
+        found = local_weights(e.name)
+        mark = "plugin" if found is None else "here" if found[0] is not None else "download" if found[1] else "none"
+        if not args.available or mark == "here":
+            rows.append((e.name, e.provider, mark, e.describe()))
+    _table(("name", "plugin", "weights", "description"), rows)
+    if not rows:
+        what = "backbones with ImageNet weights on this machine" if args.available else "backbones"
+        print(f"no {what} match {args.filter!r}" if args.filter else f"no {what}")
     return 0
 
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import PluginError
-from .plugins import registry
+from .plugins import plugin_output, registry
 
 
 def _build(kind: str, name: str, *args: Any, **params: Any) -> Any:
     entry = registry(kind).get(name)
     try:
-        return entry.factory(*args, **params)
+        with plugin_output(entry.provider):
+            return entry.factory(*args, **params)
     except TypeError as exc:
         allowed = ", ".join(entry.parameters()) or "none"
         raise PluginError(f"{kind} {name!r} (plugin {entry.provider!r}): {exc}; its parameters: {allowed}") from None

@@ -60,7 +60,9 @@ def register_datasets(register: Callable[..., None]) -> None:
 
     ``factory(root: str | None, seed: int = 0, val_fraction: float = 0.1, **params) ->
     transferkit.DatasetSplits``: ``root`` is ``data.root``, ``seed`` the recipe's seed, ``params``
-    the recipe's ``data.params``.
+    the recipe's ``data.params``. A source that downloads may add ``check_root=fn``:
+    ``fn(root) -> str | None``, a one-line reason why ``root`` must not be used (e.g. a folder of
+    the user's own images), checked before a run writes anything and by ``validate``.
     """
 
 

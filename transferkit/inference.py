@@ -26,7 +26,7 @@ from .engine.model_files import load_classifier, uncalibrated
 from .engine.rejection import RejectionRule, max_probability
 from .errors import DataError, UsageError
 from .models.classifier import Classifier
-from .plugins import registry
+from .plugins import plugin_output, registry
 
 BATCH_SIZE = 64
 UNKNOWN = "unknown"
@@ -47,7 +47,9 @@ class Prediction:
 
 def create_tta(name: str, **params: Any) -> Any:
     """A test-time augmentation policy registered through ``register_tta``."""
-    return registry("tta").get(name).factory(**params)
+    entry = registry("tta").get(name)
+    with plugin_output(entry.provider):
+        return entry.factory(**params)
 
 
 class _Predictor:

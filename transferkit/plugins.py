@@ -3,18 +3,23 @@
 The built-in components register through the same pluggy manager as third-party ones, so the
 core is just the first set of plugins (as in pytest, tox and llm).
 
-A plugin cannot take the tool down: one that fails to import (``SystemExit`` and
-``KeyboardInterrupt`` included), whose hooks do not match the hook specifications, or whose hook
-raises is left out, named with the reason and ``TRANSFERKIT_DISABLE_PLUGINS`` in a one-line
-warning, and the others keep working (``TRANSFERKIT_STRICT_PLUGINS=1`` makes any of these fatal).
+A plugin cannot take the tool down: one that fails to import (any ``BaseException``:
+``SystemExit``, ``KeyboardInterrupt``, ``GeneratorExit`` included), takes longer than the time
+limit to import or to run a hook (``plugin_guard``), whose hooks do not match the hook
+specifications, or whose hook raises (its own ``PluginError`` too) is left out, named with the
+reason and ``TRANSFERKIT_DISABLE_PLUGINS`` in a one-line warning, and the others keep working
+(``TRANSFERKIT_STRICT_PLUGINS=1`` makes any of these fatal). What a plugin prints while it is
+imported or its hooks run goes to stderr. A name registered twice stays an error naming both.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.metadata as metadata
 import logging
 import os
+import sys
 import warnings
 from dataclasses import dataclass, field
 from functools import partial
@@ -25,6 +30,7 @@ import pluggy
 
 from . import hookspecs
 from .errors import PluginError, PluginWarning
+from .plugin_guard import PluginTimeout, plugin_code
 from .registry import Registry
 
 log = logging.getLogger(__name__)
@@ -42,9 +48,14 @@ BUILTIN_MODULES = {
 }
 KINDS = ("backbone", "augmentation", "averager", "dataset", "tta", "command")
 HOOK_OF_KIND = {kind: f"register_{kind}s" if kind != "tta" else "register_tta" for kind in KINDS}
-# what a plugin may raise and still be contained: SystemExit (sys.exit at import) and
-# KeyboardInterrupt included, so one plugin cannot end every command
-CONTAINED = (Exception, SystemExit, KeyboardInterrupt)
+# what a plugin may raise and still be contained: any BaseException (sys.exit, KeyboardInterrupt,
+# GeneratorExit or its own subclass at import), so one plugin cannot end every command
+CONTAINED = (BaseException,)
+
+
+class RegistrationError(PluginError):
+    """A registration transferkit refuses (a name taken by another plugin, a bad name or factory):
+    an error naming the plugins, not a plugin to leave out quietly."""
 
 
 @dataclass
@@ -84,7 +95,8 @@ class Plugins:
                 self.info[ep.name] = PluginInfo(ep.name, version, [], f"disabled by {DISABLE_ENV}", "", dist)
                 continue
             try:
-                plugin = ep.load()
+                with plugin_code(ep.name, "import"):
+                    plugin = ep.load()
             except CONTAINED as exc:  # a broken plugin must not take the others down
                 self._failed(ep.name, version, dist, f"failed to load: {_describe(exc)}", _describe(exc), exc)
                 continue
@@ -139,8 +151,9 @@ class Plugins:
             staged = Registry(kind)  # the hook's registrations count only when the whole hook succeeds
             register = partial(_register_checked, registry, staged, provider=impl.plugin_name)
             try:
-                impl.function(register=register)
-            except PluginError:
+                with _guarded(impl.plugin_name, hook_name):
+                    impl.function(register=register)
+            except RegistrationError:
                 raise
             except CONTAINED as exc:
                 if self.strict or impl.plugin_name in BUILTIN_MODULES:
@@ -161,7 +174,8 @@ class Plugins:
                     if impl.plugin_name in BUILTIN_MODULES or impl.plugin_name not in self.info:
                         continue
                     try:
-                        impl.function(register=_ignore)
+                        with _guarded(impl.plugin_name, hook_name):
+                            impl.function(register=_ignore)
                     except CONTAINED as exc:
                         self._disable(impl.plugin_name, f"its {hook_name} hook raised {_describe(exc)}", exc)
         finally:
@@ -182,9 +196,24 @@ class Plugins:
 
 def _register_checked(final: Registry, staged: Registry, name: str, factory: Any, *, provider: str, **kwargs: Any) -> None:
     """``register`` as a hook sees it: a name another plugin took is an error at once (naming both)."""
-    if isinstance(name, str) and name in final:
-        final.add(name, factory, provider=provider, **kwargs)  # raises, naming both plugins
-    staged.add(name, factory, provider=provider, **kwargs)
+    try:
+        if isinstance(name, str) and name in final:
+            final.add(name, factory, provider=provider, **kwargs)  # raises, naming both plugins
+        staged.add(name, factory, provider=provider, **kwargs)
+    except PluginError as exc:
+        raise RegistrationError(str(exc)) from None
+
+
+def plugin_output(provider: str) -> Any:
+    """Around a plugin's own code that builds a component (a factory call, the import of a lazy
+    factory's module): what it prints goes to stderr, out of a command's output."""
+    return contextlib.nullcontext() if provider in BUILTIN_MODULES else contextlib.redirect_stdout(sys.stderr)
+
+
+def _guarded(plugin: str, hook_name: str) -> Any:
+    """A hook of an installed plugin runs under ``plugin_code`` (time limit, stdout to stderr);
+    transferkit's own built-ins (their first call imports timm and torch) run as they are."""
+    return contextlib.nullcontext() if plugin in BUILTIN_MODULES else plugin_code(plugin, f"{hook_name} hook")
 
 
 def _ignore(*_args: Any, **_kwargs: Any) -> None:
@@ -201,7 +230,10 @@ def _describe(exc: BaseException) -> str:
         return f"SystemExit({exc.code!r}) (it called sys.exit)"
     if isinstance(exc, KeyboardInterrupt):
         return "KeyboardInterrupt (raised by the plugin)"
-    return f"{type(exc).__name__}: {_first_line(exc)}"
+    if isinstance(exc, PluginTimeout):
+        return _first_line(exc)
+    message = _first_line(exc)
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 def _first_line(exc: BaseException) -> str:

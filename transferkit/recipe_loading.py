@@ -117,6 +117,12 @@ def check_paths(recipe: Recipe, origin: str, check_data: bool = True) -> None:
             raise RecipeError(f"{origin}: data.root: required for source {data.source!r}; set it, e.g. --set data.root=DIR")
         if not Path(data.root).exists():
             raise RecipeError(f"{origin}: data.root: {data.root!r} does not exist; point it at your images")
+    if recipe.train.device not in ("auto", "cpu"):  # a device this machine lacks: now, not after a run folder exists
+        from .engine.runtime import device_problem  # torch: only for a named device
+
+        problem = device_problem(recipe.train.device)
+        if problem:
+            raise RecipeError(f"{origin}: {problem}")
     weights = recipe.backbone.weights
     run = trained_run(weights) if weights not in ("imagenet", "none") else None
     if weights not in ("imagenet", "none") and run is None and not Path(weights).is_file():
@@ -146,6 +152,11 @@ def check_component_names(recipe: Recipe, origin: str, check_data: bool = True) 
         reg = registry(kind)
         if name not in reg:
             raise RecipeError(f"{origin}: {key}: {reg.unknown_message(name)}")
+    if check_data:  # a downloading source says now (nothing written) when data.root is not for it
+        check_root = registry("dataset").get(recipe.data.source).extras.get("check_root")
+        problem = check_root(recipe.data.root) if callable(check_root) else None
+        if problem:
+            raise RecipeError(f"{origin}: {problem}")
     if recipe.train.label_smoothing > 0:
         for i, spec in enumerate(recipe.augment.batch):
             if spec.params.get("label_smoothing", 0):

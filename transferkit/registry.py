@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import ast
 import difflib
 import fnmatch
+import importlib
+import importlib.util
 import inspect
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from .errors import PluginError, UnknownComponentError
@@ -32,12 +37,81 @@ class Entry:
         return f"{self.description} ({shown})" if shown else self.description
 
 
+class LazyFactory:
+    """A factory named ``"package.module:name"``, imported on its first call (or when its signature
+    is read, for ``transferkit list`` and recipe checks): a plugin registers it from a hook without
+    importing torch or albumentations, so commands that do not build it stay fast.
+    ``inspect.signature`` sees the real factory's (through ``__wrapped__``)."""
+
+    def __init__(self, target: str) -> None:
+        module, sep, name = target.partition(":")
+        if not sep or not module or not name:
+            raise ValueError(f"lazy_factory({target!r}): expected 'package.module:name'")
+        self.target, self._module, self.__name__, self.__qualname__ = target, module, name, name
+
+    def load(self) -> Callable[..., Any]:
+        return getattr(importlib.import_module(self._module), self.__name__)
+
+    def source_parameters(self) -> dict[str, str] | None:
+        """``factory_parameters`` read from the module's source (``ast``) without importing it, for
+        ``transferkit list``; None where the source cannot say (then the module is imported)."""
+        if self._module in sys.modules:
+            return None
+        try:
+            spec = importlib.util.find_spec(self._module)
+            tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8")) if spec and spec.origin else None
+        except (ImportError, OSError, SyntaxError, ValueError, UnicodeDecodeError):
+            return None
+        node = next((n for n in (tree.body if tree else []) if getattr(n, "name", None) == self.__name__), None)
+        if isinstance(node, ast.ClassDef):
+            if not node.bases and not any(getattr(n, "name", None) == "__init__" for n in node.body):
+                return {}  # a plain class without __init__: no parameters
+            node = next((n for n in node.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"), None)
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            return None
+        args = node.args
+        positional = args.posonlyargs + args.args
+        defaults = [None] * (len(positional) - len(args.defaults)) + list(args.defaults)
+        pairs = list(zip(positional, defaults)) + list(zip(args.kwonlyargs, args.kw_defaults))
+        return {a.arg: _default_text(d) for a, d in pairs if a.arg not in _CORE_PARAMETERS}
+
+    @property
+    def __wrapped__(self) -> Callable[..., Any]:
+        return self.load()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.load()(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"lazy_factory({self.target!r})"
+
+
+def _default_text(node: ast.expr | None) -> str:
+    """A default as ``repr`` shows it once imported; a named constant as its name in the source."""
+    if node is None:
+        return ""
+    try:
+        return repr(ast.literal_eval(node))
+    except ValueError:
+        return ast.unparse(node)
+
+
+def lazy_factory(target: str) -> LazyFactory:
+    """``lazy_factory("my_plugin.models:my_net")``: register it as the factory; ``my_plugin.models``
+    is imported when the component is first built (see ``LazyFactory``)."""
+    return LazyFactory(target)
+
+
 # parameters the core passes itself, not set in a recipe
 _CORE_PARAMETERS = {"pretrained", "model", "num_classes", "root", "self"}
 
 
 def factory_parameters(factory: Callable[..., Any]) -> dict[str, str]:
-    """A factory's keyword parameters with their defaults, for listings and error messages."""
+    """A factory's keyword parameters with their defaults, for listings and error messages (a lazy
+    factory's from its source while its module is not imported)."""
+    from_source = factory.source_parameters() if isinstance(factory, LazyFactory) else None
+    if from_source is not None:
+        return from_source
     try:
         sig = inspect.signature(factory)
     except (TypeError, ValueError):

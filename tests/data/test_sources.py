@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -83,20 +84,71 @@ def test_wrapped_dataset_and_split():
     assert len(train) == 16 and Counter(held.targets) == {0: 2, 1: 2}
 
 
-def test_a_split_that_leaves_a_class_without_training_images_is_an_error_with_the_counts(tmp_path):
+def test_a_split_too_small_for_every_class_keeps_each_class_training_and_says_which_get_none(tmp_path):
+    """500 classes of 2 images: 200 test and 60 validation images cannot cover every class. Each class
+    keeps a training image (the old unstratified split emptied some), the held-out images are one per
+    class, and a note names the classes without one."""
     root = tmp_path / "many"
     pixel = Image.new("RGB", (4, 4), (90, 90, 90))
-    for c in range(500):  # 500 classes of 2 images: too few to hold out val and test of every class
+    for c in range(500):
         (root / f"c{c:03d}").mkdir(parents=True)
         for i in range(2):
             pixel.save(root / f"c{c:03d}" / f"{i}.png")
     splits = imagefolder(str(root), seed=0, val_fraction=0.1)
+    splits.check("data.root")
+    counts = splits.counts()
+    assert min(counts["train"]) == 1 and max(counts["test"]) == 1 and max(counts["val"]) == 1
+    assert (sum(counts["test"]), sum(counts["val"])) == (200, 60)  # 0.1 of the 600 images of classes that can give one
+    assert "200 test images for 500 classes: 300 class(es) get none ('c" in " | ".join(splits.notes)
+    assert "60 validation images for 500 classes: 240 class(es) get none" in " | ".join(splits.notes)
+
+
+def test_the_error_for_a_class_without_training_images_still_has_the_counts(tmp_path):
+    root = write_image_folder(tmp_path / "images", {"train": 3, "val": 2})
+    for f in (root / "train" / "red").iterdir():
+        f.unlink()
+    (root / "train" / "red").rmdir()
+    (root / "train" / "red").mkdir()
+    Image.new("RGB", (8, 8)).save(root / "train" / "red" / "x.png")
+    splits = imagefolder(str(root))
+    splits.train = splits.train.subset([i for i, t in enumerate(splits.train.targets) if splits.classes[t] != "red"])
     with pytest.raises(DataError) as info:
         splits.check("data.root")
     text = str(info.value)
-    missing = sum(1 for c in range(500) if c not in set(splits.train.targets))
-    assert missing > 0 and text.startswith(f"data.root: {missing} of 500 classes have no training image after the split (")
-    assert "'c" in text and "lower data.val_fraction" in text and "\n" not in text
+    assert text.startswith("data.root: 1 of 3 classes have no training image after the split ('red': val 2)"), text
+    assert "lower data.val_fraction" in text and "\n" not in text
+
+
+def _classes(root: Path, sizes: dict[str, int]) -> Path:
+    for name, n in sizes.items():
+        (root / name).mkdir(parents=True)
+        for i in range(n):
+            Image.new("RGB", (4, 4), (10 * i, 0, 0)).save(root / name / f"{i}.png")
+    return root
+
+
+def test_a_class_of_one_image_trains_and_the_others_keep_their_share(tmp_path):
+    root = _classes(tmp_path / "one", {"lone": 1, "a": 10, "b": 10})
+    splits = imagefolder(str(root), seed=0, val_fraction=0.1, test_fraction=0.2)
+    counts = splits.counts()
+    assert splits.classes == ["a", "b", "lone"]
+    assert counts["train"][2] == 1 and counts["test"][2] == 0 and counts["val"][2] == 0
+    assert counts["test"][:2] == [2, 2] and counts["val"][:2] == [1, 1]
+    notes = [n for n in splits.notes if "single image" in n]
+    assert notes == ["1 class(es) have a single image to split ('lone'): it trains, so no test or validation image of them;"
+                     " add images"]
+
+
+def test_fewer_held_out_images_than_classes_gives_no_class_twice_its_share(tmp_path):
+    root = _classes(tmp_path / "six", {f"k{i}": 3 for i in range(6)})
+    for seed in range(5):
+        notes: list[str] = []
+        train, test = stratified_split(imagefolder(str(root), val_fraction=0.0, test_fraction=0.0).train, 0.2, seed, notes, "test")
+        held = Counter(test.targets)
+        assert len(test) == 4 and max(held.values()) == 1, held  # ceil(0.2 * 18) = 4: one each for 4 of the 6 classes
+        unheld = ", ".join(repr(f"k{i}") for i in range(6) if i not in held)
+        assert notes == [f"4 test images for 6 classes: 2 class(es) get none ({unheld}); raise the test fraction or add images"]
+        assert sorted(train.targets + test.targets) == sorted(3 * list(range(6)))
 
 
 def test_hidden_folders_and_unreadable_formats_are_counted_not_silent(tmp_path):

@@ -5,6 +5,8 @@ is written from it."""
 from __future__ import annotations
 
 import json
+import os
+import stat
 import zipfile
 from pathlib import Path
 
@@ -164,3 +166,32 @@ def test_a_damaged_checksums_file_is_one_line_naming_it(tmp_path):
     (tmp_path / "checksums.json").write_text("{not json")
     with pytest.raises(CorruptFileError, match=r"checksums\.json: unreadable .* delete it to use those files unverified"):
         read_verified(tmp_path / "a.bin")
+
+
+@pytest.fixture
+def umask_022():
+    before = os.umask(0o022)
+    yield
+    os.umask(before)
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_atomic_writes_honour_the_umask_like_open(tmp_path, umask, mode):
+    before = os.umask(umask)
+    try:
+        artifacts.atomic_write(tmp_path / "a.bin", lambda fh: fh.write(b"x"))
+        write_verified(tmp_path / "b.json", b"{}")
+    finally:
+        os.umask(before)
+    for name in ("a.bin", "b.json", artifacts.CHECKSUMS_FILE):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode, name
+
+
+def test_a_finished_run_is_readable_by_others_under_umask_022_and_leaves_no_lock(tiny_recipe, tmp_path, umask_022):
+    run = run_recipe(load_recipe(tiny_recipe, ["phases.finetune.epochs=1"]), output=tmp_path / "run", log=lambda m: None).run_dir
+    files = [p for p in run.rglob("*") if p.is_file()]
+    assert {"model.safetensors", "manifest.json", "recipe.toml", "splits.csv", "summary.json", "curves.png"} <= {p.name for p in files}
+    assert {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in files if stat.S_IMODE(p.stat().st_mode) != 0o644} == {}
+    assert not (run / ".lock").exists()
+    assert main(["finetune", "--resume", str(run)]) == 0  # a finished run: says so, changes nothing, leaves no lock
+    assert not (run / ".lock").exists()

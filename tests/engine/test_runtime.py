@@ -6,8 +6,12 @@ import pytest
 import timm
 import torch
 
-from transferkit.engine.runtime import resolve_runtime
+from transferkit.cli import main
+from transferkit.engine.runtime import device_problem, resolve_runtime
+from transferkit.errors import RecipeError
 from transferkit.recipe import TrainConfig
+from transferkit.recipe_loading import load_recipe
+from transferkit.testing import write_recipe
 
 
 def test_cpu_runs_fp32_in_channels_last_unless_turned_off() -> None:
@@ -40,3 +44,44 @@ def test_channels_last_gives_the_same_logits_and_gradients() -> None:
 def test_cuda_uses_amp_and_channels_last() -> None:
     runtime = resolve_runtime(TrainConfig(device="cuda"))
     assert runtime.amp_dtype in (torch.bfloat16, torch.float16) and runtime.channels_last
+
+
+@pytest.fixture
+def no_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    if getattr(torch.backends, "mps", None) is not None:
+        monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+
+
+@pytest.mark.parametrize("device, says", [
+    ("cuda", "train.device = 'cuda': no CUDA device on this machine; use auto or cpu"),
+    ("cuda:1", "train.device = 'cuda:1': no CUDA device on this machine; use auto or cpu"),
+    ("mps", "train.device = 'mps': no Apple MPS device on this machine; use auto or cpu"),
+])
+def test_a_device_the_machine_lacks_is_one_line_in_validate_and_the_runtime(no_gpu, tiny_recipe, device, says) -> None:
+    assert device_problem("auto") is None and device_problem("cpu") is None
+    assert device_problem(device) == says
+    with pytest.raises(RecipeError) as caught:
+        load_recipe(tiny_recipe, [f"train.device={device}"])
+    assert str(caught.value) == f"recipe: {says}"
+    with pytest.raises(RecipeError, match="no .* device on this machine"):
+        resolve_runtime(TrainConfig(device=device))
+
+
+def test_a_cuda_index_past_the_last_gpu_names_the_ones_there(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert device_problem("cuda:0") is None and device_problem("cuda") is None
+    assert device_problem("cuda:2") == "train.device = 'cuda:2': this machine has 1 CUDA device(s) (cuda:0); use one of them, auto or cpu"
+
+
+def test_finetune_on_a_missing_device_exits_2_and_leaves_no_run_folder(no_gpu, tiny_recipe, tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    recipe = write_recipe(tmp_path / "r.toml", tiny_recipe)
+    assert main(["validate", str(recipe), "--set", "train.device=cuda"]) == 2
+    assert main(["finetune", str(recipe), "--set", "train.device=cuda"]) == 2
+    assert main(["finetune", str(recipe), "--set", "train.device=cuda", "--output", str(tmp_path / "out")]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert errors == [f"transferkit: error: {recipe}: train.device = 'cuda': no CUDA device on this machine; use auto or cpu"] * 3
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "out").exists()

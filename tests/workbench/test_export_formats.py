@@ -214,3 +214,54 @@ def test_an_opset_the_exporter_cannot_reach_is_one_line_and_an_explicit_one_is_r
     result = export_run(run_dir, "onnx", output=tmp_path / "m18.onnx", opset=18, batch_size=3)
     assert result.manifest["opset"] == 18 and result.manifest["verification"]["real_images"] == 3
     assert result.manifest["verification"]["random_batches"] == [3]
+
+
+def _follow_the_json(path: Path, record: dict) -> np.ndarray:
+    """A deployment script that knows nothing of transferkit: the export's JSON, read literally
+    ("decode", then "preprocessing", then "input"), with PIL and numpy. The images here are already
+    at resize_shorter_side, so the resize is the identity and only the centre crop remains."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # decode: 16-bit grey
+            values = np.asarray(image, dtype=np.float64)
+            pixel = np.round(values * 255 / 65535) if values.max() > 255 else values
+            pixel = np.repeat(pixel.astype(np.uint8)[..., None], 3, axis=-1)
+        elif image.mode == "F":  # decode: 32-bit float
+            values = np.asarray(image, dtype=np.float64)
+            top = values.max()
+            scaled = values * 255 if top <= 1 else values if top <= 255 else values / 257
+            pixel = np.repeat(np.clip(np.round(scaled), 0, 255).astype(np.uint8)[..., None], 3, axis=-1)
+        else:  # 8-bit, and 48-bit RGB (Pillow keeps the high byte)
+            pixel = np.asarray(image.convert("RGB"))
+    pre = record["preprocessing"]
+    crop, (h, w) = pre["center_crop"], pixel.shape[:2]
+    top, left = (h - crop) // 2, (w - crop) // 2
+    x = pixel[top : top + crop, left : left + crop].astype(np.float32) / 255.0
+    x = (x - np.asarray(pre["mean"], np.float32)) / np.asarray(pre["std"], np.float32)
+    return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+
+
+def test_16_bit_and_float_images_give_the_same_probabilities_through_predict_and_the_export_json(run_dir, tmp_path):
+    import cv2
+    from PIL import Image
+
+    result = export_run(run_dir, "onnx", output=tmp_path / "m.onnx")
+    record = json.loads(result.manifest_path.read_text())
+    assert "round(value * 255 / 65535)" in record["decode"]["files"]["16-bit or 32-bit integer grey (I;16, I)"]
+    side = record["preprocessing"]["resize_shorter_side"]
+    ramp = np.linspace(0, 1, side * side).reshape(side, side)
+    files = {"grey16_full.png": (ramp * 65535).astype(np.uint16), "grey16_dark.png": (ramp * 200).astype(np.uint16)}
+    for name, values in files.items():
+        Image.fromarray(values).save(tmp_path / name)
+    colour = np.stack([ramp * 60000, (1 - ramp) * 65535, np.full_like(ramp, 30000)], axis=-1).astype(np.uint16)
+    cv2.imwrite(str(tmp_path / "rgb48.png"), colour[..., ::-1])  # a 16-bit-per-channel PNG (cv2 writes BGR)
+    Image.fromarray(ramp.astype(np.float32)).save(tmp_path / "float.tiff")
+    paths = [tmp_path / n for n in (*files, "rgb48.png", "float.tiff")]
+    expected = transferkit.load(run_dir).predict_proba(paths)
+    session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+    temperature = record["calibration"]["temperature"]
+    for path, probs in zip(paths, expected):
+        logits = session.run(None, {"images": _follow_the_json(path, record)})[0][0] / temperature
+        got = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+        assert np.abs(got - probs).max() < 1e-4, path.name

@@ -164,3 +164,41 @@ def test_bad_options_are_one_line_errors_with_exit_code_2(tiny_recipe, tmp_path,
     assert "--steps 2: a range test needs at least 5 steps" in capsys.readouterr().err
     assert main(["lr-find", str(tmp_path / "nope.toml")]) == 2
     assert not (tmp_path / "runs").exists()
+
+
+def test_extract_with_the_probe_says_the_lr_is_unused_and_points_to_the_finetune_lr(tiny_recipe, tmp_path, capsys):
+    """Phase 1 as the logistic probe (the default) ignores phases.extract.lr: no "set" advice for it."""
+    path = write_recipe(tmp_path / "r.toml", tiny_recipe)
+    args = ["lr-find", str(path), "--steps", "20", "--start", "1e-4", "--end", "1"]
+    assert main([*args, "--output", str(tmp_path / "probe")]) == 0
+    out = capsys.readouterr().out
+    assert not any(line.startswith("set phases.extract.lr") for line in out.splitlines())
+    assert "this recipe's phase 1 is the logistic probe (L-BFGS), which does not use it" in out
+    assert "transferkit lr-find RECIPE --phase finetune" in out
+    assert json.loads((tmp_path / "probe" / "lr_find.json").read_text())["advice"].startswith("not set: ")
+    assert main([*args, "--output", str(tmp_path / "sgd"), "--set", "phases.extract.solver=sgd"]) == 0
+    assert any(line.startswith("set phases.extract.lr = ") for line in capsys.readouterr().out.splitlines())
+
+
+def test_the_plots_smoothed_curve_is_centred_and_does_not_lag(tiny_recipe, monkeypatch):
+    from transferkit.recipe_loading import load_recipe
+    from transferkit.workbench.lr_range import LRFindResult, level
+
+    lrs = exponential_lrs(1e-6, 1.0, 100)
+    trace = range_test(lambda lr: 2.0 if lr < 1e-3 else 0.5, lrs, divergence=1e9)  # a step down at 1e-3
+    result = LRFindResult("extract", trace, 1e-3, 1e-2, "steepest descent", "phases.extract.lr", 1e-3)
+    axes = []
+    original = outputs.plt.subplots
+
+    def keep(*args, **kwargs):
+        fig, ax = original(*args, **kwargs)
+        axes.append(ax)
+        return fig, ax
+
+    monkeypatch.setattr(outputs.plt, "subplots", keep)
+    outputs.plot_png(result, load_recipe(tiny_recipe))
+    smoothed = next(line for line in axes[0].get_lines() if line.get_label().startswith("smoothed loss"))
+    assert np.allclose(smoothed.get_ydata(), level(trace))
+    halfway = lrs[int(np.argmax(np.asarray(smoothed.get_ydata()) < 1.25))]  # where it is half-way down
+    assert 1e-3 / 2 <= halfway <= 1e-3 * 2  # at the step, where the EMA is still far above
+    assert np.asarray(trace.smoothed)[int(np.searchsorted(lrs, 2e-3))] > 1.5

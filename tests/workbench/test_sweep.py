@@ -178,3 +178,22 @@ def test_resume_keeps_finished_trials_and_runs_the_rest(fast_recipe, tmp_path, c
     assert again["trial-001"].val_top1 == pytest.approx(first["trial-001"].val_top1)  # same seed, same result
     assert main(["sweep", str(path), "--grid", "phases.extract.lr=0.01", "--output", str(out)]) == 1  # holds a sweep
     assert "--resume" in capsys.readouterr().err
+
+
+def test_a_tie_for_the_best_trial_is_said_in_one_line(fast_recipe, tmp_path, capsys):
+    """phases.extract.lr does not change the probe: both trials score the same, and the sweep says
+    which one it took and why."""
+    path = write_recipe(tmp_path / "tiny.toml", fast_recipe)
+    assert main(["sweep", str(path), "--grid", "phases.extract.lr=0.01,0.02", "--output", str(tmp_path / "sweep")]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("tie: ")]
+    assert len(lines) == 1 and "2 trials share the best val top-1" in lines[0]
+    assert "(trial-000, trial-001); trial-000, the first in trial order, is taken" in lines[0]
+
+
+def test_no_tie_line_when_one_trial_is_best():
+    from transferkit.workbench.sweep_results import TrialResult, tie_note
+
+    results = [TrialResult("trial-000", {}, "ok", 0.9), TrialResult("trial-001", {}, "ok", 0.8),
+               TrialResult("trial-002", {}, "failed", None, reason="nan")]
+    assert tie_note(results) is None
+    assert "trial-000, trial-002" in tie_note([*results[:2], TrialResult("trial-002", {}, "ok", 0.9)])

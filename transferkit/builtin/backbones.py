@@ -14,7 +14,7 @@ from torch import nn
 
 from ..hookspecs import hookimpl
 from ..models.backbone import IMAGENET_DATA_CONFIG
-from ..models.weights import StateDict, WeightSource, map_by_order, url_source
+from ..models.weights import StateDict, WeightSource, check_reachable, map_by_order, url_source
 
 
 class FeatureBackbone(nn.Module):
@@ -46,7 +46,7 @@ def create_timm(model_name: str, pretrained: bool = False, **params: Any) -> Fea
     import timm
     from timm.data import resolve_data_config
 
-    body = timm.create_model(model_name, pretrained=False, num_classes=0, **params)
+    body = _create_any_size(timm, model_name, params)
     cfg = resolve_data_config({}, model=body)
     classifier = body.pretrained_cfg.get("classifier", "classifier") if body.pretrained_cfg else "classifier"
     prefixes = tuple(classifier) if isinstance(classifier, (list, tuple)) else (classifier,)
@@ -54,11 +54,30 @@ def create_timm(model_name: str, pretrained: bool = False, **params: Any) -> Fea
     return FeatureBackbone(body, body.num_features, data_config, prefixes)
 
 
+# Vision transformers (ViT, DeiT, CLIP, DINOv2, Swin...) are built for one input size (DINOv2: 518
+# px) and assert on any other: these ask timm to resample the position embedding to the image
+# size given (and pad to the patch size), so data.image_size works for them as for a CNN. Models
+# that do not take them (CNNs) are built without; a recipe's own img_size is used as it is.
+ANY_SIZE = ({"dynamic_img_size": True, "dynamic_img_pad": True}, {"dynamic_img_size": True}, {})
+
+
+def _create_any_size(timm: Any, model_name: str, params: dict[str, Any]) -> nn.Module:
+    if {"img_size", "dynamic_img_size", "dynamic_img_pad"} & set(params):
+        return timm.create_model(model_name, pretrained=False, num_classes=0, **params)
+    for i, extra in enumerate(ANY_SIZE):
+        try:
+            return timm.create_model(model_name, pretrained=False, num_classes=0, **params, **extra)
+        except TypeError as exc:
+            if i == len(ANY_SIZE) - 1 or not any(k in str(exc) for k in extra):
+                raise
+    raise AssertionError("unreachable")
+
+
 def timm_sources(model_name: str) -> list[WeightSource]:
     """Where ImageNet weights for a timm model may be: weight packages, HF cache, timm's URL."""
     import timm
 
-    sources = list(WEIGHT_PACKAGES.get(model_name, []))
+    sources = list(WEIGHT_PACKAGES.get(model_name, WEIGHT_PACKAGES.get(_default_tag_of(model_name), [])))
     cfg = timm.models.get_pretrained_cfg(model_name)
     hub_id = getattr(cfg, "hf_hub_id", None) if cfg else None
     if hub_id:
@@ -67,6 +86,18 @@ def timm_sources(model_name: str) -> list[WeightSource]:
     if url:
         sources.append(url_source(f"torch hub cache ({model_name})", url))
     return sources
+
+
+def _default_tag_of(model_name: str) -> str:
+    """``tf_efficientnet_lite0.in1k`` -> ``tf_efficientnet_lite0`` when ``in1k`` is timm's default
+    tag for it (the weight packages hold those weights); else the name unchanged."""
+    import timm
+
+    base, _, tag = model_name.partition(".")
+    if not tag:
+        return model_name
+    default = timm.models.get_pretrained_cfg(base)
+    return base if default is not None and getattr(default, "tag", None) == tag else model_name
 
 
 def _hf_source(hub_id: str) -> WeightSource:
@@ -82,8 +113,9 @@ def _hf_source(hub_id: str) -> WeightSource:
         return None
 
     def fetch() -> Path:
-        from huggingface_hub import hf_hub_download
+        from huggingface_hub import constants, hf_hub_download
 
+        check_reachable(constants.ENDPOINT)  # offline: one line now, not the hub client's retries
         return Path(hf_hub_download(repo, "model.safetensors", revision=revision or None))
 
     return WeightSource(f"Hugging Face cache ({repo})", locate, fetch)
@@ -170,6 +202,14 @@ def register_backbones(register: Callable[..., None]) -> None:
             description=f"timm {name}",
             sources=partial(timm_sources, name),
         )
+    for name in timm.list_pretrained():  # timm's own names for each set of weights: name.tag (DINOv2, CLIP...)
+        if "." in name:
+            register(
+                f"timm/{name}",
+                partial(create_timm, name),
+                description=f"timm {name.partition('.')[0]} with its {name.partition('.')[2]} weights",
+                sources=partial(timm_sources, name),
+            )
     for name in torchvision.models.list_models(module=torchvision.models):
         register(
             f"torchvision/{name}",

@@ -71,15 +71,15 @@ def imagefolder(root: str | None, seed: int = 0, val_fraction: float = 0.1, test
     train_dir, notes = _find(base, ("train",)), []
     if train_dir is None:
         everything = _scan_folder(base, notes)
-        train, test = stratified_split(everything, test_fraction, seed)
-        train, val = stratified_split(train, val_fraction, seed)
+        train, test = stratified_split(everything, test_fraction, seed, notes, "test")
+        train, val = stratified_split(train, val_fraction, seed, notes, "validation")
         return DatasetSplits(train, val, test, notes=notes)
     train = _scan_folder(train_dir, notes)
     val_dir, test_dir = _find(base, EVAL_DIRS), _find(base, TEST_DIRS)
     val = _scan_folder(val_dir, notes) if val_dir else None
     test = _scan_folder(test_dir, notes) if test_dir else None
     if val is None:
-        train, val = stratified_split(train, val_fraction, seed)
+        train, val = stratified_split(train, val_fraction, seed, notes, "validation")
     return DatasetSplits(train, val, test, notes=notes)
 
 
@@ -93,18 +93,43 @@ def csv_manifest(root: str | None, seed: int = 0, val_fraction: float = 0.1, tes
     train = manifest.images("train") or FileImages([], [], manifest.classes)
     test, val = manifest.images("test"), manifest.images("val")
     if test is None and not manifest.has_split_column:
-        train, test = stratified_split(train, test_fraction, seed)
+        train, test = stratified_split(train, test_fraction, seed, manifest.notes, "test")
     if val is None:
-        train, val = stratified_split(train, val_fraction, seed)
+        train, val = stratified_split(train, val_fraction, seed, manifest.notes, "validation")
     return DatasetSplits(train, val, test, manifest.notes)
 
 
-def flowers102(root: str | None, seed: int = 0, val_fraction: float = 0.1, download: bool = True) -> DatasetSplits:
-    """Oxford Flowers-102 through torchvision's downloader, or, when ``root`` is already an
-    ImageFolder (``root/train/<class>/``), those images."""
+FLOWERS102_FOLDER = "flowers-102"  # what torchvision's Flowers102 writes inside its root
+
+
+def flowers102_root_problem(root: str | None) -> str | None:
+    """Why ``root`` must not receive Oxford Flowers-102, or None. The download goes only into an
+    absent or empty folder, or one holding torchvision's own ``flowers-102/``: never into a user's
+    folder of images (whose class folders would then sit beside a downloaded dataset)."""
     base = Path(root or "data/flowers102")
-    if (base / "train").is_dir():
-        return imagefolder(str(base), seed=seed, val_fraction=val_fraction)
+    if not base.exists() or (base / FLOWERS102_FOLDER).is_dir():
+        return None
+    if not base.is_dir():
+        return f"data.root: {base} is a file; the flowers102 source needs a folder to download Oxford Flowers-102 into"
+    entries = [e for e in base.iterdir() if not e.name.startswith(".")]
+    if not entries:
+        return None
+    folders = [e for e in entries if e.is_dir()]
+    what = "holds class folders (an ImageFolder)" if folders else f"holds {len(entries)} file(s)"
+    return (
+        f"data.root: {base} {what}, not Oxford Flowers-102; to train on these images set data.source = \"imagefolder\""
+        " (or --set data.source=imagefolder); the flowers102 source downloads only into an empty or absent folder"
+    )
+
+
+def flowers102(root: str | None, seed: int = 0, val_fraction: float = 0.1, download: bool = True) -> DatasetSplits:
+    """Oxford Flowers-102 through torchvision's downloader, into ``root`` (default
+    ``data/flowers102``) when it is absent or empty. A folder of the user's own images is refused in
+    one line (use the imagefolder source for it): nothing is written into it."""
+    problem = flowers102_root_problem(root)
+    if problem:
+        raise DataError(problem)
+    base = Path(root or "data/flowers102")
     from torchvision.datasets import Flowers102  # torchvision: only this source needs it (list datasets stays fast)
 
     try:
@@ -112,7 +137,7 @@ def flowers102(root: str | None, seed: int = 0, val_fraction: float = 0.1, downl
     except Exception as exc:  # noqa: BLE001 - offline, or files missing
         raise DataError(
             f"data.root: Oxford Flowers-102 is not in {base} and could not be downloaded ({type(exc).__name__});"
-            " download it when online, or point data.root at an ImageFolder (root/train/<class>/...)"
+            " download it when online, or train on your own images with data.source = \"imagefolder\""
         ) from None
     classes = list(getattr(splits["train"], "classes", None) or [f"flower_{i:03d}" for i in range(102)])
 
@@ -146,5 +171,6 @@ def digits(root: str | None = None, seed: int = 0, val_fraction: float = 0.1, si
 def register_datasets(register: Callable[..., None]) -> None:
     register("imagefolder", imagefolder, description="folders of images, one per class (train/ val/ test/)")
     register("csv", csv_manifest, description="a CSV manifest with columns path,label[,split]")
-    register("flowers102", flowers102, description="Oxford Flowers-102 (torchvision download) or an ImageFolder root")
+    register("flowers102", flowers102, description="Oxford Flowers-102 (torchvision download into an empty or absent folder)",
+             check_root=flowers102_root_problem)
     register("digits", digits, description="scikit-learn's handwritten digits, rendered as images (offline)")

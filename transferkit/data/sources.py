@@ -6,6 +6,7 @@ same set serves training, evaluation, caching and prediction.
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +82,28 @@ def to_rgb_array(image: Any, where: str = "image") -> np.ndarray:
 
 
 FLOAT_SLACK = 1e-3  # float images a rounding error outside [0, 1] are still [0, 1]
+
+# What ``read_image`` and ``to_rgb_array`` do to each kind of image before the evaluation
+# preprocessing: the "pixel" of an export's ``pixel / 255`` (the export's JSON carries it as
+# "decode", so a deployment script gives 16-bit and float images the values transferkit gives).
+DECODE_CONTRACT: dict[str, Any] = {
+    "result": "uint8 RGB (H, W, 3); 'pixel / 255' in the input's values is this array's value / 255",
+    "files": {
+        "orientation": "the EXIF orientation is applied first (PIL.ImageOps.exif_transpose)",
+        "8-bit (L, P, RGB, CMYK, YCbCr...)": "PIL's Image.convert('RGB')",
+        "transparency (RGBA, LA, P with a transparent colour)": "composited over opaque white, then RGB",
+        "16-bit or 32-bit integer grey (I;16, I)": "values must be 0..65535; when the image's largest value is above 255:"
+        " round(value * 255 / 65535), else the value as it is (0..255); then grey to RGB",
+        "16 bits per channel RGB(A) (48/64-bit PNG, TIFF)": "Pillow reads them as 8-bit: the high byte, value // 256",
+        "32-bit float (F)": "finite values from 0: largest <= 1: round(value * 255); <= 255: round(value);"
+        " <= 65535: round(value / 257); clipped to 0..255; NaN, infinite or negative values are refused",
+    },
+    "arrays (Python API)": {
+        "layout": "(H, W), (H, W, C) or (C, H, W) with C in 1, 3, 4; grey repeated to RGB; a 4th channel dropped",
+        "uint8 / integers 0..255": "as they are", "bool": "x 255",
+        "float": "in [0, 1] (+-0.001): round(value * 255); other ranges refused",
+    },
+}
 
 
 def _array_to_rgb(arr: np.ndarray, where: str) -> np.ndarray:
@@ -301,14 +324,62 @@ def capped(items: Sequence[Any], limit: int = 8, more: str = "", quote: bool = T
     return shown + (f", ... and {rest} more{more}" if rest > 0 else "")
 
 
-def stratified_split(images: ImageSet, fraction: float, seed: int) -> tuple[ImageSet, ImageSet | None]:
-    """Hold out ``fraction`` of ``images`` per class (scikit-learn, seeded); None when 0."""
+def stratified_split(
+    images: ImageSet, fraction: float, seed: int, notes: list[str] | None = None, what: str = "held-out"
+) -> tuple[ImageSet, ImageSet | None]:
+    """Hold out ``fraction`` of ``images`` per class, seeded; None when 0. scikit-learn's
+    stratified split where it applies; where it does not (a class of one image, or fewer images
+    held out than there are classes) each class still gets its share (largest remainders, seeded
+    ties), no class gives up its last image, and ``notes`` gets one line naming the classes with
+    no ``what`` image."""
     if fraction <= 0:
         return images, None
     from sklearn.model_selection import train_test_split  # sklearn: not on the path of `transferkit list`
 
     indices = np.arange(len(images))
-    counts = np.bincount(images.targets, minlength=len(images.classes))
-    stratify = images.targets if counts.min() >= 2 and round(fraction * len(images)) >= len(images.classes) else None
-    keep, held = train_test_split(indices, test_size=fraction, random_state=seed, stratify=stratify)
-    return images.subset(sorted(keep)), images.subset(sorted(held))
+    targets = np.asarray(images.targets, dtype=np.int64)
+    counts = np.bincount(targets, minlength=len(images.classes))
+    present = counts[counts > 0]
+    if present.min() >= 2 and math.ceil(fraction * len(images)) >= len(present):
+        keep, held = train_test_split(indices, test_size=fraction, random_state=seed, stratify=targets)
+        return images.subset(sorted(keep)), images.subset(sorted(held))
+    quota = _class_quotas(counts, fraction, seed)
+    rng = np.random.default_rng(seed)
+    held = sorted(int(i) for c in np.flatnonzero(quota) for i in rng.permutation(np.flatnonzero(targets == c))[: quota[c]])
+    keep = sorted(set(indices.tolist()) - set(held))
+    if notes is not None:
+        _note_unheld(images.classes, counts, quota, what, notes)
+    return images.subset(keep), images.subset(held)
+
+
+def _class_quotas(counts: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Images to hold out per class: ``ceil(fraction * n)`` in all (as scikit-learn; n counts the
+    classes of two or more images), shared in proportion to the class sizes by largest remainders
+    (ties in a seeded order), each class keeping at least one image."""
+    room = np.maximum(counts - 1, 0)
+    splittable = np.where(counts >= 2, counts, 0)  # a class of one image gives none, and takes no share
+    total = min(math.ceil(fraction * int(splittable.sum())), int(room.sum()))
+    exact = total * splittable / max(int(splittable.sum()), 1)
+    quota = np.minimum(np.floor(exact).astype(np.int64), room)
+    tie = np.random.default_rng(seed).permutation(len(counts))
+    order = sorted(range(len(counts)), key=lambda c: (-(exact[c] - quota[c]), tie[c]))
+    while quota.sum() < total:
+        for c in order:
+            if quota.sum() < total and quota[c] < room[c]:
+                quota[c] += 1
+    return quota
+
+
+def _note_unheld(classes: Sequence[str], counts: np.ndarray, quota: np.ndarray, what: str, notes: list[str]) -> None:
+    single = [classes[c] for c in np.flatnonzero(counts == 1)]
+    none = [classes[c] for c in np.flatnonzero((counts >= 2) & (quota == 0))]
+    if single:
+        said = f"{len(single)} class(es) have a single image to split ({capped(single)}): it trains, so no "
+        earlier = next((i for i, n in enumerate(notes) if n.startswith(said)), None)
+        if earlier is None:
+            notes.append(f"{said}{what} image of them; add images")
+        else:  # the same classes, already named for the test split: one line for both
+            notes[earlier] = notes[earlier].replace(" image of them;", f" or {what} image of them;", 1)
+    if none:
+        notes.append(f"{int(quota.sum())} {what} images for {int((counts > 0).sum())} classes: {len(none)} class(es) get"
+                     f" none ({capped(none)}); raise the {what} fraction or add images")

@@ -19,6 +19,7 @@ import json
 import os
 import re
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Callable
 
@@ -56,6 +57,7 @@ def atomic_write(path: Path, write: Callable[[Any], Any]) -> None:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~process_umask())  # mkstemp's 0600 -> what open() would give (0644 under umask 022)
         os.replace(tmp, path)
     except BaseException as exc:
         if os.path.exists(tmp):
@@ -68,6 +70,22 @@ def atomic_write(path: Path, write: Callable[[Any], Any]) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+_UMASK_LOCK = threading.Lock()
+
+
+def process_umask() -> int:
+    """The process's umask now: the kernel's record of it where there is one (Linux), else by
+    setting it and back under a lock."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            return next(int(line.split()[1], 8) for line in fh if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        with _UMASK_LOCK:
+            umask = os.umask(0o022)
+            os.umask(umask)
+            return umask
 
 
 def _write_error(path: Path, exc: OSError) -> TransferkitError:

@@ -19,7 +19,6 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from ..data.preprocessing import Preprocessing
 from ..errors import CorruptFileError, TransferkitError
 from ..models.backbone import create_backbone
 from ..models.classifier import Classifier
@@ -27,6 +26,7 @@ from .artifacts import read_verified, read_verified_json, write_verified
 from .run_layout import MANIFEST_FILE, WEIGHTS_FILE
 
 if TYPE_CHECKING:  # setup builds models from runs' files (backbone.weights = RUN_DIR): no import back
+    from ..data.preprocessing import Preprocessing  # albumentations: not for loading a recipe (validate)
     from .setup import Prepared
 
 MANIFEST_VERSION = 1

@@ -147,17 +147,24 @@ class RunDir:
         """Hold ``.lock`` for the run's lifetime: a second run (or resume) into the same directory
         is refused while this one lives; the OS drops the lock when the process dies, even by SIGKILL."""
         self.path.mkdir(parents=True, exist_ok=True)
-        fh = open(self.path / ".lock", "a+")
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "?"
+        for _attempt in range(3):  # a finished run removes its .lock: one locked after that removal is not the lock
+            fh = open(self.path / ".lock", "a+")
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.seek(0)
+                holder = fh.read().strip() or "?"
+                fh.close()
+                raise TransferkitError(
+                    f"{self.path}: another transferkit run (pid {holder}) is using this directory; wait for it to end,"
+                    " or choose another --output"
+                ) from None
+            if _same_file(fh, self.path / ".lock"):
+                break
+            fcntl.flock(fh, fcntl.LOCK_UN)
             fh.close()
-            raise TransferkitError(
-                f"{self.path}: another transferkit run (pid {holder}) is using this directory; wait for it to end,"
-                " or choose another --output"
-            ) from None
+        else:
+            raise TransferkitError(f"{self.path}: its .lock keeps being removed by another process; try again")
         try:
             fh.seek(0)
             fh.truncate()
@@ -167,6 +174,8 @@ class RunDir:
                 stale.unlink(missing_ok=True)  # a crash mid-write left it; nobody else writes here now
             yield
         finally:
+            if self.is_finished:  # nothing left to guard: no stale .lock in a finished run
+                (self.path / ".lock").unlink(missing_ok=True)
             fcntl.flock(fh, fcntl.LOCK_UN)
             fh.close()
 
@@ -349,3 +358,11 @@ class RunDir:
         """A text file of the run, its sha256 recorded; file names that are not UTF-8 are written as
         their own bytes (surrogate escapes)."""
         write_verified(path, encode_text(text))
+
+
+def _same_file(fh: Any, path: Path) -> bool:
+    """Whether the open ``fh`` is still the file at ``path`` (not one removed since it was opened)."""
+    try:
+        return os.path.samestat(os.fstat(fh.fileno()), os.stat(path))
+    except FileNotFoundError:
+        return False

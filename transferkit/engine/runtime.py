@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from ..errors import RecipeError
 from ..recipe import TrainConfig
 
 
@@ -47,6 +48,9 @@ def resolve_runtime(cfg: TrainConfig) -> Runtime:
     if cfg.device == "auto":
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     else:
+        problem = device_problem(cfg.device)
+        if problem:
+            raise RecipeError(problem)
         device = torch.device(cfg.device)
     if device.type == "cuda" and device.index is None and "LOCAL_RANK" in os.environ:
         device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))  # one GPU per torchrun process
@@ -57,3 +61,21 @@ def resolve_runtime(cfg: TrainConfig) -> Runtime:
         amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[amp]
     return Runtime(device, dtype, cfg.channels_last)
+
+
+def device_problem(device: str) -> str | None:
+    """Why ``train.device`` cannot run on this machine (one line with what to set instead), or None."""
+    if device in ("auto", "cpu"):
+        return None
+    where = f"train.device = {device!r}"
+    if device == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        return None if mps is not None and mps.is_available() else f"{where}: no Apple MPS device on this machine; use auto or cpu"
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        return f"{where}: no CUDA device on this machine; use auto or cpu"
+    index = device.partition(":")[2]
+    if index and (not index.isdigit() or int(index) >= count):
+        names = ", ".join(f"cuda:{i}" for i in range(count))
+        return f"{where}: this machine has {count} CUDA device(s) ({names}); use one of them, auto or cpu"
+    return None

@@ -15,7 +15,7 @@ from torch import nn
 
 from ..errors import PluginError, WeightsError
 from ..imagenet import IMAGENET_INPUT_SIZE, IMAGENET_MEAN, IMAGENET_STD
-from ..plugins import registry
+from ..plugins import plugin_output, registry
 from .weights import load_into, read_state_dict, resolve_weights, url_source
 
 IMAGENET_DATA_CONFIG = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "input_size": IMAGENET_INPUT_SIZE}
@@ -38,16 +38,15 @@ def create_backbone(
     declared = entry.extras.get("weights", {})
     self_loading = weights == "imagenet" and "imagenet" not in declared and entry.extras.get("sources") is None
     try:
-        module = entry.factory(pretrained=self_loading, **params)
+        with plugin_output(entry.provider):  # a plugin's prints: stderr, not predict's output
+            module = entry.factory(pretrained=self_loading, **params)
     except TypeError as exc:
         raise PluginError(f"backbone {name!r} (plugin {entry.provider!r}) rejected its parameters: {exc}") from None
     except Exception as exc:  # noqa: BLE001
         raise PluginError(f"backbone {name!r} (plugin {entry.provider!r}) failed to build: {type(exc).__name__}: {exc}") from exc
     check_contract(module, name, entry.provider)
     if weights == "imagenet" and not self_loading:
-        sources = entry.extras.get("sources")
-        sources = sources() if callable(sources) else [url_source(f"torch hub cache ({name})", declared["imagenet"])]
-        path, source = resolve_weights(name, sources)
+        path, source = resolve_weights(name, weight_sources(entry))
         _load_file(module, path, None, f"{source.label}: {path}", source.adapt)
         module.weights_origin = f"imagenet ({source.label})"
     elif weights not in ("imagenet", "none"):
@@ -56,6 +55,33 @@ def create_backbone(
     else:
         module.weights_origin = weights
     return module
+
+
+def weight_sources(entry: Any) -> list[Any]:
+    """Where a registered backbone's ImageNet weights may be (its ``sources``, or its declared
+    URL through the torch hub cache); [] when the plugin loads its own (``pretrained=True``)."""
+    sources = entry.extras.get("sources")
+    if callable(sources):
+        return list(sources())
+    url = entry.extras.get("weights", {}).get("imagenet")
+    return [url_source(f"torch hub cache ({entry.name})", url)] if url else []
+
+
+def local_weights(name: str) -> tuple[Path | None, list[str]] | None:
+    """A backbone's ImageNet weights on this machine: (the file or None, where it looked), without
+    downloading ([] where it knows of none); None when its plugin loads its own weights."""
+    entry = registry("backbone").get(name)
+    if not callable(entry.extras.get("sources")) and "imagenet" not in entry.extras.get("weights", {}):
+        return None
+    sources = weight_sources(entry)
+    for source in sources:
+        try:
+            found = source.locate()
+        except Exception:  # noqa: BLE001 - a cache that cannot be read counts as not there
+            found = None
+        if found is not None and Path(found).is_file():
+            return Path(found), [source.label]
+    return None, [s.label for s in sources]
 
 
 def _load_file(module: nn.Module, path: Path, sha256: str | None, origin: str, adapt=None) -> None:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
+from urllib.parse import urlparse
 
 import torch
 from safetensors.torch import load_file
@@ -50,7 +52,7 @@ def resolve_weights(backbone: str, sources: list[WeightSource]) -> tuple[Path, W
             try:
                 return Path(source.fetch()), source
             except Exception as exc:  # noqa: BLE001 - offline, proxy, 404...: try the next
-                errors.append(f"{source.label}: {type(exc).__name__}")
+                errors.append(f"{source.label}: {exc if isinstance(exc, ConnectionError) else type(exc).__name__}")
     tried = ", ".join(s.label for s in sources) or "no known source"
     why = f"; downloads failed ({'; '.join(errors)})" if errors else ""
     hints = "".join(f"; {s.hint}" for s in sources if s.hint)
@@ -64,6 +66,19 @@ def _offline() -> bool:
     return any(os.environ.get(v, "") not in ("", "0") for v in ("TRANSFERKIT_OFFLINE", "HF_HUB_OFFLINE"))
 
 
+def check_reachable(url: str, timeout: float = 5.0) -> None:
+    """Raise ``ConnectionError`` at once when ``url``'s host cannot be reached (no network, no DNS):
+    a download client would otherwise retry for a minute before saying the same."""
+    parsed = urlparse(url)
+    host, port = parsed.hostname, parsed.port or (80 if parsed.scheme == "http" else 443)
+    if not host:
+        return
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        raise ConnectionError(f"{host} unreachable ({type(exc).__name__})") from None
+
+
 def torch_hub_file(url: str) -> Path:
     """Where torch.hub keeps a downloaded checkpoint (the torchvision cache)."""
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
@@ -75,6 +90,7 @@ def url_source(label: str, url: str) -> WeightSource:
         return path if path.is_file() else None
 
     def fetch() -> Path:
+        check_reachable(url)
         path = torch_hub_file(url)
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.hub.download_url_to_file(url, str(path), progress=True)

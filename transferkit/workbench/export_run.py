@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from ..data.preprocessing import preprocessing_from_manifest
-from ..data.sources import IMAGE_EXTENSIONS, read_image
+from ..data.sources import DECODE_CONTRACT, IMAGE_EXTENSIONS, read_image
 from ..engine.artifacts import CHECKSUMS_FILE, atomic_write, remove_verified, write_verified
 from ..engine.calibration import manifest_temperature
 from ..engine.model_files import load_classifier
@@ -221,6 +221,7 @@ def export_manifest(
         "calibration": {"temperature": manifest_temperature(manifest), "probabilities": "softmax(logits / temperature)",
                         "fitted": "calibration" in manifest},
         **({"rejection": manifest["rejection"]} if manifest.get("rejection") else {}),
+        "decode": DECODE_CONTRACT,  # how an image file becomes the uint8 RGB "pixel" above (16-bit, float, alpha...)
         "preprocessing": pre,
         "classes": classes,
         "backbone": manifest.get("backbone"),

@@ -68,7 +68,7 @@ def summary(result: LRFindResult, recipe: Recipe) -> dict:
         "beta": BETA, "divergence_factor": DIVERGENCE_FACTOR, "stopped_early": t.stopped,
         "suggestion": {"lr": result.suggestion, "method": METHODS[result.method],
                        "minimum_lr": result.minimum, "minimum_over_10": result.min_over_10},
-        "recipe_key": result.recipe_key, "recipe_value": result.recipe_value,
+        "recipe_key": result.recipe_key, "recipe_value": result.recipe_value, "advice": result.advice(),
         "points": [{"lr": lr, "loss": _finite(loss), "smoothed_loss": _finite(s)} for lr, loss, s in zip(t.lrs, t.losses, t.smoothed)],
     }
 
@@ -84,8 +84,10 @@ def plot_png(result: LRFindResult, recipe: Recipe) -> bytes:
     centred = level(t)
     fig, ax = plt.subplots(figsize=(10.5, 4.5))
     ax.plot(lrs, raw, color="0.7", lw=0.8, label="loss (each batch)")
-    ax.plot(lrs, smooth, color="C0", lw=2, label=f"smoothed loss (EMA, beta {BETA:g}, bias-corrected)")
-    ax.plot(lrs, centred, color="C1", lw=1.2, ls="--", label="centred median + mean (for the suggestion)")
+    # the centred curve is the smoothed loss shown: it has no lag; the EMA (the stop rule's, causal)
+    # trails the raw losses by a decade of LR and more, so it is drawn faint
+    ax.plot(lrs, centred, color="C0", lw=2, label="smoothed loss (centred median + mean: no lag; the suggestion's)")
+    ax.plot(lrs, smooth, color="C1", lw=0.8, ls=":", alpha=0.7, label=f"EMA (beta {BETA:g}, bias-corrected; the 4x stop rule's, lags)")
 
     def at(lr: float) -> float:
         return float(np.interp(np.log(lr), np.log(lrs), centred))
@@ -97,9 +99,9 @@ def plot_png(result: LRFindResult, recipe: Recipe) -> bytes:
             label=f"minimum at {result.minimum:.2g} (/10 = {result.min_over_10:.2g})")
     if t.stopped:
         ax.axvline(lrs[-1], color="0.4", ls=":", lw=1, label="stopped: smoothed loss > 4x its best")
-    finite = smooth[np.isfinite(smooth)]
+    finite = centred[np.isfinite(centred)]
     if finite.size:
-        low = float(min(finite.min(), np.nanmin(centred)))
+        low = float(min(finite.min(), np.min(raw[np.isfinite(raw)], initial=np.inf)))
         high = max(float(min(finite.max(), 4 * finite.min())), float(finite[0]))
         pad = 0.08 * max(high - low, 1e-3)
         ax.set_ylim(low - pad, high + pad)
@@ -107,8 +109,8 @@ def plot_png(result: LRFindResult, recipe: Recipe) -> bytes:
     what = "finetune base learning rate" if result.phase == "finetune" else "learning rate"
     ax.set_xlabel(f"{what} (log scale)")
     ax.set_ylabel("training loss")
-    ax.set_title(f"{recipe.name}: LR range test, phase {result.phase} — set {result.recipe_key} = {result.recipe_value:.2g}",
-                 fontsize=10)
+    advice = "phases.extract.lr: unused by the probe" if result.unused else f"set {result.recipe_key} = {result.recipe_value:.2g}"
+    ax.set_title(f"{recipe.name}: LR range test, phase {result.phase} — {advice}", fontsize=10)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     fig.tight_layout()

@@ -44,7 +44,7 @@ def lr_find(
     trace = range_test(step, exponential_lrs(start, end, steps), desc=desc)
     suggestion, minimum, method = suggest(trace)
     key, value = _recipe_key(resolved, phase, suggestion)
-    result = LRFindResult(phase, trace, suggestion, minimum, method, key, value)
+    result = LRFindResult(phase, trace, suggestion, minimum, method, key, value, unused=_unused(resolved, phase, value))
     if write:
         result.folder = write_outputs(result, Path(output) if output else default_folder(resolved), resolved)
     return result
@@ -63,6 +63,16 @@ def _recipe_key(recipe: Recipe, phase: str, lr: float) -> tuple[str, float]:
     if phase == "extract":
         return "phases.extract.lr", lr
     return "phases.finetune.lr_ratio", lr / recipe.phases.extract.lr
+
+
+def _unused(recipe: Recipe, phase: str, lr: float) -> str:
+    """With phase 1 as the probe (L-BFGS), ``phases.extract.lr`` trains nothing: say so, and where
+    the LR that matters is found."""
+    if phase != "extract" or not recipe.phases.extract.probe:
+        return ""
+    return (f"not set: phases.extract.lr = {lr:.2g} is the head's LR with phases.extract.solver = \"sgd\"; this recipe's"
+            " phase 1 is the logistic probe (L-BFGS), which does not use it. For the fine-tuning LR run"
+            " transferkit lr-find RECIPE --phase finetune")
 
 
 def phase_step(prepared: Prepared, phase: str, log: Callable[[str], None]) -> tuple[Callable[[float], float], str]:

@@ -40,6 +40,8 @@ class LRFindResult:
     recipe_key: str
     recipe_value: float
     folder: Path | None = None
+    # said instead of "set KEY = VALUE" when the recipe does not use that key (phase 1 as a probe)
+    unused: str = ""
 
     @property
     def min_over_10(self) -> float:
@@ -57,11 +59,15 @@ class LRFindResult:
             f"lr-find ({self.phase}): {len(t.lrs)} steps from {t.lrs[0]:.3g} to {t.lrs[-1]:.3g}, {stop}",
             f"suggested lr {self.suggestion:.3g} ({METHODS[self.method]}); minimum at {self.minimum:.3g},"
             f" minimum/10 = {self.min_over_10:.3g}",
-            f"set {self.recipe_key} = {self.recipe_value:.2g}" + self._key_note(),
+            self.advice(),
         ]
         if self.folder is not None:
             lines.append(f"plot and data: {self.folder}")
         return "\n".join(lines)
+
+    def advice(self) -> str:
+        """What to set in the recipe, or why the value found is not for this recipe."""
+        return self.unused or f"set {self.recipe_key} = {self.recipe_value:.2g}" + self._key_note()
 
     def _key_note(self) -> str:
         if self.recipe_key != "phases.finetune.lr_ratio":

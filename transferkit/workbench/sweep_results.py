@@ -76,6 +76,20 @@ def best(results: Sequence[TrialResult]) -> TrialResult | None:
     return top[0] if top and top[0].status == "ok" and top[0].val_top1 is not None else None
 
 
+def tie_note(results: Sequence[TrialResult]) -> str | None:
+    """One line when trials share the best validation accuracy: which ones, and that the first
+    in trial order is taken (the accuracy cannot tell them apart); None without a tie."""
+    top = best(results)
+    if top is None:
+        return None
+    tied = sorted(r.trial for r in results if r.status == "ok" and r.val_top1 == top.val_top1)
+    if len(tied) < 2:
+        return None
+    return (f"tie: {len(tied)} trials share the best val top-1 {top.val_top1:.4f} ({', '.join(tied)}); {top.trial}, the"
+            " first in trial order, is taken: validation cannot tell them apart (a larger validation split, or"
+            " transferkit compare on their runs, can)")
+
+
 def _figure(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 

@@ -26,7 +26,7 @@ from ..engine.setup import build_splits
 from ..errors import RecipeError, TransferkitError
 from ..recipe import Recipe
 from ..recipe_loading import load_recipe
-from .sweep_results import TrialResult, best, format_table, ranked, read_results, trial_from_run, write_results
+from .sweep_results import TrialResult, best, format_table, ranked, read_results, tie_note, trial_from_run, write_results
 from .sweep_space import describe_space, format_value, grid_space, grid_trials, random_space, random_trials
 
 PLAN_FILE = "sweep.json"
@@ -186,6 +186,9 @@ def run_sweep(plan: SweepPlan, *, log: Callable[[str], None] = print) -> SweepOu
         raise TransferkitError(f"{folder}: every trial failed (reasons in {folder / 'results.md'}); fix the recipe and sweep again")
     log(f"best: {outcome.best.trial} ({_params_text(outcome.best.params)}), val top-1 {outcome.best.val_top1:.4f};"
         f" recipe in {outcome.best_recipe}; table in {folder / 'results.md'}")
+    tie = tie_note(outcome.results)
+    if tie:
+        log(tie)
     return outcome
 
 

@@ -5,23 +5,25 @@ from __future__ import annotations
 
 from typing import Callable
 
-from transferkit import hookimpl
+from transferkit import hookimpl, lazy_factory
 
-from .color import color_jitter, pca_lighting
-from .cutout import cutout
-from .mixing import cutmix, mixup, mixup_cutmix
-from .randaugment import randaugment
+
+def _lazy(target: str) -> object:
+    """``module:factory`` of this package, imported when first built (or inspected): loading the
+    plugin imports neither albumentations nor torch."""
+    return lazy_factory(f"{__package__}.{target}")
+
 
 IMAGE_AUGMENTATIONS = {
-    "randaugment": (randaugment, "RandAugment (Cubuk et al. 2019): N ops at magnitude M (0..30 scale)"),
-    "cutout": (cutout, "Cutout (DeVries & Taylor 2017): one mean-filled square, centre uniform, clipped"),
-    "color_jitter": (color_jitter, "Colour jitter: brightness, contrast, saturation, hue in random order"),
-    "pca_lighting": (pca_lighting, "AlexNet PCA lighting noise with the ImageNet RGB eigenvectors"),
+    "randaugment": (_lazy("randaugment:randaugment"), "RandAugment (Cubuk et al. 2019): N ops at magnitude M (0..30 scale)"),
+    "cutout": (_lazy("cutout:cutout"), "Cutout (DeVries & Taylor 2017): one mean-filled square, centre uniform, clipped"),
+    "color_jitter": (_lazy("color:color_jitter"), "Colour jitter: brightness, contrast, saturation, hue in random order"),
+    "pca_lighting": (_lazy("color:pca_lighting"), "AlexNet PCA lighting noise with the ImageNet RGB eigenvectors"),
 }
 BATCH_AUGMENTATIONS = {
-    "mixup": (mixup, "Mixup (Zhang et al. 2018): lam ~ Beta(alpha, alpha) per batch, partner = flipped batch"),
-    "cutmix": (cutmix, "CutMix (Yun et al. 2019): paste a box from the flipped batch, targets by pasted area"),
-    "mixup_cutmix": (mixup_cutmix, "Mixup or CutMix per batch (switch_prob), applied with probability prob"),
+    "mixup": (_lazy("mixing:mixup"), "Mixup (Zhang et al. 2018): lam ~ Beta(alpha, alpha) per batch, partner = flipped batch"),
+    "cutmix": (_lazy("mixing:cutmix"), "CutMix (Yun et al. 2019): paste a box from the flipped batch, targets by pasted area"),
+    "mixup_cutmix": (_lazy("mixing:mixup_cutmix"), "Mixup or CutMix per batch (switch_prob), applied with probability prob"),
 }
 
 

@@ -9,7 +9,6 @@ below its first (best) ingredient on validation."""
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -84,26 +83,3 @@ def greedy_soup(run_dir: str | Path, output: str | Path | None = None) -> tuple[
     out = run.write_model_folder(Path(output) if output else run.path / "greedy-soup", average_state_dicts(soup))
     (out.path / "averaged_from.json").write_text(json.dumps(tried, indent=2) + "\n")
     return out.path, tried
-
-
-def configure_command(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir")
-    parser.add_argument("--top", type=int, default=3, metavar="N", help="how many of the best kept epochs (default 3)")
-    parser.add_argument("--greedy", action="store_true",
-                        help="a greedy soup instead: every kept epoch, best first, added when validation accuracy does not drop")
-    parser.add_argument("--output", metavar="DIR", help="default RUN_DIR/average-topN (RUN_DIR/greedy-soup with --greedy)")
-
-
-def run_command(args: argparse.Namespace) -> int:
-    if args.greedy:
-        out, tried = greedy_soup(args.run_dir, args.output)
-        added = [e for e in tried if e["added"]]
-        shown = ", ".join(f"{e['phase']} epoch {e['epoch']}" for e in added)
-        score = added[-1]["soup_val_top1"]
-        print(f"greedy soup of {len(added)} of {len(tried)} kept checkpoints ({shown}): validation accuracy {score:.4f}")
-    else:
-        out, chosen = average_top_checkpoints(args.run_dir, args.top, args.output)
-        shown = ", ".join(f"{e['phase']} epoch {e['epoch']} ({e['score']:.4f})" for e in chosen)
-        print(f"averaged {len(chosen)} checkpoints: {shown}")
-    print(f"wrote {out}; evaluate it with: transferkit evaluate {out}")
-    return 0

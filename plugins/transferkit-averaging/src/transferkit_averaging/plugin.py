@@ -4,26 +4,27 @@ from __future__ import annotations
 
 from typing import Callable
 
-from transferkit import hookimpl
+from transferkit import hookimpl, lazy_factory
 
-from .checkpoints import configure_command, run_command
-from .ema import EMA
-from .swa import SWA
-from .tta import FiveCrop, Flip, MultiScale, TenCrop
+from .command import configure_command, run_command  # argparse only: the averaging imports torch when it runs
+
+
+def _lazy(target: str) -> object:
+    return lazy_factory(f"{__package__}.{target}")  # imported when first built: loading the plugin imports no torch
 
 
 @hookimpl
 def register_averagers(register: Callable[..., None]) -> None:
-    register("ema", EMA, description="Polyak/EMA of the weights after each step (decay, warm-up; BN buffers copied)")
-    register("swa", SWA, description="SWA: uniform average at epoch ends from start_epoch; BN recalibrated when BN trains")
+    register("ema", _lazy("ema:EMA"), description="Polyak/EMA of the weights after each step (decay, warm-up; BN buffers copied)")
+    register("swa", _lazy("swa:SWA"), description="SWA: uniform average at epoch ends from start_epoch; BN recalibrated when BN trains")
 
 
 @hookimpl
 def register_tta(register: Callable[..., None]) -> None:
-    register("flip", Flip, description="centre crop + its mirror (2 views)")
-    register("5crop", FiveCrop, description="four corners + centre (5 views)")
-    register("10crop", TenCrop, description="5 crops of the image and of its mirror (10 views)")
-    register("multiscale", MultiScale, description="centre crops at several scales, with mirrors")
+    register("flip", _lazy("tta:Flip"), description="centre crop + its mirror (2 views)")
+    register("5crop", _lazy("tta:FiveCrop"), description="four corners + centre (5 views)")
+    register("10crop", _lazy("tta:TenCrop"), description="5 crops of the image and of its mirror (10 views)")
+    register("multiscale", _lazy("tta:MultiScale"), description="centre crops at several scales, with mirrors")
 
 
 @hookimpl

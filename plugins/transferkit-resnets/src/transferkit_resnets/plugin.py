@@ -5,26 +5,38 @@ through the module's ``adapt_state_dict``, so it calls the factories with ``pret
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
 from typing import Callable
 
-from torch import nn
+from transferkit import hookimpl, lazy_factory
 
-from transferkit import hookimpl
+from .urls import IMAGENET1K_V1
 
-from . import densenet, resnet
-from .weights import IMAGENET1K_V1
-
-# the registered name is the factory's name; its description is its docstring's first line
-BACKBONES: dict[str, Callable[..., nn.Module]] = {
-    name: getattr(resnet if name.startswith("res") else densenet, name) for name in IMAGENET1K_V1
-}
+HERE = Path(__file__).parent
 
 
-def description(factory: Callable[..., nn.Module]) -> str:
-    return (factory.__doc__ or factory.__name__).strip().splitlines()[0].rstrip(".")
+def module_of(name: str) -> str:
+    return "resnet" if name.startswith("res") else "densenet"
+
+
+# the registered name is the factory's name; the factories (torch) are imported when first called
+BACKBONES = {name: lazy_factory(f"{__package__}.{module_of(name)}:{name}") for name in IMAGENET1K_V1}
+
+
+def descriptions() -> dict[str, str]:
+    """Each factory's docstring's first line (its registered description), read from the source
+    with ``ast``: the modules, which import torch, are imported only when a backbone is built."""
+    out = {}
+    for module in ("resnet", "densenet"):
+        for node in ast.parse((HERE / f"{module}.py").read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.FunctionDef) and node.name in IMAGENET1K_V1:
+                out[node.name] = (ast.get_docstring(node) or node.name).strip().splitlines()[0].rstrip(".")
+    return out
 
 
 @hookimpl
 def register_backbones(register: Callable[..., None]) -> None:
+    described = descriptions()
     for name, factory in BACKBONES.items():
-        register(name, factory, description=description(factory), weights={"imagenet": IMAGENET1K_V1[name]})
+        register(name, factory, description=described.get(name, name), weights={"imagenet": IMAGENET1K_V1[name]})
