@@ -84,6 +84,16 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int 
     return reliability_bins(probs, labels, bins).ece
 
 
+def calibrated_log_loss(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The mean NLL after the temperature that minimises it: how well the logits rank the true
+    class, whatever their scale (a model trained with label smoothing is under-confident by
+    design; its raw log-loss would lose to an unsmoothed probe's however good its answers)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    if len(labels) == 0:
+        return float("nan")
+    return negative_log_likelihood(softmax(logits, fit_temperature(logits, labels)), np.asarray(labels))
+
+
 def fit_temperature(logits: np.ndarray, labels: np.ndarray, *, max_iter: int = 100) -> float:
     """The temperature minimising the mean NLL of ``softmax(logits / T)`` on ``labels``: L-BFGS
     (strong Wolfe line search) on ``log T`` in float64, from T = 1, kept in

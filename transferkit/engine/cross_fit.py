@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from ..data.sources import DatasetSplits, ImageSet, JoinedImages
+from .calibration import calibrated_log_loss
 from .evaluation import predict
 from .final_model import ALPHAS, Candidate, choose, interpolate, model_with
 from .run_dir import RunDir
@@ -141,7 +142,7 @@ def pooled_candidates(logits: dict[float, torch.Tensor], targets: np.ndarray) ->
     for a, z in logits.items():
         c = Candidate(names.get(a, f"wise-{a:g}"), a, None)
         c.val = {"top1": float((z.argmax(1) == y).float().mean()), "loss": float(torch.nn.functional.cross_entropy(z, y)),
-                 "n": int(len(y))}
+                 "loss_calibrated": calibrated_log_loss(z.numpy(), targets), "n": int(len(y))}
         candidates.append(c)
     return candidates
 

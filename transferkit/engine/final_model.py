@@ -10,9 +10,11 @@
   on validation.
 
 With a few hundred training images the validation split holds a few dozen: one image is several
-points. ``choose`` therefore ranks by accuracy first, breaks ties (within half an image) by the
-validation log-loss, a continuous score that a single image does not flip, and prefers the
-smaller ``a`` (the model closer to the probe) when both tie.
+points. ``choose`` therefore ranks by accuracy first, breaks ties (within two binomial standard
+errors) by the validation log-loss, a continuous score that a single image does not flip, and prefers the
+smaller ``a`` (the model closer to the probe) when both tie. The log-loss is taken at each
+candidate's best temperature: the fine-tuned model learns with label smoothing (under-confident by
+design), the probe without, and raw log-losses would compare their scales, not their answers.
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ class Candidate:
         for split, metrics in (("val", self.val), ("test", self.test)):
             if metrics:
                 out[f"{split}_top1"], out[f"{split}_loss"] = metrics["top1"], metrics["loss"]
+                if metrics.get("loss_calibrated") is not None:
+                    out[f"{split}_loss_calibrated"] = metrics["loss_calibrated"]
         return out
 
 
@@ -73,7 +77,8 @@ def choose(candidates: list[Candidate], n_val: int) -> Candidate:
     """Validation accuracy first, but not its noise: on a few dozen or hundred images one image is
     a point or more, so every candidate within two binomial standard errors of the best accuracy
     (about its 95% interval; at least half an image: exact ties) counts as tied with it, and the lowest validation
-    log-loss (a proper score, far less noisy than a count of right answers) wins among them; then
+    log-loss (a proper score, far less noisy than a count of right answers; at each candidate's best
+    temperature where measured) wins among them; then
     the smallest alpha (closest to the probe). A candidate below the probe's validation accuracy
     (``candidates[0]``) is never chosen."""
     n = max(n_val, 1)
@@ -81,7 +86,14 @@ def choose(candidates: list[Candidate], n_val: int) -> Candidate:
     tolerance = max(2.0 * math.sqrt(best_acc * (1.0 - best_acc) / n), 0.5 / n)
     floor = candidates[0].val["top1"]
     near = [c for c in candidates if c.val["top1"] >= max(best_acc - tolerance, floor)]
-    return min(near, key=lambda c: (round(c.val["loss"], 6), c.alpha if c.alpha is not None else 1.0))
+    return min(near, key=lambda c: (round(_tie_loss(c), 6), c.alpha if c.alpha is not None else 1.0))
+
+
+def _tie_loss(candidate: Candidate) -> float:
+    """The log-loss that breaks ties: at each candidate's best temperature when measured (models
+    trained with and without label smoothing compared on how well they rank, not on their scale)."""
+    calibrated = candidate.val.get("loss_calibrated")
+    return calibrated if calibrated is not None and math.isfinite(calibrated) else candidate.val["loss"]
 
 
 def model_with(model: nn.Module, state: StateDict | None) -> nn.Module:

@@ -217,7 +217,8 @@ def _final_weights(trainer: Trainer, finetuned: Any, summary: dict[str, Any], lo
 
     def evaluate(model: Any, split: str, alpha: float | None = None) -> dict[str, Any] | None:
         images = getattr(splits, split)
-        return None if images is None else trainer.evaluate(images, f"{split} (final candidates)", model=model, probe=alpha == 0.0)
+        return None if images is None else trainer.evaluate(images, f"{split} (final candidates)", model=model, probe=alpha == 0.0,
+                                                            calibrated_loss=True)
 
     folds = fold_count(recipe.train.folds, splits, trainer.dist.enabled)
     if recipe.train.final == "auto" and folds > 1 and trainer.phase1_state is not None:

@@ -16,6 +16,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ..data.sources import ImageSet
 from ..errors import RunInterrupted
 from .averaging import RunAverager
+from .calibration import calibrated_log_loss
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .class_weights import describe_class_weights, recipe_class_weights, weights_tensor
 from .continuing import EarlyStopper
@@ -85,10 +86,12 @@ class Trainer:
 
     # -- evaluation ----------------------------------------------------------------------------
     def evaluate(
-        self, images: ImageSet, desc: str, cached: FeatureCache | None = None, model: nn.Module | None = None, probe: bool = False
+        self, images: ImageSet, desc: str, cached: FeatureCache | None = None, model: nn.Module | None = None, probe: bool = False,
+        calibrated_loss: bool = False,
     ) -> dict[str, Any]:
         """Metrics of ``model`` (the live one by default) on ``images``, on cached features when
-        given; ``probe``: at phase 1's preprocessing (the probe's own resolution)."""
+        given; ``probe``: at phase 1's preprocessing (the probe's own resolution); ``calibrated_loss``:
+        also the log-loss at the best temperature (``loss_calibrated``)."""
         r = self.prepared.recipe
         preprocess = self.prepared.probe_preprocessing if probe else self.prepared.eval_transform
         predictions = predict(
@@ -96,7 +99,10 @@ class Trainer:
             batch_size=r.data.eval_batch_size or r.data.batch_size * 2, num_workers=r.data.num_workers,
             features=cached, dist=self.dist, desc=desc,
         )
-        return predictions.metrics()
+        metrics = predictions.metrics()
+        if calibrated_loss and predictions.logits is not None:
+            metrics["loss_calibrated"] = calibrated_log_loss(predictions.logits, predictions.targets)
+        return metrics
 
     # -- checkpoints ---------------------------------------------------------------------------
     def _state(self, phase: PhaseState, epoch: int, step: int) -> dict[str, Any]:
