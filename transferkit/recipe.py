@@ -215,6 +215,9 @@ class TrainConfig(_Strict):
     # of every labelled image (K - 1 more fine-tunings, the final model a soup of the K fold models:
     # engine/cross_fit.py); "auto" = 5 while the validation split is under 50 images, else 1
     folds: Literal["auto"] | Annotated[int, Field(ge=1, le=20)] = "auto"
+    # the temperature and rejection rule at the end of a run: "auto" fits them on at least 50 images
+    # (validation, or out-of-fold predictions), "always" on whatever validation there is, "never"
+    calibrate: Literal["auto", "always", "never"] = "auto"
     # also measure every candidate for the final weights on the test split (one pass each)
     test_candidates: bool = False
     # {patience = N, metric = "val_loss" | "val_top1" | "val_macro_f1", min_delta = 0}: stop a

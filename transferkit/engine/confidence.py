@@ -71,16 +71,19 @@ def fit_confidence(
     """Fit the temperature and the rejection rule of ``model`` (the run's final weights) on the
     validation split, or on ``evidence`` (logits, labels: cross-fitting's out-of-fold predictions of
     every labelled image), and measure them on the test split and ``data.unknown``. With fewer than
-    ``MIN_IMAGES`` to fit on, nothing is fitted (a temperature fitted on a handful of images made
-    test ECE worse in 4 of 5 small runs). Collective across processes: every rank predicts its share."""
+    ``MIN_IMAGES`` to fit on, nothing is fitted unless ``train.calibrate = "always"`` (a temperature
+    fitted on a handful of images made test ECE worse in 4 of 5 small runs). Collective across processes: every rank predicts its share."""
     recipe, splits = prepared.recipe, prepared.splits
     if splits.val is None or len(splits.val) == 0:
         log("  calibration: no validation split, so the probabilities stay uncalibrated (T = 1) and there is no rejection rule")
         return ConfidenceFit()
     n = len(evidence[1]) if evidence is not None else len(splits.val)
-    if n < MIN_IMAGES:
-        log(f"  calibration: {n} validation images are too few to fit a temperature or a rejection rule (at least {MIN_IMAGES});"
-            " the probabilities stay as the model gives them (T = 1)")
+    if recipe.train.calibrate == "never":
+        log("  calibration: train.calibrate = \"never\": the probabilities stay as the model gives them (T = 1)")
+        return ConfidenceFit()
+    if recipe.train.calibrate == "auto" and n < MIN_IMAGES:
+        log(f"  calibration: {n} validation images are too few to fit a temperature or a rejection rule (at least {MIN_IMAGES};"
+            " train.calibrate = \"always\" fits them anyway); the probabilities stay as the model gives them (T = 1)")
         return ConfidenceFit()
 
     def run(images: ImageSet, desc: str) -> Predictions:
