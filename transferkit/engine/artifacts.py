@@ -24,7 +24,6 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 import sys
 import tempfile
 import threading
@@ -35,7 +34,6 @@ from ..errors import CorruptFileError, TransferkitError
 
 CHECKSUMS_FILE = "checksums.json"
 TEMP_SUFFIX = ".tmp"  # atomic_write's temp files: ".<name>.<8 random characters>.tmp" (own_files removes stale ones)
-TEMP_PATTERN = re.compile(r"^\..+\.[a-z0-9_]{8}(\.tmp)?$")
 
 
 def encode_text(text: str) -> bytes:
@@ -270,10 +268,3 @@ def remove_verified(path: str | Path) -> None:
         path.unlink(missing_ok=True)
         Checksums(path.parent).forget(path.name)
 
-
-def stale_temp_files(folder: str | Path) -> list[Path]:
-    """Temp files ``atomic_write`` left in ``folder`` when its process died mid-write."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if p.is_file() and TEMP_PATTERN.match(p.name))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -150,13 +151,14 @@ def _records(path: Path) -> list[dict[str, Any]]:
 
 def _locked(path: Path) -> bool:
     """Whether a live transferkit process holds the run's ``.lock`` (``RunDir.lock``)."""
-    lock = path / ".lock"
-    if not lock.is_file():
+    try:  # read-only and never through a link: looking must not create or truncate anything
+        fd = os.open(path / ".lock", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
         return False
-    with open(lock, "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(fh, fcntl.LOCK_UN)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
     return False
