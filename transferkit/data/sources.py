@@ -6,6 +6,7 @@ same set serves training, evaluation, caching and prediction.
 
 from __future__ import annotations
 
+import io
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from ..errors import DataError
+from .image_files import read_image_bytes
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 # image formats Pillow does not read here: named (with what to do) instead of skipped without a word
@@ -36,13 +38,19 @@ else:
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """Decode a file to uint8 RGB, honouring EXIF orientation. An image over Pillow's pixel limit
-    (``Image.MAX_IMAGE_PIXELS``) is refused before it is decoded; float and 16-bit images are
-    scaled (``to_rgb_array``). Problems with the file are a ``DataError`` naming it."""
+    """Decode a file to uint8 RGB, honouring EXIF orientation. Only a regular file is opened, up to
+    a size limit (``image_files``); an image over Pillow's pixel limit (``Image.MAX_IMAGE_PIXELS``)
+    is refused before it is decoded; float and 16-bit images are scaled (``to_rgb_array``).
+    Problems with the file are a ``DataError`` naming it."""
+    return decode_image_bytes(read_image_bytes(path), path)
+
+
+def decode_image_bytes(data: bytes, path: str | Path) -> np.ndarray:
+    """``read_image`` on bytes already read (``read_image_bytes``); ``path`` names them in errors."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(io.BytesIO(data)) as img:
                 img = ImageOps.exif_transpose(img)
                 return to_rgb_array(img)
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
