@@ -21,7 +21,7 @@ from .engine.output_paths import check_output_file
 from .errors import DataError, UsageError
 from .inference import Ensemble, TrainedModel, image_files
 
-CHUNK = 64  # files decoded and predicted at a time (bounded memory, output as it goes)
+CHUNK = 64  # files decoded (each shrunk at once) and predicted at a time: bounded memory, output as it goes
 OUTPUT_KINDS = (".csv", ".json")
 
 
@@ -72,10 +72,11 @@ def predict_files(
         raise DataError(f"predict: no image files in {' '.join(map(str, paths))}")
     result = FilePredictions(list(model.classes))
     k = min(top_k, len(model.classes))
+    shorter = model.decode_side  # shrunk right after decoding: one full-resolution image at a time
     for start in range(0, len(files), CHUNK):
         good, arrays = [], []
         for path in files[start : start + CHUNK]:
-            array, reason = decode_file(path)
+            array, reason = decode_file(path, shorter)
             if array is None:
                 result.skipped.append((str(path), reason))
                 warn(f"transferkit: skipped {path}: {reason}")
