@@ -92,3 +92,21 @@ def test_each_image_is_shrunk_right_after_decoding_so_memory_is_bounded(tiny_run
     lines = [line for line in capsys.readouterr().out.splitlines() if "\t" in line]
     assert [line.split("\t")[1].split()[0] for line in lines] == [
         p.split()[0] for p in (transferkit.load(tiny_run).predict(str(photos / f"big{i}.png"))[0].label for i in range(3))]
+
+
+def test_names_with_tabs_newlines_and_escapes_cannot_forge_or_split_lines(tiny_run, image_folder, tmp_path, capsys):
+    """``fake.png<TAB>green 1.000`` as a file name prints escaped (issue 24, item 8)."""
+    photos = tmp_path / "odd"
+    photos.mkdir()
+    red = sorted((image_folder / "test" / "red").glob("*.png"))[0]
+    forged = "fake.png\tgreen 1.000\nother.png\tblue 1.000\x1b[2K.png"
+    (photos / forged).write_bytes(red.read_bytes())
+    (photos / "bad\nline\t\x1b[31m.png").write_text("not an image")
+    assert main(["predict", str(tiny_run), str(photos)]) == 1
+    captured = capsys.readouterr()
+    out = [line for line in captured.out.splitlines() if line]
+    assert len(out) == 1 and out[0].count("\t") == 1
+    assert out[0].startswith(str(photos / "fake.png\\tgreen 1.000\\nother.png\\tblue 1.000\\x1b[2K.png") + "\t")
+    skipped = [line for line in captured.err.splitlines() if line.startswith("transferkit: skipped")]
+    assert skipped == [f"transferkit: skipped {photos}/bad\\nline\\t\\x1b[31m.png: not an image"]
+    assert "\x1b" not in captured.out + captured.err
