@@ -237,3 +237,12 @@ def test_a_run_from_before_checksums_and_markers_still_resumes_and_loads(tiny_re
     assert transferkit.load(result.run_dir).classes == ["blue", "green", "red"]
     assert "recipe.toml" in Checksums(run).read()["unverified"]  # there before the record: still readable
     transferkit.RunDir(run).read_recipe_text()
+
+
+def test_the_figures_are_recorded_like_every_other_file(tiny_run):
+    """The README's table says every file of a run is in checksums.json; the PNGs were not (item 10)."""
+    recorded = Checksums(tiny_run).read()["sha256"]
+    figures = sorted(p.name for p in tiny_run.glob("*.png"))
+    assert figures and set(figures) <= set(recorded)
+    for name in figures:
+        assert artifacts.sha256_of((tiny_run / name).read_bytes()) == recorded[name]
