@@ -102,7 +102,10 @@ def folder_lock(folder: str | Path, *, shared: bool = False) -> Iterator[None]:
         return
     fd = os.open(key, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        except OSError:  # a file system without flock (some network mounts): as before locks existed
+            pass
         held.add(key)
         yield
     finally:
