@@ -51,7 +51,7 @@ def decode_image_bytes(data: bytes, path: str | Path) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as img:
-                img = ImageOps.exif_transpose(img)
+                ImageOps.exif_transpose(img, in_place=True)  # no second full-resolution copy
                 return to_rgb_array(img)
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
         raise DataError(f"{path}: over the decompression-bomb limit of {Image.MAX_IMAGE_PIXELS:,} pixels") from None
@@ -78,7 +78,8 @@ def to_rgb_array(image: Any, where: str = "image") -> np.ndarray:
             image = Image.fromarray((arr / scale * 255.0).round().astype(np.uint8))
         elif image.mode == "F":  # 32-bit float (TIFF): 0..1, 0..255 or 0..65535, not clipped to black
             image = Image.fromarray(_float_to_uint8(np.asarray(image, dtype=np.float64)))
-        return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+        rgb = image if image.mode == "RGB" else image.convert("RGB")  # convert() would copy an RGB image too
+        return np.array(rgb, dtype=np.uint8)
     if hasattr(image, "detach"):
         arr = image.detach().cpu().numpy()
     elif isinstance(image, np.ndarray) or hasattr(image, "__array__"):
