@@ -16,7 +16,7 @@ from transferkit.cli import main
 from transferkit.engine import artifacts
 from transferkit.engine.artifacts import Checksums, read_verified, write_verified
 from transferkit.engine.run import run_recipe
-from transferkit.errors import CorruptFileError
+from transferkit.errors import CorruptFileError, TransferkitError
 from transferkit.recipe_loading import load_recipe
 
 
@@ -246,3 +246,17 @@ def test_the_figures_are_recorded_like_every_other_file(tiny_run):
     assert figures and set(figures) <= set(recorded)
     for name in figures:
         assert artifacts.sha256_of((tiny_run / name).read_bytes()) == recorded[name]
+
+
+def test_a_write_that_fails_for_another_reason_does_not_blame_the_disk(tmp_path, monkeypatch):
+    """A temp file taken away mid-write (as a starting run once did to a live export) is not 'free some disk space'."""
+    real = artifacts.os.replace
+
+    def vanished(src, dst):
+        artifacts.os.unlink(src)
+        return real(src, dst)
+
+    monkeypatch.setattr(artifacts.os, "replace", vanished)
+    with pytest.raises(TransferkitError) as info:
+        write_verified(tmp_path / "model.onnx", b"data")
+    assert "No such file or directory" in str(info.value) and "disk space" not in str(info.value)

@@ -20,6 +20,7 @@ entry is refused, unless it was there, unrecorded, when the record was started.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -77,9 +78,13 @@ def atomic_write(path: Path, write: Callable[[Any], Any]) -> None:
 
 def _write_error(path: Path, exc: OSError) -> TransferkitError:
     why = exc.strerror or type(exc).__name__
-    return TransferkitError(
-        f"{path}: cannot write it ({why}); free some disk space or choose a writable folder; the file was left as it was"
-    )
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        fix = "free some disk space or choose a writable folder"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = "choose a writable folder"
+    else:  # e.g. its temp file removed by another process: not a matter of disk space
+        fix = "try again; if it persists, check what else writes into that folder"
+    return TransferkitError(f"{path}: cannot write it ({why}); {fix}; the file was left as it was")
 
 
 def sha256_of(data: bytes) -> str:
