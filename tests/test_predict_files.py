@@ -64,3 +64,49 @@ def test_output_onto_a_run_file_is_refused_before_anything_is_predicted(tiny_run
         assert main(["predict", str(tiny_run), str(photo), "--output", str(tiny_run / name)]) != 0
         assert "that is one of the files of run" in capsys.readouterr().err
     assert manifest.read_bytes() == before
+
+
+def test_each_image_is_shrunk_right_after_decoding_so_memory_is_bounded(tiny_run, tmp_path, monkeypatch, capsys):
+    """3 large photos: what predict keeps between decoding and predicting is resized (issue 24, item 6)."""
+    import numpy as np
+    from PIL import Image
+
+    import transferkit
+    from transferkit.inference import TrainedModel
+
+    photos = tmp_path / "big"
+    photos.mkdir()
+    for i, colour in enumerate([(200, 30, 30), (30, 200, 30), (30, 30, 200)]):
+        Image.new("RGB", (3000, 2000), colour).save(photos / f"big{i}.png")
+    side = transferkit.load(tiny_run).preprocessing.resize_shorter_side
+    held: list[tuple[int, ...]] = []
+    real = TrainedModel.predict
+
+    def watching(self, images, *args, **kwargs):
+        held.extend(np.asarray(a).shape for a in images)
+        return real(self, images, *args, **kwargs)
+
+    monkeypatch.setattr(TrainedModel, "predict", watching)
+    assert main(["predict", str(tiny_run), str(photos)]) == 0
+    assert len(held) == 3 and all(min(shape[:2]) == side and max(shape[:2]) <= 2 * side for shape in held)
+    lines = [line for line in capsys.readouterr().out.splitlines() if "\t" in line]
+    assert [line.split("\t")[1].split()[0] for line in lines] == [
+        p.split()[0] for p in (transferkit.load(tiny_run).predict(str(photos / f"big{i}.png"))[0].label for i in range(3))]
+
+
+def test_names_with_tabs_newlines_and_escapes_cannot_forge_or_split_lines(tiny_run, image_folder, tmp_path, capsys):
+    """``fake.png<TAB>green 1.000`` as a file name prints escaped (issue 24, item 8)."""
+    photos = tmp_path / "odd"
+    photos.mkdir()
+    red = sorted((image_folder / "test" / "red").glob("*.png"))[0]
+    forged = "fake.png\tgreen 1.000\nother.png\tblue 1.000\x1b[2K.png"
+    (photos / forged).write_bytes(red.read_bytes())
+    (photos / "bad\nline\t\x1b[31m.png").write_text("not an image")
+    assert main(["predict", str(tiny_run), str(photos)]) == 1
+    captured = capsys.readouterr()
+    out = [line for line in captured.out.splitlines() if line]
+    assert len(out) == 1 and out[0].count("\t") == 1
+    assert out[0].startswith(str(photos / "fake.png\\tgreen 1.000\\nother.png\\tblue 1.000\\x1b[2K.png") + "\t")
+    skipped = [line for line in captured.err.splitlines() if line.startswith("transferkit: skipped")]
+    assert skipped == [f"transferkit: skipped {photos}/bad\\nline\\t\\x1b[31m.png: not an image"]
+    assert "\x1b" not in captured.out + captured.err

@@ -37,6 +37,20 @@ BAD = [
     ({"data": {"root": "does/not/exist"}}, "data.root: 'does/not/exist' does not exist"),
     ({"augment": {"image": [{"name": "hflipp"}]}}, "augment.image[0].name: unknown augmentation 'hflipp'; did you mean hflip"),
     ({"train": {"device": "tpu"}}, 'train.device: must be "auto"'),
+    # issue 24, item 9: every number finite and bounded, refused by validate before a run
+    ({"seed": 2**64}, "seed: Input should be less than or equal to 9223372036854775807"),
+    ({"phases": {"extract": {"warmup_epochs": float("inf")}}}, "phases.extract.warmup_epochs: Input should be a finite number"),
+    ({"data": {"crop_pct": 1e-300}}, "data.crop_pct: Input should be greater than or equal to 0.1"),
+    ({"phases": {"extract": {"C": 1e-320}}}, "phases.extract.C: Input should be greater than or equal to 0.00000001 (got 1e-320)"),
+    ({"train": {"weight_decay": float("nan")}}, "train.weight_decay: Input should be a finite number"),
+    ({"data": {"batch_size": 10**12}}, "data.batch_size: Input should be less than or equal to 65536"),
+    # issue 23: strict types, and "did you mean" for a recipe key as for a backbone
+    ({"data": {"batch_size": "32"}}, "data.batch_size: Input should be a valid integer, not a string (got '32'); write the value"),
+    ({"data": {"hflip": 1}}, "data.hflip: Input should be a valid boolean"),
+    ({"phases": {"extract": {"lrr": 0.1}}},
+     "phases.extract.lrr: unknown key; remove it or check its spelling; did you mean phases.extract.lr?"),
+    ({"train": {"early_stopping": {"patience": 2, "metrc": "val_loss"}}},
+     "train.early_stopping.metrc: unknown key; remove it or check its spelling; did you mean train.early_stopping.metric?"),
 ]
 
 
@@ -70,6 +84,26 @@ def test_missing_recipe_file_and_bad_toml(tmp_path):
     broken.write_text("name = \n")
     with pytest.raises(RecipeError, match="not valid TOML"):
         load_recipe(broken)
+
+
+@pytest.mark.parametrize("content,message", [
+    (b'name = "caf\xe9"\n', "not valid TOML: not UTF-8 text (byte 0xe9 at offset 11); save it as UTF-8"),
+    (b"a = " + b"[" * 5000 + b"]" * 5000 + b"\n", "not valid TOML: nested too deeply"),
+], ids=["latin-1", "5000-deep"])
+def test_a_recipe_that_is_not_toml_text_is_one_line_in_validate(tmp_path, content, message, capsys):
+    path = tmp_path / "r.toml"
+    path.write_bytes(content)
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{path}: {message}" in err
+
+
+def test_unfreeze_beyond_the_backbones_stages_is_refused_by_validate(tiny_recipe, tmp_path, capsys):
+    tiny_recipe["phases"]["finetune"]["unfreeze"] = "last:99"
+    path = write_recipe(tmp_path / "r.toml", tiny_recipe)
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "phases.finetune.unfreeze: last:99 asks for more stages than tiny/cnn has" in err
 
 
 def test_overrides_are_parsed_as_toml_values(image_folder):

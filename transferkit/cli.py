@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 import transferkit
 
-from .errors import PluginWarning, RunInterrupted, TransferkitError, UsageError
+from .errors import PluginWarning, RunInterrupted, TransferkitError, UsageError, printable
 from .plugin_guard import plugin_code
 from .plugins import CONTAINED, DISABLE_ENV, describe_exception, get_plugins, registry
 from .workbench import command_modules
@@ -242,7 +242,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
           f" ({probabilities}) on {metrics['n']} images{present} ({time.perf_counter() - started:.1f} s)")
     if metrics.get("skipped"):
         bad = metrics["skipped"]
-        shown = "; ".join(f"{b['file']}: {b['reason']}" for b in bad[:5]) + ("; ..." if len(bad) > 5 else "")
+        shown = "; ".join(f"{printable(b['file'])}: {printable(b['reason'])}" for b in bad[:5]) + ("; ..." if len(bad) > 5 else "")
         print(f"skipped {len(bad)} image(s) that could not be read (not in the figures): {shown}")
     worst = sorted((v, k) for k, v in metrics["per_class_accuracy"].items() if v is not None)[:3]
     print("lowest per-class accuracy: " + ", ".join(f"{k} {v:.3f}" for v, k in worst))

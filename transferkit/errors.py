@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+# control characters (C0, DEL, C1) and Unicode's line and paragraph separators
+_ESCAPES = {c: repr(chr(c))[1:-1] for c in [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029]}
+
+
+def printable(text: str) -> str:
+    """``text`` (a file name, a reason) with its control characters written as escapes (``\\n``,
+    ``\\t``, ``\\x1b``...), so a name cannot forge a line of output, split a one-line message or
+    send a terminal escape sequence."""
+    return str(text).translate(_ESCAPES)
+
 
 class TransferkitError(Exception):
     """A user-facing error; the CLI prints ``str(error)`` on one line and exits with ``exit_code``."""
@@ -9,7 +19,7 @@ class TransferkitError(Exception):
     exit_code = 1
 
     def __str__(self) -> str:
-        return " ".join(super().__str__().split())
+        return printable(" ".join(super().__str__().split()))
 
 
 class RecipeError(TransferkitError):

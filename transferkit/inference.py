@@ -57,6 +57,12 @@ class _Predictor:
 
     classes: list[str]
 
+    @property
+    def decode_side(self) -> int:
+        """The shorter side an image file is shrunk to right after decoding (the largest any
+        member's preprocessing starts from), so no full-resolution image outlives its decoding."""
+        raise NotImplementedError
+
     def predictions(
         self, images: ImageSet, tta: str | None = None, batch_size: int = BATCH_SIZE, *, raw: bool = False, on_bad: str = "error"
     ) -> Predictions:
@@ -75,7 +81,7 @@ class _Predictor:
         folder, a batch ``[N, H, W, C]`` or ``[N, C, H, W]``, or an ``ImageSet``); with ``tta``,
         the mean over that policy's views of each image; calibrated (the run's temperature) unless
         ``raw``."""
-        return self.predictions(input_images(images, self.classes), tta=tta, batch_size=batch_size, raw=raw).probs
+        return self.predictions(input_images(images, self.classes, self.decode_side), tta=tta, batch_size=batch_size, raw=raw).probs
 
     def predict(
         self, images: Any, top_k: int = 1, tta: str | None = None, *, raw: bool = False, reject: float | str | None = None
@@ -92,7 +98,7 @@ class _Predictor:
             if tta:
                 raise DataError("--reject with --tta: the threshold was fitted on single views; leave out --tta")
             threshold = self.rejection_threshold(reject)
-        predicted = self.predictions(input_images(images, self.classes), tta=tta, raw=raw and threshold is None)
+        predicted = self.predictions(input_images(images, self.classes, self.decode_side), tta=tta, raw=raw and threshold is None)
         scores = max_probability(predicted.probs)  # calibrated whenever a threshold applies
         probs = predicted.with_temperature(1.0).probs if raw and threshold is not None else predicted.probs
         k = min(top_k, len(self.classes))
@@ -124,6 +130,10 @@ class TrainedModel(_Predictor):
     def size(self) -> int:
         """The crop size the model takes (what TTA views are cut to)."""
         return self.preprocessing.image_size
+
+    @property
+    def decode_side(self) -> int:
+        return self.preprocessing.resize_shorter_side
 
     def resize(self, image: np.ndarray, shorter: int | None = None) -> np.ndarray:
         """The evaluation resize (see ``Preprocessing.resize``), passed to TTA policies."""
@@ -178,6 +188,10 @@ class Ensemble(_Predictor):
         self.members = list(members)
         self.classes = list(first.classes)
 
+    @property
+    def decode_side(self) -> int:
+        return max(member.decode_side for member in self.members)
+
     def predictions(
         self, images: ImageSet, tta: str | None = None, batch_size: int = BATCH_SIZE, *, raw: bool = False, on_bad: str = "error"
     ) -> Predictions:
@@ -208,16 +222,18 @@ def load_ensemble(run_dirs: Iterable[str | Path]) -> Ensemble:
 
 
 class InputImages(ImageSet):
-    """Images to predict: PIL images, arrays, tensors and file paths (decoded when used; a file
-    that cannot be read is a one-line ``DataError`` naming it)."""
+    """Images to predict: PIL images, arrays, tensors and file paths (decoded when used, shrunk to
+    ``shorter`` at once so no full-resolution image is kept; a file that cannot be read is a
+    one-line ``DataError`` naming it)."""
 
-    def __init__(self, items: Sequence[Any], classes: Sequence[str]) -> None:
+    def __init__(self, items: Sequence[Any], classes: Sequence[str], shorter: int | None = None) -> None:
         self.items, self.classes, self.targets = list(items), list(classes), [0] * len(items)
+        self.shorter = shorter
 
     def load(self, index: int) -> np.ndarray:
         item = self.items[index]
         if isinstance(item, (str, Path)):
-            array, reason = decode_file(item)
+            array, reason = decode_file(item, self.shorter)
             if array is None:
                 raise DataError(f"{item}: {reason}")
             return array
@@ -228,7 +244,7 @@ class InputImages(ImageSet):
         return str(item) if isinstance(item, (str, Path)) else f"image {index}"
 
 
-def input_images(images: Any, classes: Sequence[str]) -> ImageSet:
+def input_images(images: Any, classes: Sequence[str], shorter: int | None = None) -> ImageSet:
     """What ``predict`` and ``predict_proba`` take, as an image set: an ``ImageSet``; one image
     (PIL, array, tensor, path); a batch ``[N, H, W, C]`` / ``[N, C, H, W]`` (array or tensor); a
     folder (its image files, sorted); or a list of any of these."""
@@ -249,7 +265,7 @@ def input_images(images: Any, classes: Sequence[str]) -> ImageSet:
             expanded += found
         else:
             expanded.append(item)
-    return InputImages(expanded, classes)
+    return InputImages(expanded, classes, shorter)
 
 
 def _is_batch(images: Any) -> bool:

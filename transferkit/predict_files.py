@@ -18,10 +18,10 @@ from typing import Any, Callable, Sequence
 from .data.decoding import decode_file
 from .engine.checkpoint import atomic_write
 from .engine.output_paths import check_output_file
-from .errors import DataError, UsageError
+from .errors import DataError, UsageError, printable
 from .inference import Ensemble, TrainedModel, image_files
 
-CHUNK = 64  # files decoded and predicted at a time (bounded memory, output as it goes)
+CHUNK = 64  # files decoded (each shrunk at once) and predicted at a time: bounded memory, output as it goes
 OUTPUT_KINDS = (".csv", ".json")
 
 
@@ -72,13 +72,14 @@ def predict_files(
         raise DataError(f"predict: no image files in {' '.join(map(str, paths))}")
     result = FilePredictions(list(model.classes))
     k = min(top_k, len(model.classes))
+    shorter = model.decode_side  # shrunk right after decoding: one full-resolution image at a time
     for start in range(0, len(files), CHUNK):
         good, arrays = [], []
         for path in files[start : start + CHUNK]:
-            array, reason = decode_file(path)
+            array, reason = decode_file(path, shorter)
             if array is None:
                 result.skipped.append((str(path), reason))
-                warn(f"transferkit: skipped {path}: {reason}")
+                warn(f"transferkit: skipped {printable(str(path))}: {printable(reason)}")  # a name cannot split the line
                 continue
             good.append(str(path))
             arrays.append(array)
@@ -86,8 +87,9 @@ def predict_files(
             continue
         answers = model.predict(arrays, top_k=len(model.classes), tta=tta, raw=raw, reject=reject)
         for path, pred in zip(good, answers):
-            ranked = "  ".join(f"{name} {p:.3f}" for name, p in pred.top_k[:k])
-            show(f"{path}\tunknown (closest: {ranked})" if pred.rejected else f"{path}\t{ranked}")
+            ranked = "  ".join(f"{printable(name)} {p:.3f}" for name, p in pred.top_k[:k])
+            shown = printable(path)  # a tab, newline or escape in a name cannot forge a line
+            show(f"{shown}\tunknown (closest: {ranked})" if pred.rejected else f"{shown}\t{ranked}")
             probs = dict(pred.top_k)
             result.rows.append((path, [probs[name] for name in model.classes]))
             if pred.rejected:

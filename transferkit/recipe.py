@@ -1,13 +1,17 @@
 """The recipe: one typed, validated description of a run, read from TOML with ``--set`` overrides.
 
-Every model forbids unknown keys, so a typo is an error that names the key path instead of a
-setting silently ignored.
+Every model forbids unknown keys, so a typo is an error that names the key path (and the key it
+was probably meant to be) instead of a setting silently ignored. Types are strict (``batch_size =
+"32"`` or ``hflip = 1`` is refused, not converted) and every number is finite and bounded, so
+``validate`` refuses what would fail, overflow or turn into NaN minutes into a run.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 import sys
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -17,13 +21,28 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-PositiveInt = Annotated[int, Field(gt=0)]
-NonNegInt = Annotated[int, Field(ge=0)]
+BIG = 10**9  # a bound for counts (epochs, steps, ...) far above any real run's
+SEED_MAX = 2**63 - 1  # what every generator seeded from it takes (torch: 64-bit)
+PositiveInt = Annotated[int, Field(gt=0, le=BIG)]
+NonNegInt = Annotated[int, Field(ge=0, le=BIG)]
+Seed = Annotated[int, Field(ge=0, le=SEED_MAX)]
 Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
+Epochs = Annotated[int, Field(ge=0, le=100_000)]
+WarmupEpochs = Annotated[float, Field(ge=0.0, le=100_000.0)]
+ImageSize = Annotated[int, Field(gt=0, le=8192)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # strict: no "32" for 32, no 1 for true; finite: no inf or nan for any float
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _paths_as_text(cls, data: Any) -> Any:
+        # Python callers may give a pathlib.Path where a path is a string (data.root, backbone.weights)
+        if isinstance(data, dict):
+            return {k: str(v) if isinstance(v, PurePath) else v for k, v in data.items()}
+        return data
 
 
 class DataConfig(_Strict):
@@ -35,26 +54,27 @@ class DataConfig(_Strict):
     # a folder of images of none of the classes: the end of a run measures how well they are
     # rejected (AUROC) and chooses the rejection threshold with them; never trained on
     unknown: str | None = None
-    image_size: PositiveInt | None = None
+    image_size: ImageSize | None = None
     # the fine-tuned model's evaluation size (validation, test, the exported model); unset: image_size
     # (evaluating above it lost: flowers12 0.9458 at 224 px against 0.9667 at the 192 px it trained at)
-    eval_image_size: PositiveInt | None = None
+    eval_image_size: ImageSize | None = None
     val_fraction: Fraction = 0.1
     # held out as the test split where the source splits one folder (imagefolder, csv, digits:
     # 0.2 when unset) or a Python dataset without test_dataset (none when unset)
     test_fraction: Fraction | None = None
     # seeds the train / val / test split: fixed, so changing `seed` does not change the test set
-    split_seed: NonNegInt = 0
-    batch_size: PositiveInt = 32
-    eval_batch_size: PositiveInt | None = None
-    num_workers: NonNegInt = 0
+    split_seed: Seed = 0
+    batch_size: Annotated[int, Field(gt=0, le=65536)] = 32
+    eval_batch_size: Annotated[int, Field(gt=0, le=65536)] | None = None
+    num_workers: Annotated[int, Field(ge=0, le=1024)] = 0
     crop_scale: tuple[float, float] = (0.25, 1.0)
     hflip: bool = True
     # evaluation: resize the shorter side to image_size / crop_pct, then centre-crop; unset: the backbone's own
-    crop_pct: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
+    # at least 0.1: the resize is at most 10 x the crop (1e-300 would ask for an infinite one)
+    crop_pct: Annotated[float, Field(ge=0.1, le=1.0)] | None = None
     on_bad_image: Literal["error", "skip"] = "error"
     # decoded images are kept in memory (uint8, working resolution) up to this size
-    decode_cache_mb: Annotated[float, Field(ge=0.0)] = 4096.0
+    decode_cache_mb: Annotated[float, Field(ge=0.0, le=1e9)] = 4096.0
 
     @field_validator("params")
     @classmethod
@@ -75,6 +95,11 @@ class DataConfig(_Strict):
             object.__setattr__(self, "params", params)
             object.__setattr__(self, "test_fraction", value)
         return self
+
+    @field_validator("crop_scale", mode="before")
+    @classmethod
+    def _scale_pair(cls, v: Any) -> Any:
+        return tuple(v) if isinstance(v, list) else v  # TOML has lists, not tuples
 
     @field_validator("crop_scale")
     @classmethod
@@ -105,23 +130,24 @@ class BackboneConfig(_Strict):
 class ExtractPhase(_Strict):
     """Phase 1: backbone frozen, BatchNorm in eval mode, only the head trains."""
 
-    epochs: NonNegInt = 5
+    epochs: Epochs = 5
     lr: Annotated[float, Field(gt=0.0, le=10.0)] = 1e-3
-    warmup_epochs: Annotated[float, Field(ge=0.0)] = 0.0
+    warmup_epochs: WarmupEpochs = 0.0
     # train the head on backbone features computed once (not with batch augmentations)
     cache_features: bool = True
     # 1: features of the deterministic eval transform (exact); K: K seeded training augmentations
-    cache_views: PositiveInt = 1
+    cache_views: Annotated[int, Field(gt=0, le=1000)] = 1
     # "lbfgs": the head is a converged logistic probe on the cached features (L2 strength by
     # cross-validation; `epochs` and `lr` then only switch phase 1 on and set phase 2's LR);
     # "sgd": `epochs` of the recipe's optimizer at `lr`; "auto": lbfgs with the cache, else sgd
     solver: Literal["auto", "lbfgs", "sgd"] = "auto"
-    # scikit-learn's C (inverse L2 strength) for the lbfgs probe; unset: chosen by k-fold CV
-    C: Annotated[float, Field(gt=0.0)] | None = None
+    # scikit-learn's C (inverse L2 strength) for the lbfgs probe; unset: chosen by k-fold CV (bounded:
+    # 1e-320 would underflow the penalty to NaN)
+    C: Annotated[float, Field(ge=1e-8, le=1e8)] | None = None
     # the size phase 1's features are computed at, and the probe evaluated at; unset: the larger of
     # data.image_size and the backbone's pretrained size (one forward pass per image affords the
     # native resolution even when fine-tuning cannot)
-    image_size: PositiveInt | None = None
+    image_size: ImageSize | None = None
     # the probe's own label smoothing (train.label_smoothing is phase 2's): hard labels fit a
     # better-calibrated probe and chose better C on the transfer benchmark
     label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
@@ -142,13 +168,13 @@ class ExtractPhase(_Strict):
 class FinetunePhase(_Strict):
     """Phase 2: the backbone (all of it or its last K stages) trains at ``lr * lr_ratio``."""
 
-    epochs: NonNegInt = 5
+    epochs: Epochs = 5
     lr_ratio: Annotated[float, Field(gt=0.0, le=10.0)] = 0.1
     unfreeze: str = "all"
     bn: Literal["eval", "train"] = "eval"
-    warmup_epochs: Annotated[float, Field(ge=0.0)] = 0.0
+    warmup_epochs: WarmupEpochs = 0.0
     # >1: cosine restarts, a snapshot model saved at the end of each cycle (snapshot ensembles)
-    cycles: PositiveInt = 1
+    cycles: Annotated[int, Field(gt=0, le=10_000)] = 1
     # layer-wise LR decay: the head trains at the phase's LR, the backbone's last stage at
     # lr x layer_decay, the one before at lr x layer_decay^2, ... (1.0: one LR for all)
     layer_decay: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
@@ -178,9 +204,9 @@ class EarlyStopping(_Strict):
     """Stop a phase when ``metric`` has not improved by more than ``min_delta`` for ``patience``
     epochs (Keras' EarlyStopping). Which weights the run then ends with is ``train.final``'s choice."""
 
-    patience: PositiveInt
+    patience: Annotated[int, Field(gt=0, le=100_000)]
     metric: Literal["val_loss", "val_top1", "val_macro_f1"] = "val_loss"
-    min_delta: Annotated[float, Field(ge=0.0)] = 0.0
+    min_delta: Annotated[float, Field(ge=0.0, le=1e6)] = 0.0
 
     @property
     def higher_is_better(self) -> bool:
@@ -191,18 +217,18 @@ class TrainConfig(_Strict):
     """Settings shared by both phases."""
 
     optimizer: Literal["adamw", "sgd"] = "adamw"
-    weight_decay: Annotated[float, Field(ge=0.0)] = 0.01
+    weight_decay: Annotated[float, Field(ge=0.0, le=10.0)] = 0.01
     momentum: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.9
     label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     device: str = "auto"
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
     channels_last: bool = True
-    grad_clip: Annotated[float, Field(ge=0.0)] = 0.0
+    grad_clip: Annotated[float, Field(ge=0.0, le=1e6)] = 0.0
     # torch.compile the training forward (worth it on GPUs for long runs; compiling takes a while)
     compile: bool = False
     checkpoint_every_steps: NonNegInt = 0
     # keep the N best epochs' weights (checkpoints/epoch-*.safetensors + index.json)
-    keep_checkpoints: NonNegInt = 0
+    keep_checkpoints: Annotated[int, Field(ge=0, le=10_000)] = 0
     # "balanced": per-class loss weights n_samples / (n_classes * n_c) (scikit-learn), both phases
     class_weights: Literal["none", "balanced"] = "none"
     # scalars (step loss and LR, epoch loss and accuracy, per phase) in RUN_DIR/tensorboard/
@@ -253,7 +279,7 @@ class Recipe(_Strict):
     """A complete, validated run description."""
 
     name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")] = "run"
-    seed: NonNegInt = 0
+    seed: Seed = 0
     data: DataConfig = Field(default_factory=DataConfig)
     backbone: BackboneConfig = Field(default_factory=BackboneConfig)
     phases: Phases = Field(default_factory=Phases)
@@ -280,6 +306,27 @@ def _drop_none(value: Any) -> Any:
     return value
 
 
+MAX_RECIPE_BYTES = 1 << 20  # a recipe is a page of text; a megabyte is not a recipe
+
+
 def read_toml(path: Path) -> dict[str, Any]:
-    with open(path, "rb") as fh:
-        return tomllib.load(fh)
+    """A TOML file as data; what cannot be read as TOML (not UTF-8, nested thousands deep, too
+    large, not a regular file) is a ``tomllib.TOMLDecodeError`` saying why, like a syntax error."""
+    try:
+        with open(path, "rb", buffering=0) as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise tomllib.TOMLDecodeError("not a regular file")
+            data = fh.read(MAX_RECIPE_BYTES + 1)
+    except OSError as exc:
+        raise tomllib.TOMLDecodeError(f"cannot read it ({exc.strerror})") from None
+    if len(data) > MAX_RECIPE_BYTES:
+        raise tomllib.TOMLDecodeError(f"over {MAX_RECIPE_BYTES:,} bytes; a recipe is a short text file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise tomllib.TOMLDecodeError(f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start});"
+                                      " save it as UTF-8") from None
+    try:
+        return tomllib.loads(text)
+    except RecursionError:
+        raise tomllib.TOMLDecodeError("nested too deeply (arrays or tables inside each other thousands of times)") from None

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import copy
+import difflib
 import inspect
 import sys
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence, get_args
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from .engine.model_files import WEIGHTS_FILE, trained_run
 from .errors import RecipeError
@@ -70,12 +71,30 @@ def _first_error(exc: ValidationError) -> str:
     loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
     kind, msg = err["type"], err["msg"]
     if kind == "extra_forbidden":
-        return f"{loc}: unknown key; remove it or check its spelling"
+        close = difflib.get_close_matches(str(err["loc"][-1]), _keys_at(err["loc"][:-1]), n=1, cutoff=0.6)
+        hint = f"; did you mean {'.'.join([*map(str, err['loc'][:-1]), close[0]])}?" if close else ""
+        return f"{loc}: unknown key; remove it or check its spelling{hint}"
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
     given = err.get("input")
     shown = "" if isinstance(given, (dict, list)) or given is None else f" (got {given!r})"
+    if kind in ("int_type", "float_type", "bool_type") and isinstance(given, str):  # strict: "32" is not 32
+        return f"{loc}: {msg}, not a string (got {given!r}); write the value without quotes"
     return f"{loc}: {msg}{shown}"
+
+
+def _keys_at(loc: Sequence[Any]) -> list[str]:
+    """The keys the recipe's table at ``loc`` takes (``("phases", "extract")`` -> epochs, lr, ...)."""
+    model: Any = Recipe
+    for part in loc:
+        field = model.model_fields.get(str(part)) if isinstance(part, str) else None
+        if field is None:
+            return []
+        found = [a for a in (field.annotation, *get_args(field.annotation)) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not found:
+            return []
+        model = found[0]
+    return list(model.model_fields)
 
 
 def parse_override(text: str) -> tuple[str, Any]:

@@ -191,3 +191,62 @@ def test_one_bad_image_in_evaluate_data_is_skipped_and_named(tiny_run, image_fol
     assert main(["evaluate", str(tiny_run), "--data", str(image_folder)]) == 0
     out = capsys.readouterr().out
     assert "on 12 images" in out and "skipped 1 image(s) that could not be read" in out and "broken.png: not an image" in out
+
+
+def _with_alarm(seconds: int, fifo: Path | None = None):
+    """Fail (instead of hanging the test run) when a call blocks: a FIFO's open would. The FIFO
+    is opened for writing and closed first, so a reader blocked in another thread gets its EOF."""
+    import os
+    import signal
+
+    def hung(*_):
+        if fifo is not None:
+            try:
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:
+                pass
+        raise TimeoutError("blocked: a FIFO or device was opened")
+
+    signal.signal(signal.SIGALRM, hung)
+    signal.alarm(seconds)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_a_fifo_or_a_device_is_a_bad_image_not_a_hang(image_folder, tiny_recipe, tmp_path, capsys, kind):
+    import os
+    import signal
+
+    target = image_folder / "train" / "red" / "pipe.png"
+    if kind == "fifo":
+        os.mkfifo(target)
+    else:
+        os.symlink("/dev/zero", target)  # would read without end
+    csv_file = tmp_path / "data.csv"
+    rows = [f"{p},{p.parent.name},train" for p in sorted((image_folder / "train").rglob("*.png"))]
+    rows += [f"{p},{p.parent.name},test" for p in sorted((image_folder / "test").rglob("*.png"))]
+    csv_file.write_text("path,label,split\n" + "\n".join(rows) + "\n")
+    tiny_recipe["data"] = {"source": "csv", "root": str(csv_file), "image_size": 32}
+    recipe = write_recipe(tmp_path / "r.toml", tiny_recipe)
+    _with_alarm(60, target if kind == "fifo" else None)
+    try:
+        assert main(["finetune", str(recipe), "--output", str(tmp_path / "run")]) == 2
+    finally:
+        signal.alarm(0)
+    err = capsys.readouterr().err
+    expected = "a FIFO (named pipe), not a regular image file" if kind == "fifo" else "a character device, not a regular image file"
+    assert err.count("\n") == 1 and f"pipe.png: {expected}" in err
+
+
+def test_a_csv_manifest_that_is_a_fifo_is_one_line(tmp_path):
+    import os
+
+    from transferkit.builtin.csv_manifest import read_manifest
+
+    os.mkfifo(tmp_path / "data.csv")
+    _with_alarm(20, tmp_path / "data.csv")
+    try:
+        with pytest.raises(DataError, match=r"data\.csv: a FIFO \(named pipe\), not a regular CSV file"):
+            read_manifest(tmp_path / "data.csv")
+    finally:
+        import signal
+        signal.alarm(0)

@@ -18,7 +18,7 @@ from transferkit.cli import main
 from transferkit.engine import artifacts
 from transferkit.engine.artifacts import Checksums, read_verified, write_verified
 from transferkit.engine.run import run_recipe
-from transferkit.errors import CorruptFileError
+from transferkit.errors import CorruptFileError, TransferkitError
 from transferkit.recipe_loading import load_recipe
 
 
@@ -195,3 +195,99 @@ def test_a_finished_run_is_readable_by_others_under_umask_022_and_leaves_no_lock
     assert not (run / ".lock").exists()
     assert main(["finetune", "--resume", str(run)]) == 0  # a finished run: says so, changes nothing, leaves no lock
     assert not (run / ".lock").exists()
+
+
+def _write_many(folder: Path, prefix: str, count: int) -> None:
+    for i in range(count):
+        write_verified(folder / f"{prefix}-{i}.bin", f"{prefix}{i}".encode())
+
+
+def test_writers_in_two_processes_lose_no_record(tmp_path):
+    """export beside a resumed run: each rewrites checksums.json; no update may be lost (item 4)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    workers = [ctx.Process(target=_write_many, args=(tmp_path, p, 25)) for p in ("a", "b")]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(60)
+    assert [w.exitcode for w in workers] == [0, 0]
+    recorded = Checksums(tmp_path).read()["sha256"]
+    assert len(recorded) == 50
+    for name in recorded:
+        assert read_verified(tmp_path / name) == name.split("-")[0].encode() + name.split("-")[1][:-4].encode()
+
+
+def test_a_reader_never_calls_a_file_corrupt_that_a_writer_just_replaced(tmp_path, monkeypatch):
+    """The reader read the old bytes, then the writer (another process) replaced the file and its
+    record: the reader re-reads under the folder's lock instead of calling the file corrupt (item 4)."""
+    target = tmp_path / "manifest.json"
+    write_verified(target, b"old")
+    real_read = Path.read_bytes
+    calls = {"n": 0}
+
+    def read_then_replaced(self):
+        data = real_read(self)
+        if self == target and calls["n"] == 0:
+            calls["n"] += 1
+            write_verified(target, b"new")  # lands between the reader's read and its look at the record
+        return data
+
+    monkeypatch.setattr(Path, "read_bytes", read_then_replaced)
+    assert read_verified(target) == b"new"
+
+
+def test_a_deleted_record_is_a_notice_on_every_read(tiny_run, image_folder, capsys):
+    (tiny_run / "checksums.json").unlink()
+    artifacts._noticed.clear()
+    assert main(["predict", str(tiny_run), str(image_folder / "test" / "red")]) == 0
+    err = capsys.readouterr().err
+    assert f"transferkit: read unverified: {tiny_run}/" in err and "no checksums.json beside it" in err
+    assert err.count("read unverified") == 1  # one line for the folder, not one per file
+
+
+def test_a_missing_entry_is_an_error_when_the_folder_has_the_record(tiny_run):
+    record = json.loads((tiny_run / "checksums.json").read_text())
+    del record["sha256"]["manifest.json"]
+    (tiny_run / "checksums.json").write_text(json.dumps(record))
+    manifest = json.loads((tiny_run / "manifest.json").read_text())
+    manifest["classes"] = manifest["classes"][::-1]  # would swap labels silently
+    (tiny_run / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CorruptFileError, match=r"manifest\.json: has no entry in .*checksums\.json"):
+        transferkit.load(tiny_run)
+
+
+def test_a_run_from_before_checksums_and_markers_still_resumes_and_loads(tiny_recipe, tmp_path, capsys):
+    run = _stopped_run(tiny_recipe, tmp_path / "run")
+    for old in [*run.rglob("checksums.json"), run / ".transferkit-run"]:
+        old.unlink(missing_ok=True)
+    artifacts._noticed.clear()
+    result = run_recipe(load_recipe(run / "recipe.toml"), resume=run, log=lambda m: None)
+    assert "read unverified" in capsys.readouterr().err
+    assert transferkit.load(result.run_dir).classes == ["blue", "green", "red"]
+    assert "recipe.toml" in Checksums(run).read()["unverified"]  # there before the record: still readable
+    transferkit.RunDir(run).read_recipe_text()
+
+
+def test_the_figures_are_recorded_like_every_other_file(tiny_run):
+    """The README's table says every file of a run is in checksums.json; the PNGs were not (item 10)."""
+    recorded = Checksums(tiny_run).read()["sha256"]
+    figures = sorted(p.name for p in tiny_run.glob("*.png"))
+    assert figures and set(figures) <= set(recorded)
+    for name in figures:
+        assert artifacts.sha256_of((tiny_run / name).read_bytes()) == recorded[name]
+
+
+def test_a_write_that_fails_for_another_reason_does_not_blame_the_disk(tmp_path, monkeypatch):
+    """A temp file taken away mid-write (as a starting run once did to a live export) is not 'free some disk space'."""
+    real = artifacts.os.replace
+
+    def vanished(src, dst):
+        artifacts.os.unlink(src)
+        return real(src, dst)
+
+    monkeypatch.setattr(artifacts.os, "replace", vanished)
+    with pytest.raises(TransferkitError) as info:
+        write_verified(tmp_path / "model.onnx", b"data")
+    assert "No such file or directory" in str(info.value) and "disk space" not in str(info.value)

@@ -136,3 +136,11 @@ def test_local_file_loads_into_torchvision_backbone(tmp_path):
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         assert torch.allclose(backbone.eval()(x), reference.eval()(x), atol=1e-6)
+
+
+def test_a_crafted_safetensors_file_is_one_line(tmp_path):
+    """A .safetensors file whose header lies (issue 24, item 9): a WeightsError naming it, not a SafetensorError."""
+    path = tmp_path / "weights.safetensors"
+    path.write_bytes((2**40).to_bytes(8, "little") + b'{"a": {"dtype": "F32"}}')
+    with pytest.raises(WeightsError, match=r"weights\.safetensors: not a readable safetensors file"):
+        read_state_dict(path)

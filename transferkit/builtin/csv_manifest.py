@@ -18,11 +18,13 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..data.image_files import read_regular_file
 from ..data.sources import FileImages, capped
 from ..errors import DataError
 
 SPLITS = ("train", "val", "test")
 MULTI_LABEL = re.compile(r"[;|]")
+MAX_CSV_BYTES = 1 << 30  # millions of rows; more would not fit in memory as rows anyway
 
 
 @dataclass
@@ -53,10 +55,10 @@ def read_manifest(path: str | Path) -> Manifest:
     if manifest.is_dir():
         raise DataError(f"{manifest}: a folder; the csv source reads a CSV file (data.root = path/to/manifest.csv);"
                         ' for a folder of class folders use data.source = "imagefolder"')
-    try:
-        text = manifest.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise DataError(f"{manifest}: no such CSV file") from None
+    if not manifest.exists():
+        raise DataError(f"{manifest}: no such CSV file")
+    try:  # a regular file only (a FIFO would block for ever), and bounded
+        text = read_regular_file(manifest, MAX_CSV_BYTES, "CSV file").decode("utf-8-sig")
     except UnicodeDecodeError:
         raise DataError(f"{manifest}: not UTF-8 text; save the CSV as UTF-8 (Excel: CSV UTF-8)") from None
     lines = [(n, row) for n, row in enumerate(csv.reader(io.StringIO(text)), start=1) if any(c.strip() for c in row)]

@@ -16,7 +16,8 @@ from PIL import Image
 
 from ..errors import BadFilesError, DataError
 from ..progress import progress
-from .sources import DatasetSplits, FileImages, ImageSet, SubsetImages, read_image
+from .image_files import read_image_bytes
+from .sources import DatasetSplits, FileImages, ImageSet, SubsetImages, decode_image_bytes
 
 SPLITS = ("train", "val", "test")
 # the longest side kept, in multiples of the shortest: evaluation enlarges the shortest side to
@@ -86,14 +87,14 @@ def resize_shorter(image: np.ndarray, shorter: int | None) -> np.ndarray:
 def _decode(path: Path, shorter: int | None) -> tuple[np.ndarray | None, str, str]:
     """(array or None, reason if bad, sha1 of the bytes)."""
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        return None, f"unreadable ({exc.strerror})", ""
+        data = read_image_bytes(path)  # a regular file only, bounded: a FIFO or /dev/zero is one reason
+    except DataError as exc:
+        return None, bad_image_reason(exc, path), ""
     digest = hashlib.sha1(data).hexdigest()
     if not data:
         return None, "empty file (0 bytes)", digest
     try:
-        return resize_shorter(read_image(path), shorter), "", digest
+        return resize_shorter(decode_image_bytes(data, path), shorter), "", digest
     except Exception as exc:  # noqa: BLE001 - every way a file can fail to decode is one reason
         return None, bad_image_reason(exc, path), digest
 

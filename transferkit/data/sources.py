@@ -6,6 +6,7 @@ same set serves training, evaluation, caching and prediction.
 
 from __future__ import annotations
 
+import io
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from ..errors import DataError
+from .image_files import read_image_bytes
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 # image formats Pillow does not read here: named (with what to do) instead of skipped without a word
@@ -37,14 +39,20 @@ else:
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """Decode a file to uint8 RGB, honouring EXIF orientation. An image over Pillow's pixel limit
-    (``Image.MAX_IMAGE_PIXELS``) is refused before it is decoded; float and 16-bit images are
-    scaled (``to_rgb_array``). Problems with the file are a ``DataError`` naming it."""
+    """Decode a file to uint8 RGB, honouring EXIF orientation. Only a regular file is opened, up to
+    a size limit (``image_files``); an image over Pillow's pixel limit (``Image.MAX_IMAGE_PIXELS``)
+    is refused before it is decoded; float and 16-bit images are scaled (``to_rgb_array``).
+    Problems with the file are a ``DataError`` naming it."""
+    return decode_image_bytes(read_image_bytes(path), path)
+
+
+def decode_image_bytes(data: bytes, path: str | Path) -> np.ndarray:
+    """``read_image`` on bytes already read (``read_image_bytes``); ``path`` names them in errors."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                img = ImageOps.exif_transpose(img)
+            with Image.open(io.BytesIO(data)) as img:
+                ImageOps.exif_transpose(img, in_place=True)  # no second full-resolution copy
                 return to_rgb_array(img)
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
         raise DataError(f"{path}: over the decompression-bomb limit of {Image.MAX_IMAGE_PIXELS:,} pixels") from None
@@ -71,7 +79,8 @@ def to_rgb_array(image: Any, where: str = "image") -> np.ndarray:
             image = Image.fromarray((arr / scale * 255.0).round().astype(np.uint8))
         elif image.mode == "F":  # 32-bit float (TIFF): 0..1, 0..255 or 0..65535, not clipped to black
             image = Image.fromarray(_float_to_uint8(np.asarray(image, dtype=np.float64)))
-        return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+        rgb = image if image.mode == "RGB" else image.convert("RGB")  # convert() would copy an RGB image too
+        return np.array(rgb, dtype=np.uint8)
     if hasattr(image, "detach"):
         arr = image.detach().cpu().numpy()
     elif isinstance(image, np.ndarray) or hasattr(image, "__array__"):

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..errors import RecipeError
-from ..models.backbone import create_backbone
+from ..models.backbone import backbone_stages, create_backbone
 from ..recipe import Recipe
 from .runtime import Runtime, resolve_runtime
 
@@ -126,8 +126,23 @@ def estimate_training_memory(recipe: Recipe, backbone: nn.Module, runtime: Runti
     return MemoryEstimate(size, batch, per_pixel * size * size * batch, parameters, device, available, per_pixel)
 
 
+def check_unfreeze(recipe: Recipe, backbone: nn.Module, origin: str = "recipe") -> None:
+    """``phases.finetune.unfreeze = "last:K"`` with K above the backbone's stages: one line now
+    (``validate``, ``plan``, before ``finetune`` decodes), not after phase 1 has run."""
+    policy, finetune = recipe.phases.finetune.unfreeze, recipe.phases.finetune
+    if finetune.epochs and policy.startswith("last:"):
+        k, stages = int(policy[5:]), len(backbone_stages(backbone))
+        if k > stages:
+            raise RecipeError(
+                f"{origin}: phases.finetune.unfreeze: last:{k} asks for more stages than {recipe.backbone.name} has"
+                f' ({stages}); use last:{stages} or "all"'
+            )
+
+
 def check_training_memory(recipe: Recipe, backbone: nn.Module, origin: str = "recipe") -> MemoryEstimate:
-    """The estimate, or one line (``RecipeError``) when the recipe cannot fit the device."""
+    """The estimate, or one line (``RecipeError``) when the recipe cannot fit the device (or asks
+    the backbone for more stages than it has: ``check_unfreeze``)."""
+    check_unfreeze(recipe, backbone, origin)
     found = estimate_training_memory(recipe, backbone)
     if not found.fits:
         largest = found.largest_size()

@@ -1,7 +1,9 @@
-"""Figures of a run: loss and accuracy curves across both phases, and the confusion matrix."""
+"""Figures of a run: loss and accuracy curves across both phases, the confusion matrix, the
+reliability diagram; written into a run folder with their sha256 recorded, as its other files are."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -11,7 +13,18 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .artifacts import display_name  # noqa: E402
+from .artifacts import display_name, write_verified  # noqa: E402
+
+
+def _save(fig: Any, path: Any) -> None:
+    """A figure into a file object (the report's), or into a file written atomically with its
+    sha256 recorded in ``checksums.json`` like every other file of a run."""
+    if not isinstance(path, (str, Path)):
+        fig.savefig(path, dpi=110)
+        return
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    write_verified(Path(path), buffer.getvalue())
 
 
 def plot_curves(records: Sequence[dict[str, Any]], path: Path) -> None:
@@ -37,7 +50,7 @@ def plot_curves(records: Sequence[dict[str, Any]], path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save(fig, path)
     plt.close(fig)
 
 
@@ -62,7 +75,7 @@ def plot_confusion(matrix: Sequence[Sequence[int]], classes: Sequence[str], path
                     ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7, color="white" if norm[i, j] > 0.5 else "black")
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save(fig, path)
     plt.close(fig)
 
 
@@ -90,7 +103,7 @@ def plot_reliability(before: Any, after: Any, path: Any, split: str, temperature
     axes[0].set_ylabel(f"accuracy ({split}; image count in each bar)")
     axes[0].legend(loc="upper left", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save(fig, path)
     plt.close(fig)
 
 
@@ -109,5 +122,5 @@ def plot_tradeoff(rejected: np.ndarray, accuracy: np.ndarray, path: Any, split: 
     ax.set_title("rejection trade-off")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save(fig, path)
     plt.close(fig)

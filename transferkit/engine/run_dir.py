@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import fcntl
 import io
 import json
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,15 +34,16 @@ from ..recipe import Recipe
 from .artifacts import (
     atomic_write,
     encode_text,
+    folder_lock,
     read_verified,
     read_verified_json,
-    stale_temp_files,
     write_verified,
 )
 from .model_files import read_weights, uncalibrated, write_manifest, write_weights
 from .output_paths import check_output_folder, refuse_run_files
+from .own_files import own_leftovers, own_temp_files, refuse_foreign, refuse_links, remove_own, write_marker
 from .phases import PHASE_ORDER
-from .run_layout import CHECKSUMS_FILE, MANIFEST_FILE, RUN_FILES, RUN_FOLDERS, WEIGHTS_FILE, is_run, owns
+from .run_layout import MANIFEST_FILE, WEIGHTS_FILE, is_run, owns
 
 RUNS_ROOT = Path("runs")
 KEPT_INDEX = "index.json"
@@ -93,6 +94,7 @@ class RunDir:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise TransferkitError(f"--output {path}: cannot create it ({exc.strerror}); choose a writable folder") from None
+        write_marker(path)  # what a new run writes here is provably its own (``own_files``)
         return cls(path)
 
     @classmethod
@@ -105,6 +107,8 @@ class RunDir:
             raise TransferkitError(
                 f"--output {path}: already holds a run; resume it with --resume {path} or choose another directory"
             )
+        refuse_links(path, "--output")
+        refuse_foreign(path, "--output")  # e.g. a project folder with its own checkpoints/: never ours to remove
 
     def owns(self, path: str | Path) -> bool:
         """Whether ``path`` is one of this run's own files (or inside its checkpoints, snapshots or
@@ -122,25 +126,16 @@ class RunDir:
 
     def leftovers(self) -> list[Path]:
         """What a run that died before its first checkpoint left behind (nothing to resume from):
-        only in a folder a run wrote (its metrics, checkpoints or checksums), only the run's names."""
+        only in a folder transferkit marked as a run's when it made it, only the run's own names
+        (``own_files``); a folder without the marker is someone's, and nothing in it is removed."""
         if self.has_checkpoint or (self.path / WEIGHTS_FILE).exists():
             return []
-        if not (self.is_run or (self.path / CHECKSUMS_FILE).is_file()):
-            return stale_temp_files(self.path)  # someone's folder, not a run's: its files are not ours to remove
-        found = [self.path / n for n in RUN_FILES if n != ".lock" and (self.path / n).is_file()]
-        found += [self.path / n for n in RUN_FOLDERS if (self.path / n).is_dir()]
-        return found + stale_temp_files(self.path)
+        return own_leftovers(self.path)
 
     def remove_leftovers(self) -> list[str]:
-        """Remove ``leftovers()`` (known names only; anything else in the folder stays); their names."""
-        removed = []
-        for path in self.leftovers():
-            if path.is_dir():
-                shutil.rmtree(path)
-            else:
-                path.unlink(missing_ok=True)
-            removed.append(path.name)
-        return removed
+        """Remove ``leftovers()`` without following a link: files by name, folders only of their
+        own files (a folder that holds anything else stays, with that); the names removed."""
+        return [path.name for path in self.leftovers() if remove_own(path)]
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
@@ -148,12 +143,18 @@ class RunDir:
         is refused while this one lives; the OS drops the lock when the process dies, even by SIGKILL."""
         self.path.mkdir(parents=True, exist_ok=True)
         for _attempt in range(3):  # a finished run removes its .lock: one locked after that removal is not the lock
-            fh = open(self.path / ".lock", "a+")
+            try:  # never through a link planted as .lock (its target would be truncated)
+                fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            except OSError as exc:
+                raise TransferkitError(
+                    f"{self.path / '.lock'}: cannot open it ({'a symbolic link' if exc.errno == errno.ELOOP else exc.strerror});"
+                    " remove it, or choose another folder"
+                ) from None
+            fh = os.fdopen(fd, "r+")
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                fh.seek(0)
-                holder = fh.read().strip() or "?"
+                holder = fh.read(64).strip() or "?"
                 fh.close()
                 raise TransferkitError(
                     f"{self.path}: another transferkit run (pid {holder}) is using this directory; wait for it to end,"
@@ -166,12 +167,14 @@ class RunDir:
         else:
             raise TransferkitError(f"{self.path}: its .lock keeps being removed by another process; try again")
         try:
+            refuse_links(self.path, "run folder")
             fh.seek(0)
             fh.truncate()
             fh.write(str(os.getpid()))
             fh.flush()
-            for stale in stale_temp_files(self.path) + stale_temp_files(self.checkpoints):
-                stale.unlink(missing_ok=True)  # a crash mid-write left it; nobody else writes here now
+            with folder_lock(self.path), folder_lock(self.checkpoints):  # a live writer's temp file is not stale
+                for stale in own_temp_files(self.path):
+                    stale.unlink(missing_ok=True)  # a crash mid-write left it
             yield
         finally:
             if self.is_finished:  # nothing left to guard: no stale .lock in a finished run
@@ -312,10 +315,13 @@ class RunDir:
 
     def append_metrics(self, record: dict[str, Any]) -> None:
         try:
-            with open(self.metrics_file, "a") as fh:
+            fd = os.open(self.metrics_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            with os.fdopen(fd, "a") as fh:  # O_NOFOLLOW: never appended through a planted link
                 fh.write(json.dumps(record, sort_keys=True) + "\n")
                 fh.flush()
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise TransferkitError(f"{self.metrics_file}: a symbolic link; remove it (no writes through links)") from None
             raise TransferkitError(
                 f"{self.metrics_file}: cannot write it ({exc.strerror}); free some disk space, then continue with --resume {self.path}"
             ) from None

@@ -8,14 +8,18 @@ from pathlib import Path
 
 from .artifacts import CHECKSUMS_FILE
 
-__all__ = ["CHECKSUMS_FILE", "MANIFEST_FILE", "RUN_FILES", "RUN_FOLDERS", "WEIGHTS_FILE", "is_run", "owning_run", "owns"]
+__all__ = ["CHECKPOINTS", "CHECKSUMS_FILE", "MANIFEST_FILE", "MARKER_FILE", "RUN_FILES", "RUN_FOLDERS", "WEIGHTS_FILE", "is_run",
+           "owning_run", "owns"]
 
 WEIGHTS_FILE = "model.safetensors"
 MANIFEST_FILE = "manifest.json"
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINTS = "checkpoints"
+# written (O_EXCL) when transferkit makes a run folder: the proof that the run names in it are its own
+MARKER_FILE = ".transferkit-run"
 RUN_FILES = ("recipe.toml", METRICS_FILE, WEIGHTS_FILE, MANIFEST_FILE, "summary.json", CHECKSUMS_FILE, "curves.png",
-             "confusion_matrix.png", "reliability.png", "splits.csv", "skipped_images.txt", "bad_images.txt", ".lock")
+             "confusion_matrix.png", "reliability.png", "splits.csv", "skipped_images.txt", "bad_images.txt", ".lock",
+             MARKER_FILE)
 RUN_FOLDERS = (CHECKPOINTS, "snapshots", "tensorboard", "folds")
 
 

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from ..errors import RunInterrupted
+from .own_files import has_marker, is_regular
 from .run_dir import RunDir
+from .run_layout import MARKER_FILE
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -78,8 +80,10 @@ def interrupted(run: RunDir | None, exc: KeyboardInterrupt) -> RunInterrupted:
             name, f"stopped by {name}; {where} ({run.last_checkpoint}): continue with transferkit finetune --resume {run.path}"
         )
     run.remove_leftovers()
-    lock = run.path / ".lock"
-    if lock.is_file() and [p.name for p in run.path.iterdir()] == [".lock"]:
-        lock.unlink()
+    own = {".lock", MARKER_FILE}
+    if has_marker(run.path) and {p.name for p in run.path.iterdir()} <= own:
+        for file in own:
+            if is_regular(run.path / file):
+                (run.path / file).unlink()
         run.path.rmdir()  # a folder only this run had made: nothing left in it
     return RunInterrupted(name, f"stopped by {name} before the first checkpoint; nothing to resume: start the run again")

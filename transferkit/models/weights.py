@@ -117,7 +117,13 @@ def read_state_dict(path: Path, sha256: str | None = None) -> StateDict:
                 f"backbone.sha256: {path} has sha256 {actual}, expected {sha256}; the file is corrupt or not the one intended"
             )
     if path.suffix == ".safetensors":
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except Exception as exc:  # noqa: BLE001 - SafetensorError, or an OSError: a crafted or damaged file
+            raise WeightsError(
+                f"{path}: not a readable safetensors file ({type(exc).__name__}: {str(exc)[:160]}); give an intact"
+                " .safetensors or .pth file, or weights = \"imagenet\""
+            ) from None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - pickles needing code land here

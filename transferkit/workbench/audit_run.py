@@ -33,7 +33,7 @@ from ..engine.feature_cache import FeatureCache
 from ..engine.run_dir import RunDir
 from ..engine.runtime import resolve_runtime
 from ..engine.setup import build_model, build_splits, eval_preprocessing
-from ..errors import DataError
+from ..errors import DataError, printable
 from ..recipe import Recipe
 from ..recipe_loading import RecipeSource, load_recipe, parse_override
 from .audit_findings import Finding, collect_findings, count_by_kind
@@ -138,7 +138,7 @@ def load_images(recipe: Recipe, log: Callable[[str], None] = print) -> AuditImag
     splits, report = decode_splits(splits, shorter=preprocessing.resize_shorter_side, on_bad=recipe.data.on_bad_image,
                                    budget_mb=recipe.data.decode_cache_mb)
     if report.bad:
-        log(f"skipped {len(report.bad)} bad image(s): " + "; ".join(f"{p}: {why}" for p, why in report.bad))
+        log(f"skipped {len(report.bad)} bad image(s): " + "; ".join(f"{printable(p)}: {printable(why)}" for p, why in report.bad))
     runtime = resolve_runtime(recipe.train)
     backbone = model.backbone.to(runtime.device)
     if runtime.channels_last:

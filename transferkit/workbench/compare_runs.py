@@ -18,7 +18,7 @@ import numpy as np
 from scipy.stats import binom
 from sklearn.metrics import f1_score
 
-from ..errors import DataError
+from ..errors import DataError, printable
 from ..evaluation import predictions
 from ..inference import load
 
@@ -116,7 +116,7 @@ def format_comparison(c: Comparison, top: int = 10) -> str:
     if len(rows) > top:
         lines.append(f"  ... and {len(rows) - top} more classes (--top N shows more)")
     if c.skipped:
-        shown = "; ".join(f"{f}: {r}" for f, r in c.skipped[:5]) + ("; ..." if len(c.skipped) > 5 else "")
+        shown = "; ".join(f"{printable(f)}: {printable(r)}" for f, r in c.skipped[:5]) + ("; ..." if len(c.skipped) > 5 else "")
         lines.append(f"skipped {len(c.skipped)} image(s) that could not be read (not compared): {shown}")
     return "\n".join(lines)
 

@@ -27,7 +27,7 @@ from ..engine.evaluation import Predictions
 from ..engine.output_paths import check_output_file
 from ..engine.rejection import DEFAULT_RATE, max_probability, tradeoff_curve
 from ..engine.run_dir import RunDir
-from ..errors import TransferkitError
+from ..errors import TransferkitError, printable
 from ..evaluation import predictions
 from ..inference import load
 from .report_render import write_report
@@ -164,7 +164,8 @@ def build_report(
     log(f"{content.run_dir}: top-1 {accuracy:.4f} on {pred.where}; {int((pred.preds != pred.targets).sum())} wrong,"
         f" {len(content.wrong)} shown")
     if pred.skipped:
-        log(f"skipped {len(pred.skipped)} image(s) that could not be read: " + "; ".join(f"{f}: {r}" for f, r in pred.skipped[:5]))
+        shown = "; ".join(f"{printable(f)}: {printable(r)}" for f, r in pred.skipped[:5])
+        log(f"skipped {len(pred.skipped)} image(s) that could not be read: {shown}")
     log(f"report: {html_path} (self-contained) and {md_path}")
     return html_path, md_path
 

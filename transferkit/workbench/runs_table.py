@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
+from ..engine.artifacts import Checksums
+from ..errors import TransferkitError, UsageError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -59,8 +61,36 @@ def find_runs(root: str | Path) -> list[Path]:
 
 
 def run_row(path: Path) -> RunRow:
+    """The run's line; a run whose files are damaged (a summary that is not a run summary or does
+    not match its recorded sha256, records of the wrong shape) says so instead of a traceback."""
+    summary_file = path / "summary.json"
+    summary = _read_json(summary_file)
+    if summary_file.is_file() and (not summary or not _intact(summary_file)):
+        return _damaged(path, "summary.json")
+    try:
+        return _row(path, summary)
+    except (AttributeError, KeyError, TypeError, ValueError):  # a record or the recipe of an unexpected shape
+        return _damaged(path, "its records")
+
+
+def _damaged(path: Path, what: str) -> RunRow:
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime((path / "recipe.toml").stat().st_mtime))
+    return RunRow(path, f"damaged ({what})", "?", "-", "-", "-", "-", "-", "-", when)
+
+
+def _intact(path: Path) -> bool:
+    """Whether ``path`` matches the sha256 its folder recorded (true without a record)."""
+    checksums = Checksums(path.parent)
+    if not checksums.exists():
+        return True
+    try:
+        return checksums.check(path, path.read_bytes()) is None
+    except (OSError, TransferkitError):
+        return False
+
+
+def _row(path: Path, summary: dict[str, Any]) -> RunRow:
     recipe = _read_toml(path / "recipe.toml")
-    summary = _read_json(path / "summary.json")
     epochs = [r for r in _records(path / "metrics.jsonl") if r.get("kind") == "epoch"]
     done: dict[str, int] = {}
     for record in epochs:
@@ -121,42 +151,48 @@ def _figure(value: Any) -> str:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON object, or {} (absent, unreadable, or not an object)."""
     try:
-        return json.loads(path.read_text()) if path.is_file() else {}
+        value = json.loads(path.read_bytes()) if path.is_file() else {}
     except (OSError, ValueError):
         return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        return tomllib.loads(path.read_text())
-    except (OSError, ValueError):
+        return tomllib.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, ValueError, RecursionError):  # UnicodeDecodeError and TOMLDecodeError are ValueErrors
         return {}
 
 
 def _records(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of ``metrics.jsonl``; damaged lines (cut short, not UTF-8, not objects) left out."""
     out = []
     try:
-        lines = path.read_text().splitlines()
+        lines = path.read_bytes().decode("utf-8", "replace").splitlines()
     except OSError:
         return []
     for line in lines:
         try:
-            out.append(json.loads(line))
+            record = json.loads(line)
         except ValueError:
             continue  # a line cut short by a crash
+        if isinstance(record, dict):
+            out.append(record)
     return out
 
 
 def _locked(path: Path) -> bool:
     """Whether a live transferkit process holds the run's ``.lock`` (``RunDir.lock``)."""
-    lock = path / ".lock"
-    if not lock.is_file():
+    try:  # read-only and never through a link: looking must not create or truncate anything
+        fd = os.open(path / ".lock", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
         return False
-    with open(lock, "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(fh, fcntl.LOCK_UN)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
     return False
