@@ -37,6 +37,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory):
         "data": {"source": "imagefolder", "root": str(images), "image_size": 32, "batch_size": 8, "val_fraction": 0.25},
         "backbone": {"name": "tiny/cnn", "weights": "none", "head_dropout": 0.2},
         "phases": {"extract": {"epochs": 1, "lr": 0.05}, "finetune": {"epochs": 1}},
+        "train": {"folds": 1, "calibrate": "always"},  # the export records the run's temperature
     }
     with registered_backbone("tiny/cnn", tiny_cnn, "tiny-export-test"):
         yield transferkit.finetune(recipe, output=root / "run", quiet=True).run_dir
