@@ -57,8 +57,8 @@ def engine_throughput(settings: Settings, key: str, done: dict[str, Any]) -> dic
 
 def input_pipeline(settings: Settings, recipe_file: Path) -> dict[str, Any]:
     """The engine's training loader (``phases.TrainingBatches``, as the trainer builds it) with the pinned copy to the device
-    and no model: per worker count, the first batch's latency (paid again every epoch: workers
-    are not persistent) and images/s after it."""
+    and no model: per worker count, the first batch's latency (paid once per phase: workers are
+    persistent across epochs) and images/s after it."""
     recipe = load_recipe(recipe_file)
     prepared = prepare(recipe, log=lambda _: None)
     batches_of = TrainingBatches(prepared)

@@ -56,9 +56,9 @@ def bottleneck(engine: dict[str, Any], raw: dict[str, Any] | None) -> str:
         return (f"the input pipeline: {pipe_ips:,.0f} img/s from {engine['workers']} loader workers, under the raw loop's"
                 f" {raw_ips:,.0f} (host-side augmentation and float32 normalisation per image)")
     first = pipe.get("first_batch_seconds")
-    return ("the loop, not the data: the loader alone keeps up, so per-step host synchronisations (loss.item(),"
-            " isfinite, the accuracy count) and the loader's restart every epoch"
-            + (f" ({first:.2f} s to its first batch)" if first is not None else "") + " cost the difference")
+    return ("the loop, not the data: the loader alone keeps up, so the one host read per step left (the loss the"
+            " trainer's step callback gets as a float), the full checkpoint every epoch and the workers' start in each"
+            " phase" + (f" ({first:.2f} s to the first batch)" if first is not None else "") + " cost the difference")
 
 
 def target_rows(parts: dict[str, Any], card: str, fig: Callable[..., str]) -> list[tuple[str, str, str, str]]:

@@ -29,3 +29,66 @@ def test_seeded_order_and_resume_offset():
     assert list(a)[2:] == list(b) and len(b) == len(a) - 2
     a.set_epoch(5)
     assert list(a) != list(b)
+
+
+class _Images:
+    """Twenty one-pixel images with labels 0..19."""
+
+    targets = list(range(20))
+
+    def __len__(self) -> int:
+        return 20
+
+    def __getitem__(self, index: int):
+        import numpy as np
+
+        return np.zeros((1, 1, 3), dtype=np.uint8), index
+
+
+class _SeedEcho:
+    """A transform whose output is the seed it was given and the process that ran it."""
+
+    seed = -1
+
+    def set_seed(self, seed: int) -> None:
+        self.seed = seed
+
+    def __call__(self, image):
+        import os
+
+        import torch
+
+        return torch.tensor([self.seed, os.getpid()], dtype=torch.int64)
+
+
+def _epochs(workers: int, plan: list[tuple[int, int, int | None]]):
+    """(epoch, start batch, batches read or None for all) in turn through one loader: the seeds
+    of each batch and the worker processes that made them."""
+    from transferkit.data.loaders import TransformedDataset, make_loader
+
+    dataset = TransformedDataset(_Images(), _SeedEcho(), seed=7)
+    sampler = EpochBatchSampler(len(dataset), 6, shuffle=True, seed=7)
+    loader = make_loader(dataset, sampler, num_workers=workers)
+    assert loader.persistent_workers == (workers > 0)
+    seeds, pids = [], set()
+    for epoch, start, count in plan:
+        sampler.set_epoch(epoch, start)
+        dataset.set_epoch(epoch)
+        for i, (out, labels) in enumerate(loader):
+            if count is not None and i == count:
+                break
+            seeds.append((epoch, out[:, 0].tolist(), labels.tolist()))
+            pids.update(out[:, 1].tolist())
+    return seeds, pids
+
+
+def test_persistent_workers_see_every_epochs_seeds():
+    """Workers started once keep serving the epochs that follow with those epochs' augmentation
+    seeds, as a loader without workers does: after a full epoch, a resumed one and a cut one."""
+    import os
+
+    plan = [(0, 0, None), (1, 0, 2), (2, 1, None), (3, 0, None)]
+    expected, main = _epochs(0, plan)
+    got, pids = _epochs(2, plan)
+    assert got == expected
+    assert main == {os.getpid()} and os.getpid() not in pids and len(pids) <= 2  # the same two workers throughout

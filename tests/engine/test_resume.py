@@ -52,6 +52,26 @@ def test_resume_mid_phase_gives_identical_final_weights(tiny_recipe, tmp_path, w
     assert epochs(resumed.run_dir) == epochs(full.run_dir)
 
 
+def test_persistent_loader_workers_give_the_weights_of_a_run_without_workers(tiny_recipe, tmp_path):
+    """Two loader workers, kept across epochs (and cut and resumed mid-phase), augment every epoch as
+    the main process does: the same final weights as a run without workers."""
+    tiny_recipe["phases"]["extract"]["cache_features"] = False  # phase 1 reads images too
+    tiny_recipe["train"]["checkpoint_every_steps"] = 1
+    tiny_recipe["data"]["batch_size"] = 6
+    quiet = {"log": lambda m: None}
+    full = run_recipe(load_recipe(tiny_recipe), output=tmp_path / "full", **quiet)
+    tiny_recipe["data"]["num_workers"] = 2
+    recipe = load_recipe(tiny_recipe)
+    with pytest.raises(Stop):
+        run_recipe(recipe, output=tmp_path / "cut", on_step=[_stop_at("finetune", 1, 2)], **quiet)
+    resumed = run_recipe(recipe, resume=tmp_path / "cut", **quiet)
+
+    a = load_file(str(full.run_dir / "model.safetensors"))
+    b = load_file(str(resumed.run_dir / "model.safetensors"))
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), "a run with loader workers differs from one without"
+
+
 def test_resume_requires_a_checkpoint(tmp_path, tiny_recipe):
     from transferkit.errors import TransferkitError
 

@@ -85,3 +85,17 @@ def test_finetune_on_a_missing_device_exits_2_and_leaves_no_run_folder(no_gpu, t
     errors = capsys.readouterr().err.strip().splitlines()
     assert errors == [f"transferkit: error: {recipe}: train.device = 'cuda': no CUDA device on this machine; use auto or cpu"] * 3
     assert not (tmp_path / "runs").exists() and not (tmp_path / "out").exists()
+
+
+def test_cuda_runtime_turns_on_cudnn_benchmark(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CUDA runtime lets cuDNN time its convolution algorithms once per shape; the CPU one
+    leaves the flag alone (faked CUDA: only the flag and the choice are checked, nothing runs)."""
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    resolve_runtime(TrainConfig(device="cpu"))
+    assert torch.backends.cudnn.benchmark is False
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    runtime = resolve_runtime(TrainConfig(device="auto"))
+    assert runtime.device.type == "cuda" and runtime.amp_dtype == torch.bfloat16
+    assert torch.backends.cudnn.benchmark is True

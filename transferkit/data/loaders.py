@@ -20,17 +20,26 @@ def mix_seed(*parts: int) -> int:
 
 class TransformedDataset(Dataset):
     """``(tensor, label)`` pairs; in training the augmentation of item i in epoch e is seeded by
-    (seed, e, i)."""
+    (seed, e, i).
+
+    The epoch lives in a one-element shared-memory tensor: DataLoader workers hold the copy of
+    the dataset made when they started, and persistent ones live across epochs, so an attribute
+    set in the main process would not reach them; the shared tensor does (``set_epoch`` is called
+    before the epoch's iterator is made, and so before any of its items is asked for)."""
 
     def __init__(self, images: ImageSet, transform: ImageTransform, seed: int | None = None) -> None:
         self.images, self.transform, self.seed = images, transform, seed
-        self.epoch = 0
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
 
     def __len__(self) -> int:
         return len(self.images)
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        self._epoch.fill_(epoch)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         image, label = self.images[index]
@@ -81,10 +90,17 @@ class EpochBatchSampler(Sampler[list[int]]):
         return max(0, min(self.batches_per_epoch, len(range(self.rank, self.n, self.world_size))) - self.start_batch)
 
 
-def make_loader(dataset: TransformedDataset, sampler: EpochBatchSampler, num_workers: int = 0, pin_memory: bool = False) -> DataLoader:
+def make_loader(
+    dataset: Dataset, sampler: EpochBatchSampler, num_workers: int = 0, pin_memory: bool = False,
+    *, persistent_workers: bool = True,
+) -> DataLoader:
+    """With workers, they are persistent by default: started once and kept across epochs (a
+    ``TransformedDataset``'s epoch reaches them through shared memory), instead of a fresh set of
+    processes, each importing its copy of the dataset, at every epoch. ``pin_memory`` (the caller
+    passes True on CUDA) lets the host-to-device copy run asynchronously."""
     kwargs: dict[str, Any] = {}
     if num_workers > 0:
-        kwargs.update(persistent_workers=False, prefetch_factor=2)
+        kwargs.update(persistent_workers=persistent_workers, prefetch_factor=2)
     # its own generator: creating an iterator must not draw from the global RNG, or a resumed run
     # (whose RNG state is restored mid-epoch) would diverge from an uninterrupted one
     generator = torch.Generator().manual_seed(sampler.seed)

@@ -114,7 +114,7 @@ def predict(
         shape = _input_shape(images, preprocess)
         per_image = int(shape[0]) if len(shape) == 4 else 1
         sampler = _sampler(len(images), max(1, batch_size // per_image), dist)
-        batches = make_loader(_GuardedImages(images, preprocess, shape), sampler, num_workers)
+        batches = make_loader(_GuardedImages(images, preprocess, shape), sampler, num_workers, runtime.device.type == "cuda")
         forward = model
     reasons: dict[int, str] = {}
     probs, logits = _probabilities(forward, batches, runtime, desc=desc, total=len(sampler), classes=len(names),

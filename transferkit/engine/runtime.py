@@ -44,7 +44,10 @@ def resolve_runtime(cfg: TrainConfig) -> Runtime:
     """CUDA when there is one: AMP (bf16 where supported, else fp16 with a scaler) and channels_last.
     The CPU runs fp32 (its autocast would only cost time) but keeps channels_last: oneDNN's
     convolutions prefer NHWC, measured 1.5x faster for EfficientNet-Lite0 training steps and
-    feature extraction on a 2-core x86 CPU (see benchmarks/RESULTS.md)."""
+    feature extraction on a 2-core x86 CPU (see benchmarks/RESULTS.md). On CUDA it also turns on
+    ``torch.backends.cudnn.benchmark``: the input shape is fixed within a phase, so cuDNN times its
+    convolution algorithms once per shape and keeps the fastest (the choice may differ between
+    processes; GPU runs are not bitwise reproducible anyway, see benchmarks/gpu_stages/verdicts.py)."""
     if cfg.device == "auto":
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     else:
@@ -56,6 +59,7 @@ def resolve_runtime(cfg: TrainConfig) -> Runtime:
         device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))  # one GPU per torchrun process
     if device.type != "cuda":
         return Runtime(device, None, cfg.channels_last and device.type == "cpu")
+    torch.backends.cudnn.benchmark = True
     amp = cfg.amp
     if amp == "auto":
         amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
