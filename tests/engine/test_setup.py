@@ -46,3 +46,14 @@ def test_plan_shows_images_per_class_and_split(one_folder, tiny_backbone, tmp_pa
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["images", "per", "class", "train", "val", "test"]
     assert lines[1].split() == ["blue", "12", "3", "5"] and lines[4].split() == ["total", "36", "9", "15"]
+
+
+def test_the_probe_takes_the_native_size_only_a_little_above_the_training_size():
+    """Phase 2 starts from the probe's head: 224-px features carry over to 192 px, not to 64 px."""
+    from transferkit.data.preprocessing import native_or_larger
+
+    config = {"input_size": (3, 224, 224)}
+    assert native_or_larger(config, None) == 224
+    assert native_or_larger(config, 192) == 224 and native_or_larger(config, 168) == 224
+    assert native_or_larger(config, 160) == 160 and native_or_larger(config, 64) == 64
+    assert native_or_larger(config, 256) == 256

@@ -156,7 +156,8 @@ def eval_preprocessing(recipe: Recipe, backbone_config: dict[str, Any]) -> Prepr
 
 def probe_preprocessing(recipe: Recipe, backbone_config: dict[str, Any]) -> Preprocessing:
     """Phase 1's preprocessing (its cached features, the probe's evaluation) at
-    ``phases.extract.image_size`` (unset: the backbone's native size when larger than ``data.image_size``)."""
+    ``phases.extract.image_size`` (unset: the backbone's native size when ``data.image_size`` is a
+    little smaller: ``native_or_larger``)."""
     size = recipe.phases.extract.image_size or native_or_larger(backbone_config, recipe.data.image_size)
     return preprocessing_for(backbone_config, size, recipe.data.crop_pct)
 
