@@ -16,7 +16,7 @@ from .confidence import ConfidenceFit, confidence_lines, fit_confidence
 from .continuing import extended_recipe, reopen_for_more_epochs
 from .cross_fit import cross_fit_final, fold_count
 from .distributed import DistContext, init_distributed
-from .final_model import select_final
+from .final_model import interpolate, model_with, select_final
 from .model_files import load_classifier, write_prepared_model
 from .plots import plot_confusion, plot_curves, plot_reliability
 from .run_dir import RunDir
@@ -246,8 +246,6 @@ def _final_weights(trainer: Trainer, finetuned: Any, summary: dict[str, Any], lo
 def _test_fold_models(trainer: Trainer, template: Any, info: dict[str, Any], oof: dict[str, Any]) -> None:
     """``train.test_candidates`` under cross-fitting: each fold model's test accuracy, the soup's
     and the probe's, beside the chosen model's (what the soup buys, measured)."""
-    from .final_model import interpolate, model_with
-
     test = trainer.prepared.splits.test
     scores = {}
     for name, state in [("probe", oof["probe"]), ("soup", oof["soup"])] + [(f"fold-{i}", s) for i, s in enumerate(oof["fold_states"])]:
