@@ -51,6 +51,8 @@ BAD = [
      "phases.extract.lrr: unknown key; remove it or check its spelling; did you mean phases.extract.lr?"),
     ({"train": {"early_stopping": {"patience": 2, "metrc": "val_loss"}}},
      "train.early_stopping.metrc: unknown key; remove it or check its spelling; did you mean train.early_stopping.metric?"),
+    # issue 22: phase 2's LR is given one way
+    ({"phases": {"finetune": {"lr": 3e-4, "lr_ratio": 0.1}}}, "phases.finetune: lr and lr_ratio are both set; keep one"),
 ]
 
 
@@ -119,6 +121,22 @@ def test_overrides_are_parsed_as_toml_values(image_folder):
 def test_override_errors_name_the_key(image_folder):
     with pytest.raises(RecipeError, match=r"phases\.extract\.epochs: Input should be a valid integer"):
         load_recipe({"data": {"root": str(image_folder)}}, ["phases.extract.epochs=three"])
+
+
+def test_finetune_lr_is_phase_2s_lr_given_instead_of_lr_ratio(tmp_path):
+    def load(data, overrides=()):
+        return load_recipe(data, overrides, check_components=False, check_data=False)
+
+    assert load({}).phases.finetune.lr is None and load({}).phases.finetune.lr_ratio == 0.1  # recipes without it: as before
+    recipe = load({"phases": {"finetune": {"lr": 3e-4}}})
+    assert recipe.phases.finetune.lr == 3e-4 and "lr_ratio" not in recipe.to_dict()["phases"]["finetune"]
+    assert load(recipe).phases.finetune.lr == 3e-4  # what a run writes (recipe.toml, checkpoints) loads again
+    assert load(write_recipe(tmp_path / "r.toml", recipe.to_dict())) == recipe
+    # an override of one replaces the recipe's other; both at once are refused
+    assert load({"phases": {"finetune": {"lr_ratio": 0.2}}}, ["phases.finetune.lr=1e-4"]).phases.finetune.lr == 1e-4
+    assert load(recipe, {"phases.finetune.lr_ratio": 0.5}).phases.finetune.lr is None
+    with pytest.raises(RecipeError, match="^recipe: phases.finetune: lr and lr_ratio are both set; keep one"):
+        load({}, {"phases.finetune.lr": 1e-4, "phases.finetune.lr_ratio": 0.5})
 
 
 def test_unknown_augmentation_parameter_is_named(image_folder):

@@ -14,7 +14,15 @@ import sys
 from pathlib import Path, PurePath
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -138,8 +146,8 @@ class ExtractPhase(_Strict):
     # 1: features of the deterministic eval transform (exact); K: K seeded training augmentations
     cache_views: Annotated[int, Field(gt=0, le=1000)] = 1
     # "lbfgs": the head is a converged logistic probe on the cached features (L2 strength by
-    # cross-validation; `epochs` and `lr` then only switch phase 1 on and set phase 2's LR);
-    # "sgd": `epochs` of the recipe's optimizer at `lr`; "auto": lbfgs with the cache, else sgd
+    # cross-validation); "sgd": `epochs` of the recipe's optimizer at `lr`; "auto": lbfgs with the
+    # cache, else sgd. What `epochs` and `lr` mean under the probe: README.md, "The learning rates"
     solver: Literal["auto", "lbfgs", "sgd"] = "auto"
     # scikit-learn's C (inverse L2 strength) for the lbfgs probe; unset: chosen by k-fold CV (bounded:
     # 1e-320 would underflow the penalty to NaN)
@@ -166,9 +174,12 @@ class ExtractPhase(_Strict):
 
 
 class FinetunePhase(_Strict):
-    """Phase 2: the backbone (all of it or its last K stages) trains at ``lr * lr_ratio``."""
+    """Phase 2: the backbone (all of it or its last K stages) trains too, at ``lr`` when set, else
+    at ``phases.extract.lr x lr_ratio``."""
 
     epochs: Epochs = 5
+    # phase 2's learning rate itself, instead of lr_ratio (a recipe sets one of the two)
+    lr: Annotated[float, Field(gt=0.0, le=10.0)] | None = None
     lr_ratio: Annotated[float, Field(gt=0.0, le=10.0)] = 0.1
     unfreeze: str = "all"
     bn: Literal["eval", "train"] = "eval"
@@ -178,6 +189,21 @@ class FinetunePhase(_Strict):
     # layer-wise LR decay: the head trains at the phase's LR, the backbone's last stage at
     # lr x layer_decay, the one before at lr x layer_decay^2, ... (1.0: one LR for all)
     layer_decay: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
+
+    @model_validator(mode="after")
+    def _one_learning_rate(self) -> "FinetunePhase":
+        if self.lr is not None and "lr_ratio" in self.model_fields_set:
+            raise ValueError("lr and lr_ratio are both set; keep one: lr is phase 2's learning rate itself,"
+                             " lr_ratio its multiple of phases.extract.lr")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _without_unused_ratio(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # with lr set, lr_ratio (its default) is not written: the dump loads again (a run's recipe.toml, --resume, sweeps)
+        data = handler(self)
+        if self.lr is not None:
+            data.pop("lr_ratio", None)
+        return data
 
     @model_validator(mode="after")
     def _whole_cycles(self) -> "FinetunePhase":

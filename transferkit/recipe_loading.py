@@ -27,6 +27,8 @@ RecipeSource = str | Path | Mapping[str, Any] | Recipe
 
 # Sources that read images from disk and therefore need ``data.root``.
 ROOTED_SOURCES = {"imagefolder", "csv"}
+# keys that say one thing two ways (a recipe sets one): overriding one replaces the recipe's other
+ALTERNATIVE_KEYS = {"phases.finetune.lr": "phases.finetune.lr_ratio", "phases.finetune.lr_ratio": "phases.finetune.lr"}
 
 
 def load_recipe(
@@ -50,7 +52,11 @@ def load_recipe(
             data = read_toml(path)
         except tomllib.TOMLDecodeError as exc:
             raise RecipeError(f"{origin}: not valid TOML: {exc}") from None
-    for key, value in _pairs(overrides):
+    pairs = _pairs(overrides)
+    for key, value in pairs:
+        other = ALTERNATIVE_KEYS.get(key)
+        if other is not None and other not in {k for k, _ in pairs}:
+            _drop_path(data, other)
         _set_path(data, key, value, origin)
     recipe = validate_recipe(data, origin)
     check_paths(recipe, origin, check_data)
@@ -126,6 +132,15 @@ def _set_path(data: dict[str, Any], key: str, value: Any, origin: str) -> None:
             raise RecipeError(f"{origin}: --set {key}: {part!r} is a value, not a table")
         node = child
     node[parts[-1]] = value
+
+
+def _drop_path(data: dict[str, Any], key: str) -> None:
+    *tables, last = key.split(".")
+    node: Any = data
+    for part in tables:
+        node = node.get(part) if isinstance(node, dict) else None
+    if isinstance(node, dict):
+        node.pop(last, None)
 
 
 def check_paths(recipe: Recipe, origin: str, check_data: bool = True) -> None:

@@ -91,3 +91,15 @@ def test_layer_decay_gives_each_backbone_stage_a_geometrically_smaller_lr(tiny_r
     for i, stage in enumerate(stages):  # the last stage 0.5x, the one before 0.25x, ...
         assert all(lr_of[id(p)] == pytest.approx(0.01 * 0.5 ** (len(stages) - i)) for p in stage.parameters())
     assert len(lr_of) == sum(1 for _ in model.parameters())
+
+
+def test_phase2_learning_rate_is_finetune_lr_when_the_recipe_sets_it(tiny_recipe):
+    from transferkit.engine.phases import phase_plans, prepare_phase
+
+    tiny_recipe["phases"]["finetune"].pop("lr_ratio")
+    recipe = load_recipe(tiny_recipe, {"phases.extract.lr": 0.02, "phases.finetune.lr": 0.003})
+    plans = phase_plans(recipe)
+    assert [p.lr for p in plans] == [0.02, 0.003]
+    optimizer = prepare_phase(prepare(recipe).model, plans[1], recipe.train)
+    assert {g["lr"] for g in optimizer.param_groups} == {0.003}  # every group: head and backbone
+    assert phase_plans(load_recipe(tiny_recipe, {"phases.extract.lr": 0.02}))[1].lr == pytest.approx(0.002)  # unset: x 0.1

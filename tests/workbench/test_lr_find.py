@@ -120,6 +120,14 @@ def test_cli_finetune_phase_prints_the_recipe_key(tiny_recipe, tmp_path, capsys)
     assert (out_dir / "lr_find.png").stat().st_size > 1000
 
 
+def test_the_finetune_advice_names_the_key_the_recipe_uses(tiny_recipe):
+    from transferkit.recipe_loading import load_recipe
+    from transferkit.workbench.lr_find_run import _recipe_key
+
+    assert _recipe_key(load_recipe(tiny_recipe), "finetune", 0.01) == ("phases.finetune.lr_ratio", pytest.approx(0.2))
+    assert _recipe_key(load_recipe(tiny_recipe, {"phases.finetune.lr": 1e-3}), "finetune", 0.01) == ("phases.finetune.lr", 0.01)
+
+
 def test_finetune_scales_every_parameter_group_together(tiny_recipe, monkeypatch):
     made = []
     original = optim.build_optimizer

@@ -10,8 +10,9 @@ through these functions, so they cannot drift apart.
    ``phases.extract.lr`` instead (``HeadOnly`` on cached features). Batch augmentations wait for
    phase 2.
 2. **finetune** — ``unfreeze_backbone``: all of the backbone, or its last K stages, trains too at
-   ``lr x lr_ratio`` (``layer_decay`` < 1: lower for stages further from the head); BatchNorm
-   stays in eval mode unless ``bn = "train"``. The model starts from phase 1's head.
+   ``finetune_lr``: ``phases.finetune.lr``, or ``phases.extract.lr x lr_ratio`` (``layer_decay`` < 1:
+   lower for stages further from the head); BatchNorm stays in eval mode unless ``bn = "train"``.
+   The model starts from phase 1's head.
 3. **the final weights** — ``train.final`` (``final_model``): the last epoch, the best validation
    epoch, or (``"auto"``) the best on validation among the phase-1 probe, the fine-tuned model
    and their weight-space interpolations (WiSE-FT).
@@ -62,13 +63,19 @@ class PhasePlan:
 
 
 def phase_plans(recipe: Recipe) -> list[PhasePlan]:
-    """The recipe's two phases, in order; the finetune LR is ``extract.lr x finetune.lr_ratio``."""
+    """The recipe's two phases, in order."""
     p = recipe.phases
     return [
         PhasePlan("extract", 0, p.extract.epochs, p.extract.lr, p.extract.warmup_epochs),
-        PhasePlan("finetune", 1, p.finetune.epochs, p.extract.lr * p.finetune.lr_ratio, p.finetune.warmup_epochs,
+        PhasePlan("finetune", 1, p.finetune.epochs, finetune_lr(recipe), p.finetune.warmup_epochs,
                   p.finetune.unfreeze, p.finetune.bn, p.finetune.cycles, p.finetune.layer_decay),
     ]
+
+
+def finetune_lr(recipe: Recipe) -> float:
+    """Phase 2's base LR: ``phases.finetune.lr`` when set, else ``phases.extract.lr x phases.finetune.lr_ratio``."""
+    p = recipe.phases
+    return p.finetune.lr if p.finetune.lr is not None else p.extract.lr * p.finetune.lr_ratio
 
 
 def epoch_key(plan: PhasePlan, epoch: int) -> int:

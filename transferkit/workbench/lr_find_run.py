@@ -62,6 +62,8 @@ def check_options(phase: str, steps: int, start: float, end: float) -> None:
 def _recipe_key(recipe: Recipe, phase: str, lr: float) -> tuple[str, float]:
     if phase == "extract":
         return "phases.extract.lr", lr
+    if recipe.phases.finetune.lr is not None:
+        return "phases.finetune.lr", lr
     return "phases.finetune.lr_ratio", lr / recipe.phases.extract.lr
 
 

@@ -74,7 +74,7 @@ class LRFindResult:
             return ""
         note = f" (the finetune LR {self.suggestion:.2g} = phases.extract.lr x phases.finetune.lr_ratio)"
         if self.recipe_value > 10:
-            note += "; lr_ratio allows at most 10: raise phases.extract.lr as well"
+            note += f"; lr_ratio allows at most 10: set phases.finetune.lr = {self.suggestion:.2g} instead"
         return note
 
 

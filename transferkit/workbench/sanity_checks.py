@@ -246,7 +246,8 @@ def check_overfit(data: _CheckData, steps: int, full_model: bool) -> CheckResult
     optimizer = prepare_phase(model, plan, recipe.train.model_copy(update={"weight_decay": 0.0}))
     model.dropout = nn.Identity()
     if full_model:
-        batches, forward, key = data.fit_batches(data.fit_images), model, "phases.finetune.lr_ratio"
+        key = "phases.finetune.lr" if recipe.phases.finetune.lr is not None else "phases.finetune.lr_ratio"
+        batches, forward = data.fit_batches(data.fit_images), model
     else:
         batches, forward, key = data.fit_batches(data.fit_features), model.head, "phases.extract.lr"
     what = (f"whole model, unfreeze {plan.unfreeze}" if full_model else "head on cached features") + \
