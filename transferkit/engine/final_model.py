@@ -76,7 +76,8 @@ def wise_candidates(probe: StateDict, finetuned: StateDict, alphas: tuple[float,
 def choose(candidates: list[Candidate], n_val: int) -> Candidate:
     """Validation accuracy first, but not its noise: on a few dozen or hundred images one image is
     a point or more, so every candidate within two binomial standard errors of the best accuracy
-    (about its 95% interval; at least half an image: exact ties) counts as tied with it, and the lowest validation
+    (about its 95% interval; never under half an image: where the standard error is 0, at an accuracy
+    of 1.0, the candidates with as many right answers tie) counts as tied with it, and the lowest validation
     log-loss (a proper score, far less noisy than a count of right answers; at each candidate's best
     temperature where measured) wins among them; then
     the smallest alpha (closest to the probe). A candidate below the probe's validation accuracy

@@ -1,6 +1,9 @@
 """Running the two phases of ``phases`` for a run: epochs, evaluation on the validation split,
 checkpoints (and resuming from them), the averager, the test figures and the metrics records.
-What each phase trains, and how, is ``phases``' business."""
+What each phase trains, and how, is ``phases``' business, the probe's fit included
+(``phases.fit_probe_head``). The trainer records that fit as phase 1's one epoch and computes its
+training loss and accuracy itself (``_fit_probe``, on the cached features), the loss at
+``train.label_smoothing`` like an SGD epoch's rather than the probe's own smoothing."""
 
 from __future__ import annotations
 
