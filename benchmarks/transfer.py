@@ -124,7 +124,8 @@ def report(rows: list[dict], args: argparse.Namespace, where: str, minutes: floa
             tested = final.get("test_models")
             lines.append(f"- {name}: {final.get('chosen')} (alpha {final.get('alpha')}), chosen on {final.get('chosen_on', '?')};"
                          f" ECE {_pct(ece.get('ece_before'))} -> {_pct(ece.get('ece_after'))}"
-                         f" (fitted on {ece.get('n', 0) or 0} {ece.get('fitted_on') or 'no'} predictions)"
+                         f" (fitted on {ece.get('n', 0) or 0} {ece.get('fitted_on') or 'no'} predictions"
+                         + (f", T = {ece['temperature']:.3f}" if ece.get("temperature") is not None else "") + ")"
                          + (f"; test of each model: {json.dumps(tested, sort_keys=True)}" if tested else ""))
     lines += [
         "",

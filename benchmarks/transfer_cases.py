@@ -164,7 +164,8 @@ def recipe(args: argparse.Namespace) -> dict:
         "finetune_top1": phases.get("finetune", {}).get("test_top1"),
         "final": summary.get("final", {}),
         "ece": {"raw": summary["test"].get("ece"), **{k: calibration.get("test", {}).get(k) for k in ("ece_before", "ece_after")},
-                "fitted_on": calibration.get("fitted_on"), "n": calibration.get("val", {}).get("n")},
+                "fitted_on": calibration.get("fitted_on"), "n": calibration.get("val", {}).get("n"),
+                "temperature": calibration.get("temperature"), "held_out": calibration.get("held_out")},
         "seconds": wall,
     }
 

@@ -54,11 +54,33 @@ def test_with_no_validation_mistake_the_mean_confidence_becomes_laplaces_accurac
     labels = rng.integers(0, 5, size=200)
     logits = scale * (8.0 * np.eye(5)[labels] + rng.normal(0.0, 0.5, size=(200, 5)))  # top probability ~0.77 or ~0.999
     right = logits.argmax(axis=1)  # every image classified right: the NLL falls as T -> 0
-    result = calibrate(logits, right)
+    result = calibrate(logits, right, check_folds=0)  # the fit itself, before the held-out check
     assert fit_temperature(logits, right) < min(result.temperature, 0.5)  # the NLL alone heads for certainty
     assert softmax(logits, result.temperature).max(axis=1).mean() == pytest.approx(201 / 202, abs=1e-6)
     assert not result.at_bound and "no mistakes" in result.note and "rule of succession" in result.note
     assert (result.temperature < 1.0) == (scale < 1.0)  # sharpened where under-confident, softened where over-confident
+
+
+@pytest.mark.parametrize("scale", [3.0, 0.4])
+def test_a_temperature_that_helps_held_out_images_is_kept(scale):
+    logits, labels = _miscalibrated(scale, n=300)
+    result = calibrate(logits, labels)
+    assert result.held_out is not None and result.held_out.helps and result.held_out.folds == 5
+    assert result.temperature == pytest.approx(scale, rel=0.25) and not result.note
+    assert result.held_out.nll_calibrated < result.held_out.nll_raw and result.held_out.ece_calibrated < result.held_out.ece_raw
+
+
+def test_a_temperature_that_does_not_carry_over_to_held_out_images_is_dropped():
+    # confident and right on all 60 images: Laplace's rule would soften every answer to 61/62;
+    # on the folds left out, the raw probabilities are better, so T stays 1
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 5, size=60)
+    logits = 8.0 * np.eye(5)[labels] + rng.normal(0.0, 0.5, size=(60, 5))
+    result = calibrate(logits, labels)
+    assert result.temperature == 1.0 and not result.held_out.helps
+    assert result.note.startswith("T = 1: the fitted T = ") and "did not carry over" in result.note
+    assert result.nll_after == result.nll_before
+    assert calibrate(logits, labels, check_folds=0).temperature > 1.0  # what the fit alone would have done
 
 
 def test_ece_and_reliability_bins_by_hand():

@@ -9,7 +9,9 @@ from PIL import Image
 
 from transferkit.workbench.audit_similarity import (
     FEATURE_SIMILARITY,
+    OUTLIER_CLASS_Z,
     PIXEL_SIMILARITY,
+    class_relative_z,
     duplicate_groups,
     near_duplicates,
     outlier_scores,
@@ -72,3 +74,23 @@ def test_the_image_unlike_the_others_has_the_highest_robust_z():
     z = robust_z(outlier_scores(features, train, k=5), train)
     assert set(np.argsort(-z)[:2]) == {17, 18} and z[17] > 2.5
     assert np.median(z) == 0.0
+
+
+def test_a_class_unlike_the_others_is_not_a_set_of_outliers_but_an_odd_image_within_it_is():
+    rng = np.random.default_rng(0)
+    common, distinct = rng.random(32), rng.random(32)
+    features = np.maximum(common + rng.normal(0, 0.3, size=(60, 32)), 0.0)  # classes 0-4, twelve images each
+    features[48:] = np.maximum(distinct * 3 + rng.normal(0, 0.3, size=(12, 32)), 0.0)  # class 4: far from the rest
+    labels = np.repeat(np.arange(5), 12)
+    features[3] = 0.0
+    features[3, :2] = 6.0  # an odd image filed under class 0
+    train = np.ones(60, dtype=bool)
+    scores = outlier_scores(features, train, k=10)
+    alone = robust_z(scores, train)
+    assert (alone[48:] > 2.5).sum() >= 10  # the global rule alone calls the whole distinct class outliers
+    within = class_relative_z(scores, labels, train)
+    z = np.where(within > OUTLIER_CLASS_Z, alone, np.minimum(alone, within))  # what audit_run does
+    flagged = np.flatnonzero(z > 2.5)
+    assert 3 in flagged and len(flagged) <= 2 and (flagged < 48).sum() == 1  # the odd image, and at most one of class 4
+    small = class_relative_z(scores, labels, train, min_images=13)
+    assert np.isinf(small).all()  # no class with 13 images: nothing to compare with

@@ -103,6 +103,8 @@ def fit_confidence(
     val_calibrated = val.with_temperature(t)
     summary: dict[str, Any] = {"calibration": {"temperature": t, "bins": ECE_BINS, "val": calibration_figures(val, val_calibrated),
                                                "fitted_on": "out-of-fold" if evidence is not None else "val"}}
+    if calibration.held_out is not None:
+        summary["calibration"]["held_out"] = calibration.held_out.to_summary()
     if calibration.note or calibration.at_bound:
         summary["calibration"]["note"] = calibration.note or (f"T at the end of its range: the {len(val.targets)} validation images"
                                                               " give little to fit it to")

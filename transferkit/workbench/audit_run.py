@@ -42,13 +42,14 @@ from .audit_scores import (
     DEFAULT_FOLDS,
     LabelIssues,
     class_thresholds,
-    held_out_probabilities,
-    out_of_fold_probabilities,
+    label_probabilities,
     rank_label_issues,
 )
 from .audit_similarity import (
     FEATURE_SIMILARITY,
+    OUTLIER_CLASS_Z,
     DuplicatePair,
+    class_relative_z,
     file_digest,
     near_duplicates,
     outlier_scores,
@@ -166,12 +167,15 @@ def analyse(images: AuditImages, *, folds: int = DEFAULT_FOLDS, seed: int = 0,
     train = images.train
     num_classes = len(images.classes)
     probs = np.zeros((len(images.labels), num_classes))
-    probs[train] = out_of_fold_probabilities(images.features[train], images.labels[train], num_classes, folds=folds, seed=seed)
-    probs[~train] = held_out_probabilities(images.features[train], images.labels[train], images.features[~train], num_classes)
+    probs[train], probs[~train], _ = label_probabilities(images.features[train], images.labels[train], num_classes,
+                                                         images.features[~train], folds=folds, seed=seed)
     thresholds = class_thresholds(probs[train], images.labels[train], num_classes)  # the training images' scale for all
     label_issues = rank_label_issues(probs, images.labels, num_classes, thresholds=thresholds)
     pairs = near_duplicates(images.features, images.signatures, images.digests, threshold=duplicate_similarity)
-    outlier_z = robust_z(outlier_scores(images.features, train, exclude_above=duplicate_similarity), train)
+    scores = outlier_scores(images.features, train, exclude_above=duplicate_similarity)
+    # unlike the training images as a whole and unlike its own class: a distinct class is no outlier
+    z, within = robust_z(scores, train), class_relative_z(scores, images.labels, train)
+    outlier_z = np.where(within > OUTLIER_CLASS_Z, z, np.minimum(z, within))
     findings = collect_findings(splits=images.splits, labels=images.labels, classes=images.classes, names=images.names,
                                 probs=probs, label_issues=label_issues, pairs=pairs, outlier_z=outlier_z)
     return AuditResult(images, probs, label_issues, pairs, outlier_z, findings, timings={"analysis": time.perf_counter() - started})

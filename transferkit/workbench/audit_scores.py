@@ -14,6 +14,17 @@ putting the confident-learning issues first 0.872. Confident learning is therefo
 cleanlab calls ``filter_by="low_self_confidence"``): precision 0.97, recall 0.80, where the
 confident-learning set itself had precision 0.86, recall 0.71. On the unmodified data it flags
 2 of 720.
+
+Below about 20 images a class, that probe is a poor judge (trained on 4/5 of 60 images, it put
+0.33-0.67 of 3 moved labels in its top 3 on flowers12, DTD textures, RSSCN7 aerial scenes,
+cats/dogs and product photos): a nearest-class-mean classifier (cosine to each class's mean
+feature, the image itself left out of its own class's mean) needs no fitting and does better
+there. The two are blended (``label_probabilities``): a geometric mixture weighted by which of
+them classifies the given labels better out of fold, so the probe leads where it is the better
+classifier and the class means where they are. Measured with ``benchmarks/audit_planted.py``'s
+planting in feature space (5% of the labels moved to a random wrong class, 6 seeds, the five
+folders above at 192 px), the share of moved images in the top N: 5 images a class 0.37 -> 0.71,
+20 a class 0.73 -> 0.83, all (300-720 images) 0.85 -> 0.85.
 """
 
 from __future__ import annotations
@@ -28,8 +39,12 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
+from .audit_similarity import power_normalised
+
 PROBE_C = 0.01  # inverse L2 strength of the probe on standardised features (see above)
 DEFAULT_FOLDS = 5
+CENTROID_TEMPERATURE = 0.05  # softmax temperature of the cosines to the class means
+BLEND_SCALE = 4.0  # images: the probe's weight is sigmoid((probe right - class means right) / BLEND_SCALE)
 
 
 def _probe(c: float) -> Pipeline:
@@ -76,6 +91,75 @@ def held_out_probabilities(
         return np.zeros((0, num_classes))
     with threadpool_limits(1):
         return _fit_predict(train_features, np.asarray(train_labels, dtype=np.int64), features, num_classes, c)
+
+
+def _centred_units(features: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    unit = power_normalised(features).astype(np.float64) - mean
+    return unit / np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
+
+
+def centroid_probabilities(
+    features: np.ndarray, labels: np.ndarray, num_classes: int, queries: np.ndarray | None = None,
+    *, temperature: float = CENTROID_TEMPERATURE,
+) -> np.ndarray:
+    """Nearest-class-mean probabilities: ``softmax(cos(image, class mean) / temperature)`` on
+    power-normalised features centred on the training mean. Without ``queries``, of the training
+    images themselves, each left out of its own class's mean (a class it alone holds gets 0)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    mean = power_normalised(features).astype(np.float64).mean(axis=0)
+    train = _centred_units(features, mean)
+    sums = np.zeros((num_classes, train.shape[1]))
+    np.add.at(sums, labels, train)
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    if queries is None:
+        rows, units = np.arange(len(labels)), train
+        cosines = units @ sums.T  # [N, K] before the leaving out
+        own = sums[labels] - units  # each image's class sum without itself
+        cosines[rows, labels] = (units * own).sum(axis=1)
+        norms = np.repeat(np.linalg.norm(sums, axis=1)[None, :], len(labels), axis=0)
+        norms[rows, labels] = np.linalg.norm(own, axis=1)
+        empty = np.repeat((counts == 0)[None, :], len(labels), axis=0)
+        empty[rows, labels] = counts[labels] <= 1
+    else:
+        units = _centred_units(queries, mean)
+        cosines = units @ sums.T
+        norms = np.repeat(np.linalg.norm(sums, axis=1)[None, :], len(units), axis=0)
+        empty = np.repeat((counts == 0)[None, :], len(units), axis=0)
+    scores = np.where(empty, -np.inf, cosines / np.maximum(norms, 1e-12) / temperature)
+    scores -= scores.max(axis=1, keepdims=True)
+    probs = np.exp(scores)
+    return probs / probs.sum(axis=1, keepdims=True)
+
+
+def blend_weight(probe: np.ndarray, centroids: np.ndarray, labels: np.ndarray, scale: float = BLEND_SCALE) -> float:
+    """The probe's share of the blend: ``sigmoid((images the probe gets right - images the class
+    means get right) / scale)``, both out of fold on the given labels."""
+    labels = np.asarray(labels, dtype=np.int64)
+    lead = float((probe.argmax(axis=1) == labels).sum()) - float((centroids.argmax(axis=1) == labels).sum())
+    return float(1.0 / (1.0 + np.exp(-lead / scale)))
+
+
+def blend(probe: np.ndarray, centroids: np.ndarray, weight: float) -> np.ndarray:
+    """The normalised geometric mixture ``probe**weight * centroids**(1 - weight)``."""
+    logs = weight * np.log(np.clip(probe, 1e-12, 1.0)) + (1.0 - weight) * np.log(np.clip(centroids, 1e-12, 1.0))
+    logs -= logs.max(axis=1, keepdims=True)
+    probs = np.exp(logs)
+    return probs / probs.sum(axis=1, keepdims=True)
+
+
+def label_probabilities(
+    features: np.ndarray, labels: np.ndarray, num_classes: int, queries: np.ndarray, *, folds: int = DEFAULT_FOLDS, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Class probabilities of the training images (out of fold) and of ``queries`` (validation,
+    test): the probe and the class means blended (see the module's doc); and the probe's weight."""
+    probe = out_of_fold_probabilities(features, labels, num_classes, folds=folds, seed=seed)
+    centroids = centroid_probabilities(features, labels, num_classes)
+    weight = blend_weight(probe, centroids, labels)
+    held = np.zeros((0, num_classes))
+    if len(queries):
+        held = blend(held_out_probabilities(features, labels, queries, num_classes),
+                     centroid_probabilities(features, labels, num_classes, queries), weight)
+    return blend(probe, centroids, weight), held, weight
 
 
 def self_confidence(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:

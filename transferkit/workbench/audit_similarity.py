@@ -21,6 +21,13 @@ test):
   other flower 2.0), where no flowers12 image did (its highest: 2.2).
   Plain features ranked them the same but spread them less (z 1.6-2.6); a class's own neighbours
   would mix outliers with mislabeled images, which the label audit covers.
+  An image must also stand out within its own class (``class_relative_z`` > 2, classes of 5 or
+  more): a class unlike the others is not a set of outliers. Measured by adding 8 images of one
+  class of another folder as a new class, and 3 images of it with random labels as outliers, to
+  4-30 images a class of five folders (20 cases, 8 seeds each): the images of the new class called
+  outliers fell from 1.24 a case to 0.02 (7.8 of 8 with flowers12 at 30 a class, the first audit's
+  "8 ordinary bluebells"), other images called outliers from 0.42 to 0.23, and the share of the
+  planted outliers found went from 0.35 to 0.33.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ PIXEL_SIMILARITY = 0.97
 SIGNATURE_SIDE = 16
 OUTLIER_NEIGHBOURS = 10
 OUTLIER_Z = 2.5
+OUTLIER_CLASS_Z = 2.0  # and at least this far out within its own class
 _BLOCK = 1024
 
 
@@ -181,3 +189,21 @@ def robust_z(scores: np.ndarray, reference: np.ndarray) -> np.ndarray:
     median = float(np.median(ref))
     mad = 1.4826 * float(np.median(np.abs(ref - median)))
     return (scores - median) / max(mad, 1e-12)
+
+
+def class_relative_z(scores: np.ndarray, labels: np.ndarray, reference: np.ndarray, min_images: int = 5) -> np.ndarray:
+    """How far each image stands out within its own class: its score less the median of its
+    class's reference images, over the larger of their MAD and that of all reference images (a
+    class of a few close images does not make a hair's difference look like a gap). Infinity
+    where the class has fewer than ``min_images`` reference images: too few to say what is usual."""
+    labels = np.asarray(labels)
+    spread = float(np.median(np.abs(scores[reference] - np.median(scores[reference]))))
+    z = np.full(len(scores), np.inf)
+    for label in np.unique(labels):
+        members = labels == label
+        own = scores[members & reference]
+        if len(own) >= min_images:
+            median = float(np.median(own))
+            mad = max(float(np.median(np.abs(own - median))), spread)
+            z[members] = (scores[members] - median) / max(1.4826 * mad, 1e-12)
+    return z
