@@ -2,8 +2,9 @@
 model (``--help``, ``plugins``, ``list datasets``) import no torch, with the bundled plugins
 installed (their entry points are lazy too), and every public name resolves.
 
-``validate`` does import torch: it estimates a training step's memory on the device and builds the
-backbone registry from timm's model list."""
+``list backbones`` and ``validate`` import no torch either once the built-in backbones' catalog and
+the recipe's backbone profile are in the cache folder (the first command after installing timm
+builds them); without a GPU device file, ``train.device = "auto"`` is the CPU without asking torch."""
 
 from __future__ import annotations
 
@@ -69,3 +70,20 @@ def test_a_lazy_factory_imports_its_module_only_when_built_or_inspected():
     assert type(factory(limit=5.0)).__name__ == "Rotate"
     with pytest.raises(ValueError, match="expected 'package.module:name'"):
         lazy_factory("no_colon")
+
+
+def test_list_backbones_and_validate_import_no_torch_once_the_cache_is_filled(tmp_path):
+    from transferkit.testing import write_image_folder
+
+    data = write_image_folder(tmp_path / "images")
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(f'name = "r"\n[data]\nsource = "imagefolder"\nroot = "{data.as_posix()}"\nimage_size = 64\nbatch_size = 4\n'
+                      '[backbone]\nname = "timm/tf_efficientnet_lite0"\nweights = "none"\n[train]\ndevice = "cpu"\n')
+    cache = {"TRANSFERKIT_CACHE_DIR": str(tmp_path / "cache")}
+    for argv in (["list", "backbones", "--filter", "timm/tf_eff*"], ["validate", str(recipe)]):
+        body = ("from transferkit.cli import main\n"
+                "with contextlib.redirect_stdout(io.StringIO()):\n"
+                f"    assert main({argv!r}) == 0")
+        assert "torch" in _heavy_modules(body, **cache).split(",")  # the first time: the catalog and profile are built
+        assert _heavy_modules(body, **cache) == "-", argv  # then from the cache folder
+    assert {p.name for p in (tmp_path / "cache").iterdir()} >= {"memory-profiles.json"}

@@ -167,7 +167,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def _weights_lines(recipe: Any) -> list[str]:
     """A warning when the backbone's ImageNet weights are not on this machine (finetune downloads them)."""
-    from .models.backbone import local_weights  # torch: validate's memory check imported it already
+    from .models.weight_sources import local_weights  # no torch
 
     found = local_weights(recipe.backbone.name) if recipe.backbone.weights == "imagenet" else None
     if found is None or found[0] is not None:
@@ -212,7 +212,7 @@ def _list_backbones(entries: Sequence[Any], args: argparse.Namespace) -> int:
     """Backbones with a column saying whether their ImageNet weights are here: "here", "download"
     (a known source, not on this machine), "none" (no pretrained weights known) or "plugin" (the
     plugin loads its own)."""
-    from .models.backbone import local_weights  # torch: the backbones' registry imported it already
+    from .models.weight_sources import local_weights  # no torch
 
     rows = []
     for e in entries:

@@ -11,9 +11,9 @@ from typing import Any, Iterable, Mapping, Sequence, get_args
 
 from pydantic import BaseModel, ValidationError
 
-from .engine.model_files import WEIGHTS_FILE, trained_run
+from .engine.run_layout import WEIGHTS_FILE
 from .errors import RecipeError
-from .models.weights import sha256_of
+from .models.weight_sources import sha256_of
 from .plugins import registry
 from .recipe import Recipe, read_toml
 from .registry import factory_parameters
@@ -158,7 +158,11 @@ def check_paths(recipe: Recipe, origin: str, check_data: bool = True) -> None:
         if problem:
             raise RecipeError(f"{origin}: {problem}")
     weights = recipe.backbone.weights
-    run = trained_run(weights) if weights not in ("imagenet", "none") else None
+    run = None
+    if weights not in ("imagenet", "none"):
+        from .engine.model_files import trained_run  # torch: only for weights from a file or a run
+
+        run = trained_run(weights)
     if weights not in ("imagenet", "none") and run is None and not Path(weights).is_file():
         raise RecipeError(
             f"{origin}: backbone.weights: file {weights!r} not found; use \"imagenet\", \"none\", a path to a .pth/.safetensors file"

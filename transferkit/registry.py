@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import difflib
 import fnmatch
+import functools
 import importlib
 import importlib.util
 import inspect
@@ -57,11 +58,7 @@ class LazyFactory:
         ``transferkit list``; None where the source cannot say (then the module is imported)."""
         if self._module in sys.modules:
             return None
-        try:
-            spec = importlib.util.find_spec(self._module)
-            tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8")) if spec and spec.origin else None
-        except (ImportError, OSError, SyntaxError, ValueError, UnicodeDecodeError):
-            return None
+        tree = _module_source(self._module)
         node = next((n for n in (tree.body if tree else []) if getattr(n, "name", None) == self.__name__), None)
         if isinstance(node, ast.ClassDef):
             if not node.bases and not any(getattr(n, "name", None) == "__init__" for n in node.body):
@@ -84,6 +81,16 @@ class LazyFactory:
 
     def __repr__(self) -> str:
         return f"lazy_factory({self.target!r})"
+
+
+@functools.lru_cache(maxsize=64)
+def _module_source(module: str) -> ast.Module | None:
+    """A module's parsed source, once per module (thousands of lazy factories share a few)."""
+    try:
+        spec = importlib.util.find_spec(module)
+        return ast.parse(Path(spec.origin).read_text(encoding="utf-8")) if spec and spec.origin else None
+    except (ImportError, OSError, SyntaxError, ValueError, UnicodeDecodeError):
+        return None
 
 
 def _default_text(node: ast.expr | None) -> str:
@@ -112,6 +119,11 @@ def factory_parameters(factory: Callable[..., Any]) -> dict[str, str]:
     from_source = factory.source_parameters() if isinstance(factory, LazyFactory) else None
     if from_source is not None:
         return from_source
+    if isinstance(factory, functools.partial) and isinstance(factory.func, LazyFactory):  # partial(lazy, name)
+        from_source = factory.func.source_parameters()
+        if from_source is not None:  # the bound leading positional names and keywords are not parameters
+            bound = set(list(from_source)[: len(factory.args)]) | set(factory.keywords)
+            return {k: v for k, v in from_source.items() if k not in bound}
     try:
         sig = inspect.signature(factory)
     except (TypeError, ValueError):

@@ -18,6 +18,7 @@ from PIL import Image, ImageOps
 
 from ..errors import DataError
 from .image_files import read_image_bytes
+from .stratified import stratified_train_test
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 # image formats Pillow does not read here: named (with what to do) instead of skipped without a word
@@ -340,17 +341,15 @@ def stratified_split(
     stratified split where it applies; where it does not (a class of one image, or fewer images
     held out than there are classes) each class still gets its share (largest remainders, seeded
     ties), no class gives up its last image, and ``notes`` gets one line naming the classes with
-    no ``what`` image."""
+    no ``what`` image. (scikit-learn's split is ``data.stratified``'s port: the same indices.)"""
     if fraction <= 0:
         return images, None
-    from sklearn.model_selection import train_test_split  # sklearn: not on the path of `transferkit list`
-
     indices = np.arange(len(images))
     targets = np.asarray(images.targets, dtype=np.int64)
     counts = np.bincount(targets, minlength=len(images.classes))
     present = counts[counts > 0]
     if present.min() >= 2 and math.ceil(fraction * len(images)) >= len(present):
-        keep, held = train_test_split(indices, test_size=fraction, random_state=seed, stratify=targets)
+        keep, held = stratified_train_test(indices, targets, fraction, seed)  # scikit-learn's, in numpy
         return images.subset(sorted(keep)), images.subset(sorted(held))
     quota = _class_quotas(counts, fraction, seed)
     rng = np.random.default_rng(seed)

@@ -8,7 +8,7 @@ import os
 from ..data.sources import DatasetSplits, FileImages, ImageSet, SubsetImages
 from ..errors import BadFilesError
 from ..recipe import Recipe
-from .setup import build_splits
+from .splits import build_splits
 
 
 def file_paths(images: ImageSet) -> list[str] | None:

@@ -9,21 +9,30 @@ outputs instead). Parameters count four times (weights, gradients and AdamW's tw
 sum of module outputs is about what autograd keeps for the backward pass: for EfficientNet-Lite0
 at 224 px and a batch of 16 it says 1.50 GB where a CPU training step peaked at 1.58 GB. It is
 compared with the whole device memory (a GPU's, or the machine's RAM); a recipe over it is refused.
+
+``validate`` needs only the backbone's figures (``BackboneProfile``: bytes per pixel, parameters,
+stages), not the backbone: for the built-in timm and torchvision backbones they are kept in the
+cache folder per library version, so that validating a recipe imports no torch after the first
+time (on a machine without an NVIDIA or Apple GPU, where ``train.device = "auto"`` is the CPU).
 """
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass
+import sys
+from dataclasses import asdict, dataclass
+from importlib import metadata
 from pathlib import Path
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from ..errors import RecipeError
-from ..models.backbone import backbone_stages, create_backbone
-from ..recipe import Recipe
-from .runtime import Runtime, resolve_runtime
+from ..recipe import Recipe, TrainConfig
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from .runtime import Runtime
 
 PROBE = 64  # the side of the probe image (pixels)
 GB = 2**30
@@ -65,6 +74,8 @@ class MemoryEstimate:
 def activation_bytes_per_pixel(backbone: nn.Module, bytes_per_value: int = 4, side: int = PROBE) -> tuple[float, float]:
     """Bytes of module outputs per input pixel, from one forward of a ``side`` px image on the CPU:
     all of them (kept for a backward pass), and the largest one."""
+    import torch
+
     total, largest = 0, 0
 
     def count(_module: nn.Module, _inputs: object, output: object) -> None:
@@ -87,9 +98,11 @@ def activation_bytes_per_pixel(backbone: nn.Module, bytes_per_value: int = 4, si
     return total / (side * side), largest / (side * side)
 
 
-def device_memory(runtime: Runtime) -> tuple[float, str]:
-    """The training device's memory in bytes, and its name in words."""
-    if runtime.device.type == "cuda" and torch.cuda.is_available():
+def device_memory(runtime: Runtime | None) -> tuple[float, str]:
+    """The training device's memory in bytes, and its name in words (``None``: the CPU)."""
+    if runtime is not None and runtime.device.type == "cuda":
+        import torch
+
         props = torch.cuda.get_device_properties(runtime.device)
         return float(props.total_memory), f"GPU {props.name}"
     physical = float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
@@ -108,30 +121,72 @@ def _cgroup_limit() -> float:
     return float("inf")
 
 
-def estimate_training_memory(recipe: Recipe, backbone: nn.Module, runtime: Runtime | None = None) -> MemoryEstimate:
-    """The memory one training step of ``recipe`` needs with ``backbone`` (see the module's doc)."""
-    runtime = runtime or resolve_runtime(recipe.train)
-    size = int(recipe.data.image_size or getattr(backbone, "data_config", {}).get("input_size", (3, 224, 224))[-1])
-    bytes_per_value = 2 if runtime.amp_dtype is not None else 4
+@dataclass(frozen=True)
+class BackboneProfile:
+    """What the estimate needs of a backbone: fp32 activation bytes per input pixel (all module
+    outputs, and the largest), measured at ``side`` px; its parameters; its stages; its native side."""
+
+    side: int
+    kept: float
+    largest: float
+    parameters: int
+    stages: int
+    native: int
+
+
+def measure_profile(backbone: nn.Module, size: int | None) -> BackboneProfile:
+    """The profile of a built backbone for images of ``size`` px (None: its native size)."""
+    from ..models.backbone import backbone_stages
+
+    native = int(getattr(backbone, "data_config", {}).get("input_size", (3, 224, 224))[-1])
+    side = min(PROBE, size or native)
     try:
-        kept, largest = activation_bytes_per_pixel(backbone, bytes_per_value, min(PROBE, size))
+        kept, largest = activation_bytes_per_pixel(backbone, 4, side)
     except Exception:  # noqa: BLE001 - a backbone that takes only its own input size: probe at that size
-        kept, largest = activation_bytes_per_pixel(backbone, bytes_per_value, size)
+        side = size or native
+        kept, largest = activation_bytes_per_pixel(backbone, 4, side)
+    parameters = sum(p.numel() for p in backbone.parameters())
+    return BackboneProfile(side, kept, largest, parameters, len(backbone_stages(backbone)), native)
+
+
+def estimate_from_profile(recipe: Recipe, profile: BackboneProfile, runtime: Runtime | None) -> MemoryEstimate:
+    """The estimate (see the module's doc) from a backbone's profile, on ``runtime`` (None: the CPU)."""
+    size = int(recipe.data.image_size or profile.native)
+    scale = 0.5 if runtime is not None and runtime.amp_dtype is not None else 1.0  # 16-bit activations
     finetune = recipe.phases.finetune
     trains_backbone = finetune.epochs > 0 and finetune.unfreeze != "none"
-    per_pixel = kept if trains_backbone else 2 * largest  # frozen: one layer's input and output at a time
+    per_pixel = scale * (profile.kept if trains_backbone else 2 * profile.largest)  # frozen: one layer's input and output
     available, device = device_memory(runtime)
-    parameters = 4.0 * 4 * sum(p.numel() for p in backbone.parameters())
+    parameters = 4.0 * 4 * profile.parameters
     batch = recipe.data.batch_size
     return MemoryEstimate(size, batch, per_pixel * size * size * batch, parameters, device, available, per_pixel)
+
+
+def estimate_training_memory(recipe: Recipe, backbone: nn.Module, runtime: Runtime | None = None) -> MemoryEstimate:
+    """The memory one training step of ``recipe`` needs with ``backbone`` (see the module's doc)."""
+    from .runtime import resolve_runtime
+
+    runtime = runtime or resolve_runtime(recipe.train)
+    return estimate_from_profile(recipe, measure_profile(backbone, recipe.data.image_size), _gpu_only(runtime))
+
+
+def _gpu_only(runtime: Runtime) -> Runtime | None:
+    return runtime if runtime.device.type == "cuda" else None
 
 
 def check_unfreeze(recipe: Recipe, backbone: nn.Module, origin: str = "recipe") -> None:
     """``phases.finetune.unfreeze = "last:K"`` with K above the backbone's stages: one line now
     (``validate``, ``plan``, before ``finetune`` decodes), not after phase 1 has run."""
+    from ..models.backbone import backbone_stages
+
+    check_stages(recipe, len(backbone_stages(backbone)), origin)
+
+
+def check_stages(recipe: Recipe, stages: int, origin: str = "recipe") -> None:
+    """``check_unfreeze`` for a backbone of ``stages`` stages."""
     policy, finetune = recipe.phases.finetune.unfreeze, recipe.phases.finetune
     if finetune.epochs and policy.startswith("last:"):
-        k, stages = int(policy[5:]), len(backbone_stages(backbone))
+        k = int(policy[5:])
         if k > stages:
             raise RecipeError(
                 f"{origin}: phases.finetune.unfreeze: last:{k} asks for more stages than {recipe.backbone.name} has"
@@ -143,7 +198,10 @@ def check_training_memory(recipe: Recipe, backbone: nn.Module, origin: str = "re
     """The estimate, or one line (``RecipeError``) when the recipe cannot fit the device (or asks
     the backbone for more stages than it has: ``check_unfreeze``)."""
     check_unfreeze(recipe, backbone, origin)
-    found = estimate_training_memory(recipe, backbone)
+    return _refuse_misfit(estimate_training_memory(recipe, backbone), origin)
+
+
+def _refuse_misfit(found: MemoryEstimate, origin: str) -> MemoryEstimate:
     if not found.fits:
         largest = found.largest_size()
         hint = f"about {largest} px fits at this batch size" if largest >= 16 else "lower data.batch_size"
@@ -155,6 +213,83 @@ def check_training_memory(recipe: Recipe, backbone: nn.Module, origin: str = "re
 
 
 def check_recipe_memory(recipe: Recipe, origin: str = "recipe") -> MemoryEstimate:
-    """``check_training_memory`` with the recipe's backbone built without weights (no download)."""
+    """``check_training_memory`` from the backbone's profile (``recipe_profile``: built without
+    weights, no download; cached for the built-in backbones) on the recipe's device."""
+    profile = recipe_profile(recipe)
+    check_stages(recipe, profile.stages, origin)
+    return _refuse_misfit(estimate_from_profile(recipe, profile, training_gpu(recipe.train)), origin)
+
+
+def training_gpu(cfg: TrainConfig) -> Runtime | None:
+    """The runtime when training would run on a GPU, None for the CPU: without torch where this
+    machine has no NVIDIA or Apple GPU to find (``auto`` is then the CPU) or the recipe says cpu."""
+    if cfg.device == "cpu" or (cfg.device == "auto" and "torch" not in sys.modules and not _gpu_possible()):
+        return None
+    from .runtime import resolve_runtime
+
+    return _gpu_only(resolve_runtime(cfg))
+
+
+def _gpu_possible() -> bool:
+    return sys.platform == "darwin" or any(Path("/dev").glob("nvidia[0-9]*")) or Path("/dev/dxg").exists()
+
+
+# -- the built-in backbones' profiles, cached ------------------------------------------------------
+CACHED_PROVIDERS = ("transferkit.builtin.backbones",)  # whose backbones change only with the libraries' versions
+
+
+def recipe_profile(recipe: Recipe) -> BackboneProfile:
+    """The profile of the recipe's backbone for its image size: from the cache folder when a
+    built-in backbone's was measured before with these library versions, else measured (and kept)."""
+    from ..plugins import registry
+
     spec = recipe.backbone
-    return check_training_memory(recipe, create_backbone(spec.name, weights="none", **spec.params), origin)
+    entry = registry("backbone").get(spec.name)
+    key = None
+    if entry.provider in CACHED_PROVIDERS:
+        versions = [_version(d) for d in ("transferkit", "timm", "torchvision", "torch")]
+        key = json.dumps([spec.name, spec.params, recipe.data.image_size, versions], sort_keys=True, default=str)
+    found = _cached(key) if key else None
+    if found is None:
+        from ..models.backbone import create_backbone
+
+        found = measure_profile(create_backbone(spec.name, weights="none", **spec.params), recipe.data.image_size)
+        if key:
+            _keep(key, found)
+    return found
+
+
+def _version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "none"
+
+
+def _profiles_file() -> Path:
+    from ..builtin.backbone_catalog import cache_dir
+
+    return cache_dir() / "memory-profiles.json"
+
+
+def _read_profiles() -> dict[str, Any]:
+    try:
+        data = json.loads(_profiles_file().read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _cached(key: str) -> BackboneProfile | None:
+    try:
+        return BackboneProfile(**_read_profiles()[key])
+    except (KeyError, TypeError):
+        return None
+
+
+def _keep(key: str, profile: BackboneProfile) -> None:
+    from ..builtin.backbone_catalog import write_json
+
+    profiles = _read_profiles()
+    profiles[key] = asdict(profile)
+    write_json(_profiles_file(), dict(list(profiles.items())[-200:]))  # the newest 200

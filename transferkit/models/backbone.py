@@ -16,7 +16,8 @@ from torch import nn
 from ..errors import PluginError, WeightsError
 from ..imagenet import IMAGENET_INPUT_SIZE, IMAGENET_MEAN, IMAGENET_STD
 from ..plugins import plugin_output, registry
-from .weights import load_into, read_state_dict, resolve_weights, url_source
+from .weight_sources import local_weights, resolve_weights, weight_sources  # noqa: F401 - local_weights: its old home
+from .weights import load_into, read_state_dict
 
 IMAGENET_DATA_CONFIG = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "input_size": IMAGENET_INPUT_SIZE}
 _CONTAINERS = (nn.Sequential, nn.ModuleList)
@@ -55,33 +56,6 @@ def create_backbone(
     else:
         module.weights_origin = weights
     return module
-
-
-def weight_sources(entry: Any) -> list[Any]:
-    """Where a registered backbone's ImageNet weights may be (its ``sources``, or its declared
-    URL through the torch hub cache); [] when the plugin loads its own (``pretrained=True``)."""
-    sources = entry.extras.get("sources")
-    if callable(sources):
-        return list(sources())
-    url = entry.extras.get("weights", {}).get("imagenet")
-    return [url_source(f"torch hub cache ({entry.name})", url)] if url else []
-
-
-def local_weights(name: str) -> tuple[Path | None, list[str]] | None:
-    """A backbone's ImageNet weights on this machine: (the file or None, where it looked), without
-    downloading ([] where it knows of none); None when its plugin loads its own weights."""
-    entry = registry("backbone").get(name)
-    if not callable(entry.extras.get("sources")) and "imagenet" not in entry.extras.get("weights", {}):
-        return None
-    sources = weight_sources(entry)
-    for source in sources:
-        try:
-            found = source.locate()
-        except Exception:  # noqa: BLE001 - a cache that cannot be read counts as not there
-            found = None
-        if found is not None and Path(found).is_file():
-            return Path(found), [source.label]
-    return None, [s.label for s in sources]
 
 
 def _load_file(module: nn.Module, path: Path, sha256: str | None, origin: str, adapt=None) -> None:

@@ -1,110 +1,27 @@
-"""Pretrained weights: resolve ``"imagenet"`` offline first, load files safely, map keys by name.
-
-Resolution order for ``"imagenet"``: an installed weight package -> the timm / torch hub caches ->
-a download when online -> an error that says how to supply a file. Every checkpoint loads with
-``weights_only=True``: a file that needs code to unpickle is refused.
+"""Pretrained weights: load files safely, map keys by name (where they come from:
+``weight_sources``). Every checkpoint loads with ``weights_only=True``: a file that needs code to
+unpickle is refused.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import socket
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
-from urllib.parse import urlparse
+from typing import Mapping
 
 import torch
 from safetensors.torch import load_file
 from torch import nn
 
 from ..errors import WeightsError
-
-StateDict = dict[str, torch.Tensor]
-
-
-@dataclass(frozen=True)
-class WeightSource:
-    """One place pretrained weights may come from. ``locate`` returns a file or None; ``fetch``
-    downloads it (may raise when offline)."""
-
-    label: str
-    locate: Callable[[], Path | None]
-    fetch: Callable[[], Path] | None = None
-    # renames a checkpoint in this source's own format to the module's keys
-    adapt: Callable[[StateDict, list[str]], StateDict] | None = None
-    # said when no source has the weights (e.g. which other backbone an installed file fits)
-    hint: str | None = None
-
-
-def resolve_weights(backbone: str, sources: list[WeightSource]) -> tuple[Path, WeightSource]:
-    """The first local file among ``sources``, else the first successful download."""
-    for source in sources:
-        found = source.locate()
-        if found is not None and Path(found).is_file():
-            return Path(found), source
-    errors = []
-    if not _offline():
-        for source in sources:
-            if source.fetch is None:
-                continue
-            try:
-                return Path(source.fetch()), source
-            except Exception as exc:  # noqa: BLE001 - offline, proxy, 404...: try the next
-                errors.append(f"{source.label}: {exc if isinstance(exc, ConnectionError) else type(exc).__name__}")
-    tried = ", ".join(s.label for s in sources) or "no known source"
-    why = f"; downloads failed ({'; '.join(errors)})" if errors else ""
-    hints = "".join(f"; {s.hint}" for s in sources if s.hint)
-    raise WeightsError(
-        f"backbone.weights: no ImageNet weights for {backbone!r} on this machine (looked in: {tried}){why}{hints};"
-        f' or download a checkpoint and set backbone.weights = "path/to/file.pth", or use weights = "none"'
-    )
-
-
-def _offline() -> bool:
-    return any(os.environ.get(v, "") not in ("", "0") for v in ("TRANSFERKIT_OFFLINE", "HF_HUB_OFFLINE"))
-
-
-def check_reachable(url: str, timeout: float = 5.0) -> None:
-    """Raise ``ConnectionError`` at once when ``url``'s host cannot be reached (no network, no DNS):
-    a download client would otherwise retry for a minute before saying the same."""
-    parsed = urlparse(url)
-    host, port = parsed.hostname, parsed.port or (80 if parsed.scheme == "http" else 443)
-    if not host:
-        return
-    try:
-        socket.create_connection((host, port), timeout=timeout).close()
-    except OSError as exc:
-        raise ConnectionError(f"{host} unreachable ({type(exc).__name__})") from None
-
-
-def torch_hub_file(url: str) -> Path:
-    """Where torch.hub keeps a downloaded checkpoint (the torchvision cache)."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
-
-
-def url_source(label: str, url: str) -> WeightSource:
-    def locate() -> Path | None:
-        path = torch_hub_file(url)
-        return path if path.is_file() else None
-
-    def fetch() -> Path:
-        check_reachable(url)
-        path = torch_hub_file(url)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.hub.download_url_to_file(url, str(path), progress=True)
-        return path
-
-    return WeightSource(label, locate, fetch)
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+from .weight_sources import (  # noqa: F401 - where they were first: plugins import them from here
+    StateDict,
+    WeightSource,
+    check_reachable,
+    resolve_weights,
+    sha256_of,
+    torch_hub_file,
+    url_source,
+)
 
 
 def read_state_dict(path: Path, sha256: str | None = None) -> StateDict:
