@@ -22,8 +22,8 @@ FORBIDDEN = {
     "transferkit.builtin": ("transferkit.engine", "transferkit.cli", "transferkit.workbench"),
 }
 # the bottom: the plugin manager and what every layer may use
-BASE = {"transferkit.errors", "transferkit.hookspecs", "transferkit.registry", "transferkit.plugins", "transferkit.imagenet",
-        "transferkit.progress", "transferkit.plugin_guard"}
+BASE = {"transferkit.errors", "transferkit.hookspecs", "transferkit.registry", "transferkit.plugins", "transferkit.protocols",
+        "transferkit.imagenet", "transferkit.progress", "transferkit.plugin_guard"}
 
 
 def _module_name(path: Path) -> str:
