@@ -208,9 +208,13 @@ class Registry:
         raise UnknownComponentError(self.unknown_message(name))
 
     def unknown_message(self, name: str) -> str:
-        close = difflib.get_close_matches(name, list(self._entries), n=5, cutoff=0.5)
-        renamed = [n for n in self._entries if n.rpartition("/")[2] == name and n not in close]  # "mixup" -> "augment/mixup"
-        close = (renamed + close)[:5]
+        """The close matches, by full name or by the part after the prefix ("11crop" -> "averaging/10crop")."""
+        by_text: dict[str, list[str]] = {}
+        for registered in self._entries:
+            for text in {registered, registered.rpartition("/")[2]}:
+                by_text.setdefault(text, []).append(registered)
+        matches = difflib.get_close_matches(name, list(by_text), n=5, cutoff=0.5)
+        close = list(dict.fromkeys(n for text in matches for n in sorted(by_text[text])))[:5]
         hint = f"did you mean {', '.join(close)}?" if close else f"see `transferkit list {self.kind}s`"
         return f"unknown {self.kind} {name!r}; {hint}"
 
