@@ -15,6 +15,7 @@ from albumentations.pytorch import ToTensorV2
 
 import transferkit
 from transferkit import IMAGENET_MEAN, IMAGENET_STD
+from transferkit.testing import check_batch_augmentation, check_image_augmentation
 from transferkit_augment import plugin
 
 IMAGE = set(plugin.IMAGE_AUGMENTATIONS)
@@ -101,3 +102,12 @@ def test_the_old_unprefixed_names_still_build() -> None:
         aug = transferkit.create_augmentation("mixup", num_classes=4, seed=0)
     assert type(aug) is type(transferkit.create_augmentation("augment/mixup", num_classes=4, seed=0))
     assert all("'mixup' is now 'augment/mixup'" in str(w.message) for w in said)
+
+
+def test_every_augmentation_conforms_to_its_contract() -> None:
+    """transferkit.testing's one-call checks: image ones reproducible from the seed in the core's
+    pipeline; batch ones keep shapes, dtypes and probabilities, and resume their random stream."""
+    for name in IMAGE:
+        check_image_augmentation(plugin.PREFIX + name)
+    for name in BATCH:
+        check_batch_augmentation(plugin.PREFIX + name, num_classes=4)

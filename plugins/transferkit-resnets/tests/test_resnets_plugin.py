@@ -14,6 +14,7 @@ import torchvision
 from torch import nn
 
 import transferkit
+from transferkit.testing import check_backbone
 from transferkit_resnets import IMAGENET1K_V1, resnet18
 from transferkit_resnets.plugin import PREFIX, register_backbones
 
@@ -129,3 +130,9 @@ def test_adapt_state_dict_names_what_does_not_fit() -> None:
     other = torchvision.models.resnet34().state_dict()
     with pytest.raises(RuntimeError, match="Unexpected key"):
         model.load_state_dict(model.adapt_state_dict(other), strict=True)
+
+
+@pytest.mark.parametrize("name", ["resnets/resnet18", "resnets/densenet121"])
+def test_conforms_to_the_backbone_contract(name) -> None:
+    """transferkit.testing's one-call check: built as a run builds it, features, stages, rebuild."""
+    check_backbone(name, input_size=(3, 32, 32))
