@@ -9,9 +9,10 @@ import pytest
 import torch
 
 import transferkit
+from transferkit.cli import main
 from transferkit.components import PluginBugError
 from transferkit.registry import ContractError
-from transferkit.testing import plugin, registered
+from transferkit.testing import TinyCNN, plugin, registered, registered_backbone, write_recipe
 
 
 class Averager:
@@ -120,3 +121,16 @@ def test_a_batch_augmentation_with_half_a_state_is_named():
         transferkit.create_augmentation("comp/half", num_classes=3)
     assert str(info.value) == ("augmentation 'comp/half' (plugin 'aug-plugin') has only one of state_dict() and load_state_dict()"
                                " (a resumed run needs both, or neither)")
+
+
+def test_the_command_line_prints_the_plugins_traceback_above_one_line(tiny_recipe, tmp_path, capsys):
+    def bugged(pretrained: bool = False, width: int = 8):
+        return TinyCNN(width + "px")
+
+    tiny_recipe["backbone"]["name"] = "bug/cnn"
+    with registered_backbone("bug/cnn", bugged, "bug-plugin"):
+        assert main(["finetune", str(write_recipe(tmp_path / "bug.toml", tiny_recipe)), "--output", str(tmp_path / "run")]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    shown = err[err.index("Traceback (most recent call last):"):]
+    assert any(", in bugged" in line for line in shown) and shown[-2].startswith("TypeError: unsupported operand")
+    assert shown[-1].startswith("transferkit: error: backbone 'bug/cnn' (plugin 'bug-plugin') has a bug: its factory raised TypeError")
