@@ -176,8 +176,7 @@ class Plugins:
                 self._disable(impl.plugin_name, _hook_failure(hook_name, exc), exc)
                 continue
             for entry in staged.entries():
-                registry.add(entry.name, entry.factory, provider=entry.provider, description=entry.description,
-                             aliases=entry.aliases, **entry.extras)
+                registry.add_entry(entry)
         return registry
 
     def check_hooks(self) -> None:

@@ -18,6 +18,7 @@ Nothing here imports torch: the annotations are strings.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
@@ -173,6 +174,15 @@ def check_factory(role: str, factory: Any) -> str | None:
     augmentation", ...), in words, or None (also when its signature cannot be read)."""
     if role not in CORE_ARGUMENTS:
         return None
+    key = _signature_key(factory)
+    if key is None:
+        return _check_factory(role, factory)
+    if (role, key) not in _CHECKED:  # timm's ~3000 partials of one function: one signature to read
+        _CHECKED[(role, key)] = _check_factory(role, factory)
+    return _CHECKED[(role, key)]
+
+
+def _check_factory(role: str, factory: Any) -> str | None:
     try:
         signature = inspect.signature(factory)
     except (TypeError, ValueError):
@@ -183,6 +193,17 @@ def check_factory(role: str, factory: Any) -> str | None:
     except TypeError as exc:
         return f"a factory that cannot be called as {CONTRACT_OF_KIND[role]} ({exc})"
     return None
+
+
+def _signature_key(factory: Any) -> Any:
+    """What a factory's signature depends on, when that can be a cache key: a ``functools.partial``
+    by its function and the names it binds; a plain function by itself."""
+    if isinstance(factory, functools.partial) and inspect.isfunction(factory.func):
+        return (factory.func, len(factory.args), tuple(sorted(factory.keywords)))
+    return factory if inspect.isfunction(factory) else None
+
+
+_CHECKED: dict[tuple[str, Any], str | None] = {}
 
 
 def missing_members(obj: Any, protocol: Any) -> list[str]:

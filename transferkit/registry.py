@@ -168,15 +168,20 @@ class Registry:
         problem = check_registration(self.kind, name, factory, extras, aliases, lazy=isinstance(factory, LazyFactory))
         if problem:
             raise ContractError(provider, problem)
+        self.add_entry(Entry(name, factory, provider, description, dict(extras), tuple(aliases)))
+
+    def add_entry(self, entry: Entry) -> None:
+        """Add an entry that another registry already checked (a hook's, once the whole hook succeeded)."""
+        name, provider = entry.name, entry.provider
         if name in self._entries:
             other = self._entries[name].provider
             raise PluginError(
                 f"{self.kind} {name!r} is registered twice: by plugin {other!r} and by plugin {provider!r};"
                 f" uninstall or rename one of them"
             )
-        self._entries[name] = Entry(name, factory, provider, description, dict(extras), tuple(aliases))
+        self._entries[name] = entry
         self._aliases.pop(name, None)  # a name registered as itself wins over another's old name
-        for alias in aliases:
+        for alias in entry.aliases:
             self._add_alias(alias, name)
 
     def _add_alias(self, alias: str, name: str) -> None:
