@@ -199,10 +199,6 @@ class Registry:
         """Whether a component is registered under ``name`` itself (not as an old name)."""
         return name in self._entries
 
-    def resolve(self, name: str) -> str:
-        """The name a component is registered under: ``name``, or the new name of an old one."""
-        return name if name in self._entries else self._aliases.get(name, name)
-
     def get(self, name: str) -> Entry:
         if name in self._entries:
             return self._entries[name]
