@@ -117,10 +117,11 @@ class Plugins:
         """Record plugin ``name`` as left out (``error`` is what ``transferkit plugins`` shows) and
         warn in one line; fatal under TRANSFERKIT_STRICT_PLUGINS."""
         self.info[name] = PluginInfo(name, version, [], status, error, dist)
+        package = dist.strip("()") or "in-process"  # an in-process plugin's distribution is "(in-process)"
         if self.strict:
-            raise PluginError(f"plugin {name!r} ({dist}) {reason}; fix or uninstall it, or unset {STRICT_ENV}") from exc
+            raise PluginError(f"plugin {name!r} ({package}) {reason}; fix or uninstall it, or unset {STRICT_ENV}") from exc
         warnings.warn(
-            PluginWarning(f"plugin {name!r} ({dist.strip('()') or 'in-process'}) {reason}; it is left out and the others still work;"
+            PluginWarning(f"plugin {name!r} ({package}) {reason}; it is left out and the others still work;"
                           f" fix or uninstall it, or skip it with {DISABLE_ENV}={name}"),
             stacklevel=3,
         )
