@@ -79,12 +79,12 @@ def test_inference_preprocesses_exactly_as_training_evaluated(finished_run, imag
         assert torch.equal(model.preprocessing(read_image(file)), expected)
 
 
-@needs_plugin_component("tta", "10crop", "transferkit-averaging")
+@needs_plugin_component("tta", "averaging/10crop", "transferkit-averaging")
 def test_tta_batches_views_of_several_images_and_averages_each_image_alone(finished_run, image_folder):
     model = transferkit.load(finished_run)
     files = [str(f) for f in sorted((image_folder / "test").rglob("*.png"))[:7]]
-    together = model.predict_proba(files, tta="10crop", batch_size=24)  # 70 views: batches of 30, 30 and 10
-    alone = np.concatenate([model.predict_proba([f], tta="10crop") for f in files])
+    together = model.predict_proba(files, tta="averaging/10crop", batch_size=24)  # 70 views: batches of 30, 30 and 10
+    alone = np.concatenate([model.predict_proba([f], tta="averaging/10crop") for f in files])
     np.testing.assert_allclose(together, alone, rtol=1e-5, atol=1e-6)
     assert together.shape == (7, len(model.classes))
 

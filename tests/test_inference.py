@@ -101,10 +101,10 @@ def test_predict_and_evaluate_commands_print_unknown_and_raw(tiny_run, image_fol
     assert "ensemble" in capsys.readouterr().err
 
 
-@needs_plugin_component("tta", "flip", "transferkit-averaging")
+@needs_plugin_component("tta", "averaging/flip", "transferkit-averaging")
 def test_reject_with_tta_is_refused(tiny_run, image_folder, capsys):
     _with_confidence(tiny_run, image_folder)
-    assert main(["predict", str(tiny_run), str(image_folder / "test"), "--reject", "0.05", "--tta", "flip"]) == 2
+    assert main(["predict", str(tiny_run), str(image_folder / "test"), "--reject", "0.05", "--tta", "averaging/flip"]) == 2
     assert "--tta" in capsys.readouterr().err
 
 

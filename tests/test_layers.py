@@ -52,9 +52,9 @@ LAYERS = (
           ("transferkit/builtin/*",)),
     Layer("data and models", "images, decoding, transforms; the backbone contract, weights files, the head",
           ("transferkit/data/*", "transferkit/models/*")),
-    Layer("plugin manager", "pluggy, hook specifications, registries, components built by name",
-          ("transferkit/plugins", "transferkit/plugin_guard", "transferkit/hookspecs", "transferkit/registry",
-           "transferkit/components")),
+    Layer("plugin manager", "pluggy, hook specifications, the plugin contract's Protocols, registries, components built by name",
+          ("transferkit/plugins", "transferkit/plugin_guard", "transferkit/hookspecs", "transferkit/protocols",
+           "transferkit/registry", "transferkit/components")),
     Layer("foundation", "the recipe schema, errors, progress, ImageNet constants",
           ("transferkit/recipe", "transferkit/errors", "transferkit/progress", "transferkit/imagenet")),
 )

@@ -261,3 +261,48 @@ def test_what_a_plugins_factory_prints_when_it_builds_a_backbone_goes_to_stderr(
         get_plugins().unregister(name)
     captured = capsys.readouterr()
     assert "building the noisy backbone" in captured.err and "noisy" not in captured.out
+
+
+MISSPELLED_HOOK = """
+    from transferkit import hookimpl
+
+    @hookimpl
+    def register_backbone(register):  # singular: not a transferkit hook
+        register("brokenplug/net", lambda pretrained=False: None)
+"""
+
+
+def test_a_misspelled_hook_is_refused_in_one_line_naming_the_plugin_and_the_closest_hook(tmp_path):
+    path = _fake_distribution(tmp_path, MISSPELLED_HOOK)
+    done = _run_cli(["list", "datasets"], path)
+    assert done.returncode == 0 and "imagefolder" in done.stdout, done.stderr
+    assert _disabled_line(done.stderr, "brokenplug") == (
+        "transferkit: warning: plugin 'brokenplug' (brokenplug) has a hook transferkit does not know: register_backbone"
+        " (did you mean register_backbones?); it is left out and the others still work; fix or uninstall it,"
+        " or skip it with TRANSFERKIT_DISABLE_PLUGINS=brokenplug")
+    table = _run_cli(["plugins"], path)
+    line = next(x for x in table.stdout.splitlines() if x.startswith("brokenplug"))
+    assert "failed: has a hook transferkit does not know: register_backbone (did you mean register_backbones?)" in line
+
+
+def test_an_in_process_plugin_with_an_unknown_hook_is_refused():
+    with pytest.raises(transferkit.PluginError) as info:
+        get_plugins().register(plugin(register_backbone=lambda register: None), "typo-plugin")
+    assert str(info.value) == ("plugin 'typo-plugin' (in-process) has a hook transferkit does not know: register_backbone"
+                               " (did you mean register_backbones?)")
+    assert "typo-plugin" not in get_plugins().info
+
+
+def test_a_plugin_registering_what_breaks_the_contract_is_left_out_naming_it():
+    hooks = plugin(register_backbones=lambda register: register("contract/net", lambda: tiny_cnn()))  # no `pretrained`
+    name = get_plugins().register(hooks, "contract-plugin")
+    try:
+        with pytest.warns(transferkit.errors.PluginWarning) as said:
+            assert "contract/net" not in transferkit.list_backbones("contract/*")
+        assert len(said) == 1 and str(said[0].message).startswith(
+            "plugin 'contract-plugin' (in-process) was disabled: its register_backbones hook registered backbone 'contract/net'"
+            " with a factory that cannot be called as factory(pretrained: bool = False, **params)")
+    finally:
+        if get_plugins().pm.get_plugin(name) is not None:
+            get_plugins().unregister(name)
+        get_plugins().info.pop(name, None)

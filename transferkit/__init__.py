@@ -1,8 +1,10 @@
 """transferkit: plugin-based transfer learning for image classification.
 
 The public API: plugins, their tests and examples import only what ``__all__`` lists (and the
-``transferkit.testing`` helpers for tests). The names load on first use (PEP 562), so
-``import transferkit`` and ``from transferkit import hookimpl`` in a plugin cost no torch import.
+``transferkit.testing`` helpers for tests), the plugin contract's typed Protocols among them
+(``Register``, ``Backbone``, ``BatchAugmentation``, ``Averager``, ``TTAPolicy``). The names load on
+first use (PEP 562), so ``import transferkit`` and ``from transferkit import hookimpl`` in a plugin
+cost no torch import.
 """
 
 from __future__ import annotations
@@ -42,10 +44,15 @@ _LAZY = {
     "Ensemble": "transferkit.inference",
     "Prediction": "transferkit.inference",
     "TrainedModel": "transferkit.inference",
-    "create_tta": "transferkit.inference",
+    "create_tta": "transferkit.components",
     "load": "transferkit.inference",
     "load_ensemble": "transferkit.inference",
     "get_plugins": "transferkit.plugins",
+    "Averager": "transferkit.protocols",
+    "Backbone": "transferkit.protocols",
+    "BatchAugmentation": "transferkit.protocols",
+    "Register": "transferkit.protocols",
+    "TTAPolicy": "transferkit.protocols",
     "lazy_factory": "transferkit.registry",
     "register_plugin": "transferkit.plugins",
     "Recipe": "transferkit.recipe",
@@ -57,6 +64,9 @@ _LAZY = {
 
 __all__ = [
     "ArrayImages",
+    "Averager",
+    "Backbone",
+    "BatchAugmentation",
     "DataError",
     "DatasetSplits",
     "Ensemble",
@@ -70,8 +80,10 @@ __all__ = [
     "Predictions",
     "Recipe",
     "RecipeError",
+    "Register",
     "RunDir",
     "RunResult",
+    "TTAPolicy",
     "TrainedModel",
     "TransferkitError",
     "UnknownComponentError",
@@ -122,6 +134,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from .components import (
         create_augmentation,
         create_averager,
+        create_tta,
         list_augmentations,
         list_averagers,
         list_backbones,
@@ -133,9 +146,10 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from .engine.run import RunResult
     from .engine.run_dir import KeptCheckpoint, RunDir
     from .evaluation import evaluate
-    from .inference import Ensemble, Prediction, TrainedModel, create_tta, load, load_ensemble
+    from .inference import Ensemble, Prediction, TrainedModel, load, load_ensemble
     from .models.backbone import create_backbone
     from .plugins import get_plugins, register_plugin
+    from .protocols import Averager, Backbone, BatchAugmentation, Register, TTAPolicy
     from .recipe import Recipe
     from .recipe_loading import load_recipe
     from .registry import lazy_factory

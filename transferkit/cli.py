@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 import time
+import traceback
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
@@ -302,6 +303,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         run = getattr(args, "workbench_run", None) or getattr(args, "plugin_run", None) or COMMANDS[args.command]
         return int(run(args) or 0)
     except TransferkitError as exc:
+        if getattr(exc, "traceback_above", False) and exc.__cause__ is not None:  # a plugin's bug: where it happened
+            traceback.print_exception(exc.__cause__, file=sys.stderr)
         print(f"transferkit: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except RunInterrupted as exc:  # a run: says where its checkpoint is, or that there is none

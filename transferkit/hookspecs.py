@@ -2,14 +2,20 @@
 
 Every hook receives a ``register`` callable (as a keyword argument) bound to the calling plugin,
 so each registered component knows which plugin provided it (the pattern of ``llm`` and tox).
-A hook may register any number of components; a name another plugin registered is an error.
+A hook may register any number of components; a name another plugin registered is an error. What
+``register`` takes and what each component must be is ``transferkit.protocols`` (the typed
+``Protocol``s), checked when a component registers and when it is first built; a hook whose name is
+not one of these is refused, naming the closest.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING
 
 import pluggy
+
+if TYPE_CHECKING:
+    from .protocols import Register
 
 PROJECT_NAME = "transferkit"
 
@@ -18,44 +24,34 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 
 @hookspec
-def register_backbones(register: Callable[..., None]) -> None:
+def register_backbones(register: Register) -> None:
     """Register backbones: ``register(name, factory, description="", weights={"imagenet": URL})``
-    (``weights`` optional).
+    (``weights`` optional; ``sources=fn`` for a list of weight sources instead).
 
-    ``factory(pretrained: bool = False, **params) -> nn.Module``; the module maps images
-    ``[N, 3, H, W]`` to pooled features ``[N, num_features]`` and has an int ``num_features``.
-    Optional attributes: ``stages`` (a list of modules from input to output), ``data_config``
-    (``mean``, ``std``, ``input_size``, optionally ``crop_pct``, ``interpolation``) and
-    ``adapt_state_dict(state)``. With ``weights={"imagenet": URL}`` transferkit fetches and loads
-    the file itself (factory called with ``pretrained=False``); without it, ``weights =
-    "imagenet"`` calls ``factory(pretrained=True)``.
+    ``factory(pretrained: bool = False, **params)`` returns a ``protocols.Backbone``. With
+    ``weights={"imagenet": URL}`` transferkit fetches and loads the file itself (factory called
+    with ``pretrained=False``); without it, ``weights = "imagenet"`` calls ``factory(pretrained=True)``.
     """
 
 
 @hookspec
-def register_augmentations(register: Callable[..., None]) -> None:
+def register_augmentations(register: Register) -> None:
     """Register augmentations: ``register(name, factory, description="", kind="image")``.
 
     ``kind="image"``: ``factory(**params)`` returns an albumentations transform applied per image
     (uint8 HWC RGB) in the data loader, in training only. ``kind="batch"``:
-    ``factory(num_classes, **params)`` returns a callable ``aug(images, targets) -> (images,
-    targets)`` on normalised float images ``[N, 3, H, W]`` and float targets ``[N, C]``, with
-    optional ``state_dict()`` / ``load_state_dict(state)`` for resuming its random stream.
+    ``factory(num_classes, **params)`` returns a ``protocols.BatchAugmentation``.
     """
 
 
 @hookspec
-def register_averagers(register: Callable[..., None]) -> None:
-    """Register weight averagers: ``register(name, factory, description="")``.
-
-    ``factory(model, **params)`` returns an object with ``update(model)`` (after every optimizer
-    step), ``module`` (the averaged model), ``state_dict()`` and ``load_state_dict(state)``;
-    optionally ``epoch_end(model, epoch)`` and ``finalize(batches)`` (BatchNorm statistics).
-    """
+def register_averagers(register: Register) -> None:
+    """Register weight averagers: ``register(name, factory, description="")``;
+    ``factory(model, **params)`` returns a ``protocols.Averager``."""
 
 
 @hookspec
-def register_datasets(register: Callable[..., None]) -> None:
+def register_datasets(register: Register) -> None:
     """Register dataset sources: ``register(name, factory, description="")``.
 
     ``factory(root: str | None, seed: int = 0, val_fraction: float = 0.1, **params) ->
@@ -67,18 +63,13 @@ def register_datasets(register: Callable[..., None]) -> None:
 
 
 @hookspec
-def register_tta(register: Callable[..., None]) -> None:
-    """Register test-time augmentation policies: ``register(name, factory, description="")``.
-
-    ``factory(**params)`` returns an object with ``views(image, resize, size) -> list[array]``,
-    called positionally: deterministic uint8 HWC views of one image at the evaluation geometry
-    (``resize(image, shorter=None)``: the evaluation resize of the shorter side, or to
-    ``shorter`` pixels; ``size``: the crop side). Predictions average over the views.
-    """
+def register_tta(register: Register) -> None:
+    """Register test-time augmentation policies: ``register(name, factory, description="")``;
+    ``factory(**params)`` returns a ``protocols.TTAPolicy``."""
 
 
 @hookspec
-def register_commands(register: Callable[..., None]) -> None:
+def register_commands(register: Register) -> None:
     """Register CLI subcommands: ``register(name, configure, run=run, description="")``.
 
     ``configure(parser)`` adds arguments to an ``argparse`` parser; ``run(args) -> int`` runs the

@@ -17,6 +17,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import torch
 
+from .components import create_tta
 from .data.decoding import decode_file
 from .data.preprocessing import preprocessing_from_manifest
 from .data.sources import IMAGE_EXTENSIONS, ImageSet, to_rgb_array
@@ -26,7 +27,6 @@ from .engine.model_files import load_classifier, uncalibrated
 from .engine.rejection import RejectionRule, max_probability
 from .errors import DataError, UsageError
 from .models.classifier import Classifier
-from .plugins import plugin_output, registry
 
 BATCH_SIZE = 64
 UNKNOWN = "unknown"
@@ -43,13 +43,6 @@ class Prediction:
     top_k: list[tuple[str, float]]
     closest: str = ""
     rejected: bool = False
-
-
-def create_tta(name: str, **params: Any) -> Any:
-    """A test-time augmentation policy registered through ``register_tta``."""
-    entry = registry("tta").get(name)
-    with plugin_output(entry.provider):
-        return entry.factory(**params)
 
 
 class _Predictor:

@@ -6,8 +6,10 @@ core is just the first set of plugins (as in pytest, tox and llm).
 A plugin cannot take the tool down: one that fails to import (any ``BaseException``:
 ``SystemExit``, ``KeyboardInterrupt``, ``GeneratorExit`` included), takes longer than the time
 limit to import or to run a hook (``plugin_guard``), whose hooks do not match the hook
-specifications, or whose hook raises (its own ``PluginError`` too) is left out, named with the
-reason and ``TRANSFERKIT_DISABLE_PLUGINS`` in a one-line warning, and the others keep working
+specifications (a hook name transferkit does not know is named with the closest one, rather than
+accepted and never called), whose hook raises (its own ``PluginError`` too) or registers a
+component that breaks the contract (``protocols``) is left out, named with the reason and
+``TRANSFERKIT_DISABLE_PLUGINS`` in a one-line warning, and the others keep working
 (``TRANSFERKIT_STRICT_PLUGINS=1`` makes any of these fatal). What a plugin prints while it is
 imported or its hooks run goes to stderr. A name registered twice stays an error naming both.
 """
@@ -15,6 +17,7 @@ imported or its hooks run goes to stderr. A name registered twice stays an error
 from __future__ import annotations
 
 import contextlib
+import difflib
 import importlib
 import importlib.metadata as metadata
 import logging
@@ -31,7 +34,7 @@ import pluggy
 from . import hookspecs
 from .errors import PluginError, PluginWarning
 from .plugin_guard import PluginTimeout, plugin_code
-from .registry import Registry
+from .registry import ContractError, Registry
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +57,12 @@ CONTAINED = (BaseException,)
 
 
 class RegistrationError(PluginError):
-    """A registration transferkit refuses (a name taken by another plugin, a bad name or factory):
-    an error naming the plugins, not a plugin to leave out quietly."""
+    """A name taken by another plugin: an error naming both plugins, not a plugin to leave out
+    quietly (a registration that breaks the contract is a ``ContractError``: its plugin is left out)."""
+
+
+class UnknownHookError(PluginError):
+    """A plugin implements a hook transferkit does not have (a misspelling: it would never be called)."""
 
 
 @dataclass
@@ -102,33 +109,42 @@ class Plugins:
                 continue
             try:
                 self._add(plugin, ep.name, version=version, distribution=dist)
-            except pluggy.PluginValidationError as exc:  # a hook whose signature is not the spec's
-                detail = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-                reason = f"has a hook that does not match transferkit's: {detail}"
+            except (pluggy.PluginValidationError, UnknownHookError) as exc:  # a hook not as transferkit's spec
+                reason = _mismatch(exc)
                 self._failed(ep.name, version, dist, reason, reason, exc)
 
     def _failed(self, name: str, version: str, dist: str, reason: str, error: str, exc: BaseException, status: str = "failed") -> None:
         """Record plugin ``name`` as left out (``error`` is what ``transferkit plugins`` shows) and
         warn in one line; fatal under TRANSFERKIT_STRICT_PLUGINS."""
         self.info[name] = PluginInfo(name, version, [], status, error, dist)
+        package = dist.strip("()") or "in-process"  # an in-process plugin's distribution is "(in-process)"
         if self.strict:
-            raise PluginError(f"plugin {name!r} ({dist}) {reason}; fix or uninstall it, or unset {STRICT_ENV}") from exc
+            raise PluginError(f"plugin {name!r} ({package}) {reason}; fix or uninstall it, or unset {STRICT_ENV}") from exc
         warnings.warn(
-            PluginWarning(f"plugin {name!r} ({dist or 'in-process'}) {reason}; it is left out and the others still work;"
+            PluginWarning(f"plugin {name!r} ({package}) {reason}; it is left out and the others still work;"
                           f" fix or uninstall it, or skip it with {DISABLE_ENV}={name}"),
             stacklevel=3,
         )
 
     def _add(self, plugin: Any, name: str, *, version: str, distribution: str) -> None:
         self.pm.register(plugin, name=name)
-        hooks = [h.name for h in (self.pm.get_hookcallers(plugin) or [])]
+        callers = self.pm.get_hookcallers(plugin) or []
+        unknown = sorted(h.name for h in callers if not h.has_spec())
+        if unknown:  # pluggy keeps a hook without a spec and never calls it: refuse the plugin instead
+            self.pm.unregister(plugin)
+            raise UnknownHookError(f"has a hook transferkit does not know: {', '.join(_closest_hook(h) for h in unknown)}")
+        hooks = [h.name for h in callers]
         self.info[name] = PluginInfo(name, version, sorted(hooks), "ok", "", distribution)
         self._registries = {}
 
     def register(self, plugin: Any, name: str | None = None) -> str:
-        """Register an in-process plugin (a module or object with hook implementations)."""
+        """Register an in-process plugin (a module or object with hook implementations); one whose
+        hooks are not transferkit's is refused with a ``PluginError`` naming it."""
         name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
-        self._add(plugin, name, version="", distribution="(in-process)")
+        try:
+            self._add(plugin, name, version="", distribution="(in-process)")
+        except (pluggy.PluginValidationError, UnknownHookError) as exc:
+            raise PluginError(f"plugin {name!r} (in-process) {_mismatch(exc)}") from None
         return name
 
     def unregister(self, name: str) -> None:
@@ -158,26 +174,28 @@ class Plugins:
             except CONTAINED as exc:
                 if self.strict or impl.plugin_name in BUILTIN_MODULES:
                     raise PluginError(f"plugin {impl.plugin_name!r} failed in {hook_name}: {_describe(exc)}") from exc
-                self._disable(impl.plugin_name, f"its {hook_name} hook raised {_describe(exc)}", exc)
+                self._disable(impl.plugin_name, _hook_failure(hook_name, exc), exc)
                 continue
             for entry in staged.entries():
-                registry.add(entry.name, entry.factory, provider=entry.provider, description=entry.description, **entry.extras)
+                registry.add_entry(entry)
         return registry
 
     def check_hooks(self) -> None:
         """Call every installed plugin's hooks once (built-ins aside: they are transferkit's own),
-        so that ``transferkit plugins`` shows the ones whose hooks fail as disabled. Never raises."""
+        so that ``transferkit plugins`` shows the ones whose hooks fail, or register what breaks the
+        contract, as disabled. Never raises."""
         strict, self.strict = self.strict, False
         try:
-            for hook_name in HOOK_OF_KIND.values():
+            for kind, hook_name in HOOK_OF_KIND.items():
                 for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
                     if impl.plugin_name in BUILTIN_MODULES or impl.plugin_name not in self.info:
                         continue
+                    scratch = Registry(kind)  # the contract is checked; nothing is kept
                     try:
                         with _guarded(impl.plugin_name, hook_name):
-                            impl.function(register=_ignore)
+                            impl.function(register=partial(scratch.add, provider=impl.plugin_name))
                     except CONTAINED as exc:
-                        self._disable(impl.plugin_name, f"its {hook_name} hook raised {_describe(exc)}", exc)
+                        self._disable(impl.plugin_name, _hook_failure(hook_name, exc), exc)
         finally:
             self.strict = strict
 
@@ -195,13 +213,31 @@ class Plugins:
 
 
 def _register_checked(final: Registry, staged: Registry, name: str, factory: Any, *, provider: str, **kwargs: Any) -> None:
-    """``register`` as a hook sees it: a name another plugin took is an error at once (naming both)."""
+    """``register`` as a hook sees it (``protocols.Register``): a registration that breaks the
+    contract raises ``ContractError`` (its plugin is left out); a name another plugin took is an
+    error at once (naming both)."""
     try:
-        if isinstance(name, str) and name in final:
-            final.add(name, factory, provider=provider, **kwargs)  # raises, naming both plugins
         staged.add(name, factory, provider=provider, **kwargs)
+        if final.is_registered(name):
+            final.add(name, factory, provider=provider, **kwargs)  # raises, naming both plugins
+    except ContractError:
+        raise
     except PluginError as exc:
         raise RegistrationError(str(exc)) from None
+
+
+def _closest_hook(name: str) -> str:
+    """``register_backbone`` -> "register_backbone (did you mean register_backbones?)"."""
+    close = difflib.get_close_matches(name, list(HOOK_OF_KIND.values()), n=1, cutoff=0.6)
+    return f"{name} (did you mean {close[0]}?)" if close else f"{name} (transferkit's hooks: {', '.join(HOOK_OF_KIND.values())})"
+
+
+def _mismatch(exc: BaseException) -> str:
+    """Why a plugin's hooks were refused, on one line."""
+    if isinstance(exc, UnknownHookError):
+        return str(exc)
+    detail = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    return f"has a hook that does not match transferkit's: {detail}"
 
 
 def plugin_output(provider: str) -> Any:
@@ -216,8 +252,11 @@ def _guarded(plugin: str, hook_name: str) -> Any:
     return contextlib.nullcontext() if plugin in BUILTIN_MODULES else plugin_code(plugin, f"{hook_name} hook")
 
 
-def _ignore(*_args: Any, **_kwargs: Any) -> None:
-    pass
+def _hook_failure(hook_name: str, exc: BaseException) -> str:
+    """What went wrong in a plugin's hook, for the one-line warning."""
+    if isinstance(exc, ContractError):
+        return f"its {hook_name} hook {exc.verb} {exc.problem}"
+    return f"its {hook_name} hook raised {_describe(exc)}"
 
 
 def describe_exception(exc: BaseException) -> str:

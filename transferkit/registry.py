@@ -1,4 +1,8 @@
-"""Registries of named components, one per kind, each entry knowing the plugin that provided it."""
+"""Registries of named components, one per kind, each entry knowing the plugin that provided it.
+
+A registration is checked against the plugin contract (``protocols.check_registration``) as it is
+added; a component's old names (``aliases``) still resolve, with a one-line note naming the new one.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +14,26 @@ import importlib
 import importlib.util
 import inspect
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from .errors import PluginError, UnknownComponentError
+from .errors import PluginError, PluginWarning, UnknownComponentError
+from .protocols import check_registration
+
+
+class ContractError(PluginError):
+    """A registration (or a built component) that breaks the plugin contract (``transferkit.protocols``):
+    the plugin is left out with a one-line warning naming it, and the others keep working."""
+
+    def __init__(self, provider: str, problem: str, verb: str = "registered") -> None:
+        self.provider, self.problem, self.verb = provider, problem, verb
+        super().__init__(f"plugin {provider!r} {verb} {problem}")
+
+
+class OldNameWarning(PluginWarning):
+    """A component asked for by a name its plugin has renamed (the old name still works)."""
 
 
 @dataclass(frozen=True)
@@ -26,6 +45,7 @@ class Entry:
     provider: str
     description: str = ""
     extras: dict[str, Any] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()
 
     def parameters(self) -> dict[str, str]:
         """The factory's keyword parameters with their defaults (``repr``; "" when required)."""
@@ -35,7 +55,8 @@ class Entry:
         """The description with the parameters and defaults, as ``transferkit list`` shows it."""
         params = self.parameters()
         shown = ", ".join(f"{k}={v}" if v else k for k, v in params.items())
-        return f"{self.description} ({shown})" if shown else self.description
+        described = f"{self.description} ({shown})" if shown else self.description
+        return described + (f" [formerly {', '.join(self.aliases)}]" if self.aliases else "")
 
 
 class LazyFactory:
@@ -143,6 +164,8 @@ class Registry:
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._entries: dict[str, Entry] = {}
+        self._aliases: dict[str, str] = {}  # old name -> the name it resolves to
+        self._ambiguous: set[str] = set()  # old names two plugins claim: they resolve to neither
 
     def add(
         self,
@@ -151,28 +174,60 @@ class Registry:
         *,
         provider: str,
         description: str = "",
+        aliases: Any = (),
         **extras: Any,
     ) -> None:
-        if not isinstance(name, str) or not name:
-            raise PluginError(f"plugin {provider!r} registered a {self.kind} with an empty or non-string name")
-        if not callable(factory):
-            raise PluginError(f"plugin {provider!r} registered {self.kind} {name!r} with a factory that is not callable")
+        problem = check_registration(self.kind, name, factory, extras, aliases, lazy=isinstance(factory, LazyFactory))
+        if problem:
+            raise ContractError(provider, problem)
+        self.add_entry(Entry(name, factory, provider, description, dict(extras), tuple(aliases)))
+
+    def add_entry(self, entry: Entry) -> None:
+        """Add an entry that another registry already checked (a hook's, once the whole hook succeeded)."""
+        name, provider = entry.name, entry.provider
         if name in self._entries:
             other = self._entries[name].provider
             raise PluginError(
                 f"{self.kind} {name!r} is registered twice: by plugin {other!r} and by plugin {provider!r};"
                 f" uninstall or rename one of them"
             )
-        self._entries[name] = Entry(name, factory, provider, description, dict(extras))
+        self._entries[name] = entry
+        self._aliases.pop(name, None)  # a name registered as itself wins over another's old name
+        for alias in entry.aliases:
+            self._add_alias(alias, name)
+
+    def _add_alias(self, alias: str, name: str) -> None:
+        """An old name resolves to ``name`` unless a component is registered under it, or another
+        component claims it too (then it resolves to neither, whatever the plugins' order)."""
+        if alias in self._entries or alias in self._ambiguous:
+            return
+        if alias in self._aliases and self._aliases[alias] != name:
+            del self._aliases[alias]
+            self._ambiguous.add(alias)
+            return
+        self._aliases[alias] = name
+
+    def is_registered(self, name: object) -> bool:
+        """Whether a component is registered under ``name`` itself (not as an old name)."""
+        return name in self._entries
 
     def get(self, name: str) -> Entry:
-        try:
+        if name in self._entries:
             return self._entries[name]
-        except KeyError:
-            raise UnknownComponentError(self.unknown_message(name)) from None
+        if name in self._aliases:
+            entry = self._entries[self._aliases[name]]
+            _note_old_name(self.kind, name, entry)
+            return entry
+        raise UnknownComponentError(self.unknown_message(name))
 
     def unknown_message(self, name: str) -> str:
-        close = difflib.get_close_matches(name, list(self._entries), n=5, cutoff=0.5)
+        """The close matches, by full name or by the part after the prefix ("11crop" -> "averaging/10crop")."""
+        by_text: dict[str, list[str]] = {}
+        for registered in self._entries:
+            for text in {registered, registered.rpartition("/")[2]}:
+                by_text.setdefault(text, []).append(registered)
+        matches = difflib.get_close_matches(name, list(by_text), n=5, cutoff=0.5)
+        close = list(dict.fromkeys(n for text in matches for n in sorted(by_text[text])))[:5]
         hint = f"did you mean {', '.join(close)}?" if close else f"see `transferkit list {self.kind}s`"
         return f"unknown {self.kind} {name!r}; {hint}"
 
@@ -184,10 +239,26 @@ class Registry:
         return [self._entries[n] for n in self.names(pattern)]
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
+        """Registered under ``name``, or renamed from it."""
+        return name in self._entries or name in self._aliases
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+_NOTED: set[tuple[str, str]] = set()  # (kind, old name) already noted in this process
+
+
+def _note_old_name(kind: str, old: str, entry: Entry) -> None:
+    """One line, once per process, when a component is asked for by its old name."""
+    if (kind, old) in _NOTED:
+        return
+    _NOTED.add((kind, old))
+    warnings.warn(
+        OldNameWarning(f"{kind} {old!r} is now {entry.name!r} (plugin {entry.provider!r}); the old name still works,"
+                       f" but write {entry.name!r} in recipes and code"),
+        stacklevel=3,
+    )

@@ -1,6 +1,8 @@
 """Helpers for testing transferkit plugins (and transferkit itself), on generated images in
 seconds and without a network: a tiny backbone, in-process plugins registered for one test,
-image folders, a tiny recipe and a finished tiny run.
+image folders, a tiny recipe and a finished tiny run, and one-call conformance checks of a
+registered component (``check_backbone``, ``check_image_augmentation``, ``check_batch_augmentation``,
+``check_averager``, ``check_tta``): built as a run builds it, then used as a run uses it.
 
 A public submodule for tests: ``from transferkit.testing import ...``. It needs pytest for the
 fixtures, which is why ``import transferkit`` does not import it. The fixtures (``tiny_backbone``,
@@ -28,8 +30,10 @@ from torch import nn
 import transferkit
 
 from .cli import main
-from .models.backbone import backbone_stages, data_config
-from .plugins import module_plugin
+from .data.preprocessing import Preprocessing
+from .data.transforms import train_transform
+from .models.backbone import backbone_stages, create_backbone, data_config, probe_features
+from .plugins import module_plugin, registry
 
 TINY_BACKBONE = "tiny/cnn"
 COLOURS = {"red": (200, 40, 40), "green": (40, 180, 60), "blue": (40, 60, 200)}
@@ -68,6 +72,127 @@ def stages_of(backbone: nn.Module) -> list[nn.Module]:
 def data_config_of(backbone: nn.Module) -> dict[str, Any]:
     """The backbone's ``data_config`` as transferkit reads it: ImageNet's values where it has none."""
     return data_config(backbone)
+
+
+# -- conformance: one call per kind, as a run builds and uses the component ---------------------
+def _fail(kind: str, name: str, problem: str) -> AssertionError:
+    provider = registry(kind).get(name).provider
+    return AssertionError(f"{kind} {name!r} (plugin {provider!r}) {problem}")
+
+
+def check_backbone(name: str, input_size: tuple[int, int, int] | None = None, **params: Any) -> nn.Module:
+    """Build backbone ``name`` with ``params`` and no weights, as a run does (the contract checked:
+    ``transferkit.Backbone``), then check pooled features ``[N, num_features]`` at its input size
+    (at most 64 px, as a run's probe; or ``input_size``), stages that are modules with parameters
+    covering every parameter once, its ``data_config``, and the same module again from the same
+    parameters (what ``evaluate`` rebuilds). Returns the backbone; raises naming what is wrong."""
+    module = create_backbone(name, weights="none", **params)
+    config = data_config(module)
+    if len(config["mean"]) != 3 or len(config["std"]) != 3 or len(config["input_size"]) != 3:
+        raise _fail("backbone", name, f"has a data_config without 3 means, 3 stds and input_size (C, H, W): {config}")
+    side = tuple(min(int(v), 64) for v in config["input_size"][1:])
+    probe_features(module, name, input_size or (3, *side))
+    stages = backbone_stages(module)
+    seen: dict[int, int] = {}
+    for i, stage in enumerate(stages):
+        for p in stage.parameters():
+            if id(p) in seen:
+                raise _fail("backbone", name, f"has stages {seen[id(p)]} and {i} sharing parameters: each belongs to one stage")
+            seen[id(p)] = i
+    left = [n for n, p in module.named_parameters() if id(p) not in seen]
+    if not stages or left:
+        raise _fail("backbone", name, f"has stages that leave out {len(left)} parameters (e.g. {left[:2]}):"
+                                      ' unfreeze = "last:K" could never train them; put their modules in a stage')
+    again = create_backbone(name, weights="none", **params)
+    shapes = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    if shapes != {k: tuple(v.shape) for k, v in again.state_dict().items()}:
+        raise _fail("backbone", name, "built a different module from the same parameters: a run's model could not be loaded again")
+    return module
+
+
+def check_image_augmentation(name: str, **params: Any) -> Any:
+    """Build image augmentation ``name`` and run it in the training pipeline on a uint8 image:
+    the same output for the same seed (it draws only from its own generators). Returns it."""
+    aug = transferkit.create_augmentation(name, **params)
+    image = np.random.default_rng(0).integers(0, 256, (45, 37, 3), dtype=np.uint8)
+    pipeline = train_transform({"mean": (0.5,) * 3, "std": (0.25,) * 3, "input_size": (3, 32, 32)}, 32, image_augs=[aug])
+    outputs = []
+    for _ in range(2):
+        pipeline.set_seed(7)
+        outputs.append(pipeline(image))
+    if outputs[0].shape != (3, 32, 32) or not torch.equal(*outputs):
+        raise _fail("augmentation", name, "gave another image for the same seed: draw only from self.py_random / self.random_generator")
+    return aug
+
+
+def check_batch_augmentation(name: str, num_classes: int = 3, **params: Any) -> Any:
+    """Build batch augmentation ``name`` (``transferkit.BatchAugmentation``) and call it on a batch:
+    tensors of the same shapes and dtypes back, targets still summing to 1, and, with
+    ``state_dict()``, the same output again after ``load_state_dict`` (a resumed run). Returns it."""
+    aug = transferkit.create_augmentation(name, num_classes=num_classes, **params)
+    images = torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    targets = torch.eye(num_classes)[torch.arange(4) % num_classes]
+    state = aug.state_dict() if callable(getattr(aug, "state_dict", None)) else None
+    out = aug(images.clone(), targets.clone())
+    if not (isinstance(out, tuple) and len(out) == 2 and all(isinstance(t, torch.Tensor) for t in out)):
+        raise _fail("augmentation", name, f"returned {type(out).__name__}, not the tuple (images, targets)")
+    for got, sent in zip(out, (images, targets)):
+        if got.shape != sent.shape or got.dtype != sent.dtype:
+            raise _fail("augmentation", name, f"returned {tuple(got.shape)} {got.dtype} for {tuple(sent.shape)} {sent.dtype}")
+    if not torch.allclose(out[1].sum(1), torch.ones(4), atol=1e-4):
+        raise _fail("augmentation", name, f"returned targets whose rows do not sum to 1: {out[1].sum(1).tolist()}")
+    if state is not None:
+        aug.load_state_dict(state)
+        again = aug(images.clone(), targets.clone())
+        if not all(torch.equal(a, b) for a, b in zip(out, again)):
+            raise _fail("augmentation", name, "gave another batch after load_state_dict(state_dict()): a resumed run would differ")
+    return aug
+
+
+def check_averager(name: str, **params: Any) -> Any:
+    """Build averager ``name`` (``transferkit.Averager``) on a tiny model, update it over a few
+    steps, then check ``module`` (same state keys, same output shape) and that its
+    ``state_dict()`` loaded into a new one gives the same averaged weights. Returns it."""
+    torch.manual_seed(0)
+    model = nn.Sequential(TinyCNN(4), nn.Linear(8, 3))
+    averager = transferkit.create_averager(name, model, **params)
+    for step in range(3):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.01 * torch.randn_like(p))
+        averager.update(model)
+        if callable(getattr(averager, "epoch_end", None)):
+            averager.epoch_end(model, step)
+    if callable(getattr(averager, "finalize", None)):
+        averager.finalize([torch.randn(4, 3, 32, 32)])
+    module = averager.module
+    if not isinstance(module, nn.Module) or set(module.state_dict()) != set(model.state_dict()):
+        raise _fail("averager", name, "has a module that is not the model's copy (an nn.Module with the model's state keys)")
+    with torch.no_grad():
+        if module.eval()(torch.randn(2, 3, 32, 32)).shape != (2, 3):
+            raise _fail("averager", name, "has a module whose output is not the model's shape")
+    fresh = transferkit.create_averager(name, nn.Sequential(TinyCNN(4), nn.Linear(8, 3)), **params)
+    fresh.load_state_dict(averager.state_dict())
+    theirs = fresh.module.state_dict()
+    if any(not torch.equal(v, theirs[k]) for k, v in module.state_dict().items()):
+        raise _fail("averager", name, "loaded from its state_dict() does not hold the same weights: a resumed run would differ")
+    return averager
+
+
+def check_tta(name: str, **params: Any) -> Any:
+    """Build TTA policy ``name`` (``transferkit.TTAPolicy``) and take its views of a uint8 image at
+    a 32-px evaluation geometry: uint8 32 x 32 x 3 arrays, the same twice. Returns it."""
+    policy = transferkit.create_tta(name, **params)
+    image = np.random.default_rng(0).integers(0, 256, (45, 37, 3), dtype=np.uint8)
+    preprocessing = Preprocessing(image_size=32, resize_shorter_side=37, mean=(0.5,) * 3, std=(0.25,) * 3)
+    views = [np.asarray(v) for v in policy.views(image, preprocessing.resize, 32)]
+    if not views or any(v.dtype != np.uint8 or v.shape != (32, 32, 3) for v in views):
+        raise _fail("tta", name, f"gave views {[(v.dtype.name, v.shape) for v in views]}: want uint8 arrays of (32, 32, 3)")
+    again = policy.views(image, preprocessing.resize, 32)
+    if len(again) != len(views) or any(not np.array_equal(a, b) for a, b in zip(views, again)):
+        raise _fail("tta", name, "gave other views of the same image: views must be deterministic")
+    preprocessing.views(image, policy)  # as evaluation stacks them
+    return policy
 
 
 # -- in-process plugins --------------------------------------------------------------------------

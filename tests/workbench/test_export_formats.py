@@ -200,7 +200,7 @@ def _untrained_run(backbone: str, weights: str, folder: Path, size: int) -> Path
 @pytest.mark.slow
 @pytest.mark.parametrize("backbone, weights", [
     ("timm/tf_efficientnet_lite0", "imagenet"),
-    pytest.param("resnet18", "none", marks=needs_plugin_component("backbone", "resnet18", "transferkit-resnets")),
+    pytest.param("resnets/resnet18", "none", marks=needs_plugin_component("backbone", "resnets/resnet18", "transferkit-resnets")),
 ])
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_real_backbones_export_within_tolerance(backbone, weights, fmt, tmp_path):

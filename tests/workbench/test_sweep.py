@@ -92,7 +92,9 @@ def test_a_2x2_grid_runs_4_trials_ranks_them_on_val_and_writes_the_best_recipe(f
 
 
 @pytest.mark.parametrize("averaging", [
-    None, pytest.param({"name": "ema", "decay": 0.5}, marks=needs_plugin_component("averager", "ema", "transferkit-averaging")),
+    None,
+    pytest.param({"name": "averaging/ema", "decay": 0.5},
+                 marks=needs_plugin_component("averager", "averaging/ema", "transferkit-averaging")),
 ])
 def test_the_val_figure_is_the_exported_models_accuracy_on_the_val_split(fast_recipe, tmp_path, averaging):
     if averaging:  # the exported model is the averaged one: the sweep evaluates it on the val split

@@ -1,9 +1,8 @@
 """Weight averaging in a run: the recipe's averager follows the model through one phase
 (``phases.averaged_phase``) and is evaluated beside it.
 
-An averager (from ``register_averagers``) offers ``update(model)`` after each optimizer step,
-``module`` (the averaged model), ``state_dict`` / ``load_state_dict``; optionally
-``epoch_end(model, epoch)`` and ``finalize(batches)`` (e.g. recompute BatchNorm statistics).
+An averager is a ``transferkit.protocols.Averager`` (from ``register_averagers``, checked when
+``create_averager`` builds it); its optional ``epoch_end`` and ``finalize`` are called from here.
 """
 
 from __future__ import annotations

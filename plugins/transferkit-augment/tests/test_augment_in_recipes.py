@@ -23,8 +23,8 @@ def _recipe(folder, backbone):
         phases={"extract": {"epochs": 1, "lr": 0.05}, "finetune": {"epochs": 2, "lr_ratio": 0.1}},
         train={"checkpoint_every_steps": 1},
         augment={
-            "image": [{"name": "randaugment", "n": 2, "m": 9}, {"name": "cutout", "size": 0.4}],
-            "batch": [{"name": "mixup_cutmix", "switch_prob": 0.5, "seed": 3}],
+            "image": [{"name": "augment/randaugment", "n": 2, "m": 9}, {"name": "augment/cutout", "size": 0.4}],
+            "batch": [{"name": "augment/mixup_cutmix", "switch_prob": 0.5, "seed": 3}],
         },
     )
 
@@ -55,5 +55,5 @@ def test_resume_keeps_the_batch_augmentation_stream(folder, tiny_backbone, tmp_p
 def test_unknown_parameter_is_a_recipe_error(folder, tiny_backbone):
     recipe = _recipe(folder, tiny_backbone)
     recipe["augment"]["image"][0]["magnitude"] = 9
-    with pytest.raises(transferkit.RecipeError, match=r"augment\.image\[0\]: randaugment: .*'magnitude'.*its parameters: n, m"):
+    with pytest.raises(transferkit.RecipeError, match=r"augment\.image\[0\]: augment/randaugment: .*'magnitude'.*its parameters: n, m"):
         transferkit.load_recipe(recipe)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.metadata as metadata
 import inspect
+import warnings
 
 import albumentations as A
 import numpy as np
@@ -14,6 +15,7 @@ from albumentations.pytorch import ToTensorV2
 
 import transferkit
 from transferkit import IMAGENET_MEAN, IMAGENET_STD
+from transferkit.testing import check_batch_augmentation, check_image_augmentation
 from transferkit_augment import plugin
 
 IMAGE = set(plugin.IMAGE_AUGMENTATIONS)
@@ -32,8 +34,8 @@ def test_registered_through_transferkit_with_kinds() -> None:
     assert plugins.info["augment"].status == "ok"
     reg = plugins.registry("augmentation")
     for name in IMAGE | BATCH:
-        entry = reg.get(name)
-        assert entry.provider == "augment"
+        entry = reg.get(plugin.PREFIX + name)
+        assert entry.provider == "augment" and entry.aliases == (name,)
         assert entry.extras["kind"] == ("image" if name in IMAGE else "batch")
         assert entry.description
 
@@ -54,10 +56,10 @@ def test_factories_are_introspectable() -> None:
 
 def test_created_by_name_through_the_core() -> None:
     for name in IMAGE:
-        aug = transferkit.create_augmentation(name)
+        aug = transferkit.create_augmentation(plugin.PREFIX + name)
         assert isinstance(aug, (A.ImageOnlyTransform, A.DualTransform, A.Compose)), name
     for name in BATCH:
-        aug = transferkit.create_augmentation(name, num_classes=4, seed=0)
+        aug = transferkit.create_augmentation(plugin.PREFIX + name, num_classes=4, seed=0)
         images, targets = torch.randn(3, 3, 8, 8), torch.eye(4)[[0, 1, 3]]
         out, t = aug(images, targets)
         assert out.shape == images.shape and t.shape == targets.shape
@@ -75,7 +77,7 @@ def core_pipeline(augs: list, seed: int) -> A.Compose:
 def test_in_the_core_pipeline_reproducible_per_item_seed() -> None:
     """The core reseeds the pipeline per (seed, epoch, index); the same seed gives the same tensor."""
     img = np.random.default_rng(0).integers(0, 256, (48, 40, 3), dtype=np.uint8)
-    names = ["randaugment", "cutout", "color_jitter", "pca_lighting"]
+    names = ["augment/randaugment", "augment/cutout", "augment/color_jitter", "augment/pca_lighting"]
     pipe = core_pipeline([transferkit.create_augmentation(n) for n in names], seed=0)
     outs = {}
     for item_seed in (11, 12, 11):
@@ -88,6 +90,24 @@ def test_in_the_core_pipeline_reproducible_per_item_seed() -> None:
 
 def test_unknown_parameter_is_reported_by_the_core() -> None:
     with pytest.raises(transferkit.PluginError, match="magnitude"):
-        transferkit.create_augmentation("randaugment", magnitude=9)
+        transferkit.create_augmentation("augment/randaugment", magnitude=9)
     with pytest.raises(transferkit.PluginError, match="rejected"):
-        transferkit.create_augmentation("randaugment", m=99)
+        transferkit.create_augmentation("augment/randaugment", m=99)
+
+
+def test_the_old_unprefixed_names_still_build() -> None:
+    """Recipes written before the prefix: "mixup" is "augment/mixup", with a one-line note (once a process)."""
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        aug = transferkit.create_augmentation("mixup", num_classes=4, seed=0)
+    assert type(aug) is type(transferkit.create_augmentation("augment/mixup", num_classes=4, seed=0))
+    assert all("'mixup' is now 'augment/mixup'" in str(w.message) for w in said)
+
+
+def test_every_augmentation_conforms_to_its_contract() -> None:
+    """transferkit.testing's one-call checks: image ones reproducible from the seed in the core's
+    pipeline; batch ones keep shapes, dtypes and probabilities, and resume their random stream."""
+    for name in IMAGE:
+        check_image_augmentation(plugin.PREFIX + name)
+    for name in BATCH:
+        check_batch_augmentation(plugin.PREFIX + name, num_classes=4)

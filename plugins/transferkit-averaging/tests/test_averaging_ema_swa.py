@@ -1,4 +1,4 @@
-"""EMA and SWA against their closed forms."""
+"""EMA and SWA against their closed forms, and the averager and TTA contracts."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import pytest
 import torch
 from torch import nn
 
+from transferkit.testing import check_averager, check_tta
 from transferkit_averaging import EMA, SWA
+from transferkit_averaging.plugin import AVERAGERS, PREFIX, TTA
 
 
 def _model(value: float) -> nn.Module:
@@ -87,3 +89,14 @@ def test_swa_recomputes_batchnorm_statistics_on_the_data():
     bn = swa.module[1]
     assert torch.allclose(bn.running_mean, hidden.mean(0), atol=1e-5)
     assert not bn.training and bn.momentum == 0.1
+
+
+@pytest.mark.parametrize("name", sorted(AVERAGERS))
+def test_every_averager_conforms_to_the_contract(name):
+    """transferkit.testing's one-call check: updates, module, and a state that restores it."""
+    check_averager(PREFIX + name)
+
+
+@pytest.mark.parametrize("name", sorted(TTA))
+def test_every_tta_policy_conforms_to_the_contract(name):
+    check_tta(PREFIX + name)

@@ -16,7 +16,7 @@ from transferkit_averaging import average_state_dicts
 from averaging_helpers import folder, recipe, tiny_backbone, tiny_run  # noqa: F401  (fixtures)
 
 
-@pytest.mark.parametrize("averaging", [{"name": "ema", "decay": 0.9}, {"name": "swa", "start_epoch": 1}])
+@pytest.mark.parametrize("averaging", [{"name": "averaging/ema", "decay": 0.9}, {"name": "averaging/swa", "start_epoch": 1}])
 def test_run_reports_raw_and_averaged_side_by_side(folder, tiny_backbone, tmp_path, averaging):
     r = recipe(folder, tiny_backbone, **averaging)
     r["phases"]["finetune"]["bn"] = "train"  # SWA must then recalibrate BatchNorm
@@ -30,7 +30,7 @@ def test_run_reports_raw_and_averaged_side_by_side(folder, tiny_backbone, tmp_pa
 
 
 def test_averager_survives_a_resume(folder, tiny_backbone, tmp_path):
-    r = recipe(folder, tiny_backbone, name="ema", decay=0.8)
+    r = recipe(folder, tiny_backbone, name="averaging/ema", decay=0.8)
     r["train"] = {"checkpoint_every_steps": 1}
     full = transferkit.finetune(r, output=tmp_path / "full", quiet=True)
 
@@ -137,14 +137,16 @@ def trained(tiny_run):
     return transferkit.load(tiny_run)
 
 
-@pytest.mark.parametrize("name,count", [("flip", 2), ("5crop", 5), ("10crop", 10), ("multiscale", 6)])
+@pytest.mark.parametrize("name,count", [
+    ("averaging/flip", 2), ("averaging/5crop", 5), ("averaging/10crop", 10), ("averaging/multiscale", 6),
+])
 def test_tta_view_counts(trained, name, count):
     image = np.random.default_rng(0).integers(0, 255, (36, 44, 3), dtype=np.uint8)
     views = transferkit.create_tta(name).views(image, trained.resize, trained.size)
     assert len(views) == count and all(v.shape == (trained.size, trained.size, 3) for v in views)
 
 
-@pytest.mark.parametrize("name", ["flip", "10crop"])
+@pytest.mark.parametrize("name", ["averaging/flip", "averaging/10crop"])
 def test_tta_is_invariant_to_a_mirrored_input(trained, name):
     image = np.random.default_rng(1).integers(0, 255, (37, 45, 3), dtype=np.uint8)
     mirrored = np.ascontiguousarray(image[:, ::-1])
@@ -155,8 +157,8 @@ def test_tta_is_invariant_to_a_mirrored_input(trained, name):
 
 
 def test_evaluate_and_predict_accept_tta(trained, folder, capsys):
-    assert main(["evaluate", str(trained.run_dir), "--tta", "10crop"]) == 0
-    assert "with tta 10crop" in capsys.readouterr().out
-    assert main(["predict", str(trained.run_dir), str(folder / "test" / "red"), "--tta", "flip"]) == 0
+    assert main(["evaluate", str(trained.run_dir), "--tta", "averaging/10crop"]) == 0
+    assert "with tta averaging/10crop" in capsys.readouterr().out
+    assert main(["predict", str(trained.run_dir), str(folder / "test" / "red"), "--tta", "flip"]) == 0  # the old name still works
     assert main(["evaluate", str(trained.run_dir), "--tta", "11crop"]) == 1
-    assert "unknown tta '11crop'; did you mean 10crop" in capsys.readouterr().err
+    assert "unknown tta '11crop'; did you mean averaging/10crop" in capsys.readouterr().err

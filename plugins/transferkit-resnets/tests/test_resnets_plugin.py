@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import posixpath
+import warnings
 from importlib import metadata
 
 import pytest
@@ -13,8 +14,9 @@ import torchvision
 from torch import nn
 
 import transferkit
+from transferkit.testing import check_backbone
 from transferkit_resnets import IMAGENET1K_V1, resnet18
-from transferkit_resnets.plugin import register_backbones
+from transferkit_resnets.plugin import PREFIX, register_backbones
 
 from resnets_helpers import old_style, one_thread  # noqa: F401  (one_thread: autouse fixture)
 
@@ -38,10 +40,12 @@ def registered() -> dict[str, tuple]:
 
 def test_hook_registers_every_architecture_with_torchvision_weight_urls() -> None:
     calls = registered()
-    assert list(calls) == NAMES
+    assert list(calls) == [PREFIX + name for name in NAMES]
     for name, (factory, extras) in calls.items():
+        arch = name.removeprefix(PREFIX)
+        assert extras["aliases"] == [arch]  # the name before the prefix still works
         url = extras["weights"]["imagenet"]
-        expected = torchvision.models.get_model_weights(name).IMAGENET1K_V1.url
+        expected = torchvision.models.get_model_weights(arch).IMAGENET1K_V1.url
         # the basename is what transferkit looks for in the torch hub cache
         assert posixpath.basename(url) == posixpath.basename(expected)
         assert url == expected
@@ -57,11 +61,20 @@ def test_entry_point_is_declared_in_the_distribution() -> None:
 
 
 def test_visible_through_transferkit_with_its_plugin_name() -> None:
-    entry = transferkit.get_plugins().registry("backbone").get("resnet50")
+    entry = transferkit.get_plugins().registry("backbone").get("resnets/resnet50")
     assert entry.provider == "resnets"
     assert transferkit.get_plugins().info["resnets"].version == "0.1.0"
-    backbone = transferkit.create_backbone("resnet18", weights="none")
+    backbone = transferkit.create_backbone("resnets/resnet18", weights="none")
     assert backbone.num_features == 512
+
+
+def test_the_old_unprefixed_name_still_resolves() -> None:
+    backbones = transferkit.get_plugins().registry("backbone")
+    assert "resnet34" in backbones  # recipes and runs written before the prefix
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        assert backbones.get("resnet34").name == "resnets/resnet34"
+    assert all("'resnet34' is now 'resnets/resnet34'" in str(w.message) for w in said)  # a one-line note (once a process)
 
 
 @pytest.fixture
@@ -82,7 +95,7 @@ def test_imagenet_weights_load_through_transferkit_from_the_torch_hub_cache(name
     reference = torchvision.models.get_model(name)
     state = reference.state_dict()
     torch.save(old_style(state) if name.startswith("densenet") else state, hub_checkpoints / posixpath.basename(IMAGENET1K_V1[name]))
-    backbone = transferkit.create_backbone(name, weights="imagenet")
+    backbone = transferkit.create_backbone(PREFIX + name, weights="imagenet")
     assert backbone.weights_origin.startswith("imagenet (torch hub cache")
     setattr(reference, "fc" if name.startswith("resnet") else "classifier", nn.Identity())
     x = torch.randn(1, 3, 64, 64)
@@ -117,3 +130,9 @@ def test_adapt_state_dict_names_what_does_not_fit() -> None:
     other = torchvision.models.resnet34().state_dict()
     with pytest.raises(RuntimeError, match="Unexpected key"):
         model.load_state_dict(model.adapt_state_dict(other), strict=True)
+
+
+@pytest.mark.parametrize("name", ["resnets/resnet18", "resnets/densenet121"])
+def test_conforms_to_the_backbone_contract(name) -> None:
+    """transferkit.testing's one-call check: built as a run builds it, features, stages, rebuild."""
+    check_backbone(name, input_size=(3, 32, 32))

@@ -3,9 +3,9 @@ image-level and batch-level augmentations of this distribution."""
 
 from __future__ import annotations
 
-from typing import Callable
+from transferkit import Register, hookimpl, lazy_factory
 
-from transferkit import hookimpl, lazy_factory
+PREFIX = "augment/"  # the plugin's name: registered as "augment/mixup", the bare "mixup" kept as an old name
 
 
 def _lazy(target: str) -> object:
@@ -28,8 +28,8 @@ BATCH_AUGMENTATIONS = {
 
 
 @hookimpl
-def register_augmentations(register: Callable[..., None]) -> None:
+def register_augmentations(register: Register) -> None:
     for name, (factory, description) in IMAGE_AUGMENTATIONS.items():
-        register(name, factory, description=description, kind="image")
+        register(PREFIX + name, factory, description=description, kind="image", aliases=[name])
     for name, (factory, description) in BATCH_AUGMENTATIONS.items():
-        register(name, factory, description=description, kind="batch")
+        register(PREFIX + name, factory, description=description, kind="batch", aliases=[name])

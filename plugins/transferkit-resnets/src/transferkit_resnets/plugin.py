@@ -7,20 +7,20 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
-from typing import Callable
 
-from transferkit import hookimpl, lazy_factory
+from transferkit import Register, hookimpl, lazy_factory
 
 from .urls import IMAGENET1K_V1
 
 HERE = Path(__file__).parent
+PREFIX = "resnets/"  # the plugin's name: registered as "resnets/resnet50", the bare "resnet50" kept as an old name
 
 
 def module_of(name: str) -> str:
     return "resnet" if name.startswith("res") else "densenet"
 
 
-# the registered name is the factory's name; the factories (torch) are imported when first called
+# the factory's name (the registered one after PREFIX); the factories (torch) are imported when first called
 BACKBONES = {name: lazy_factory(f"{__package__}.{module_of(name)}:{name}") for name in IMAGENET1K_V1}
 
 
@@ -36,7 +36,8 @@ def descriptions() -> dict[str, str]:
 
 
 @hookimpl
-def register_backbones(register: Callable[..., None]) -> None:
+def register_backbones(register: Register) -> None:
     described = descriptions()
     for name, factory in BACKBONES.items():
-        register(name, factory, description=described.get(name, name), weights={"imagenet": IMAGENET1K_V1[name]})
+        register(PREFIX + name, factory, description=described.get(name, name), weights={"imagenet": IMAGENET1K_V1[name]},
+                 aliases=[name])
