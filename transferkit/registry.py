@@ -124,6 +124,11 @@ def _default_text(node: ast.expr | None) -> str:
         return ast.unparse(node)
 
 
+def is_lazy(factory: Any) -> bool:
+    """A ``lazy_factory``, or a ``functools.partial`` of one (timm's thousands of models share one)."""
+    return isinstance(factory, LazyFactory) or (isinstance(factory, functools.partial) and isinstance(factory.func, LazyFactory))
+
+
 def lazy_factory(target: str) -> LazyFactory:
     """``lazy_factory("my_plugin.models:my_net")``: register it as the factory; ``my_plugin.models``
     is imported when the component is first built (see ``LazyFactory``)."""
@@ -177,7 +182,7 @@ class Registry:
         aliases: Any = (),
         **extras: Any,
     ) -> None:
-        problem = check_registration(self.kind, name, factory, extras, aliases, lazy=isinstance(factory, LazyFactory))
+        problem = check_registration(self.kind, name, factory, extras, aliases, lazy=is_lazy(factory))
         if problem:
             raise ContractError(provider, problem)
         self.add_entry(Entry(name, factory, provider, description, dict(extras), tuple(aliases)))
