@@ -3,6 +3,8 @@
 rejection rule on the validation images' calibrated top probabilities (``rejection``), and what
 both do on the test split and on the recipe's "none of these" images (``data.unknown``).
 
+What the run already predicted with the final weights (choosing them, their test figures) comes
+from its ``PredictionCache``, not predicted again: the temperature only rescales those logits.
 The figures go into ``summary.json`` (``"calibration"``, ``"rejection"``), the temperature and
 the rule into the manifest, the reliability diagram into the run directory. Without a
 validation split nothing is fitted: the probabilities stay as they are (T = 1).
@@ -21,6 +23,7 @@ from ..data.sources import ImageSet
 from .calibration import ECE_BINS, Calibration, ReliabilityBins, calibrate, negative_log_likelihood, reliability_bins, softmax
 from .distributed import DistContext
 from .evaluation import Predictions, predict
+from .prediction_cache import PredictionCache
 from .rejection import DEFAULT_RATE, RejectionRule, auroc, fit_rejection, max_probability
 from .setup import Prepared
 
@@ -66,13 +69,16 @@ def selective_figures(predictions: Predictions, threshold: float) -> dict[str, f
 
 def fit_confidence(
     prepared: Prepared, model: nn.Module, *, dist: DistContext | None = None, log: Callable[[str], None] = print,
-    evidence: tuple[np.ndarray, np.ndarray] | None = None,
+    evidence: tuple[np.ndarray, np.ndarray] | None = None, predictions: PredictionCache | None = None, weights: str | None = None,
 ) -> ConfidenceFit:
     """Fit the temperature and the rejection rule of ``model`` (the run's final weights) on the
     validation split, or on ``evidence`` (logits, labels: cross-fitting's out-of-fold predictions of
     every labelled image), and measure them on the test split and ``data.unknown``. With fewer than
     ``MIN_IMAGES`` to fit on, nothing is fitted unless ``train.calibrate = "always"`` (a temperature
-    fitted on a handful of images made test ECE worse in 4 of 5 small runs). Collective across processes: every rank predicts its share."""
+    fitted on a handful of images made test ECE worse in 4 of 5 small runs). ``predictions``: the
+    run's, where ``model``'s are kept under the name ``weights`` (what the choice of the final
+    weights and the test figures already predicted is not predicted again). Collective across
+    processes: every rank predicts its share."""
     recipe, splits = prepared.recipe, prepared.splits
     if splits.val is None or len(splits.val) == 0:
         log("  calibration: no validation split, so the probabilities stay uncalibrated (T = 1) and there is no rejection rule")
@@ -86,10 +92,13 @@ def fit_confidence(
             " train.calibrate = \"always\" fits them anyway); the probabilities stay as the model gives them (T = 1)")
         return ConfidenceFit()
 
-    def run(images: ImageSet, desc: str) -> Predictions:
-        return predict(model, images, prepared.eval_transform, runtime=prepared.runtime,
-                       batch_size=recipe.data.eval_batch_size or recipe.data.batch_size * 2, num_workers=recipe.data.num_workers,
-                       dist=dist, desc=desc)
+    made = predictions if predictions is not None else PredictionCache()
+
+    def run(images: ImageSet, split: str, desc: str) -> Predictions:
+        return made.get(weights, split, lambda: predict(
+            model, images, prepared.eval_transform, runtime=prepared.runtime,
+            batch_size=recipe.data.eval_batch_size or recipe.data.batch_size * 2, num_workers=recipe.data.num_workers,
+            dist=dist, desc=desc))
 
     started = time.perf_counter()
     if evidence is not None:
@@ -97,7 +106,7 @@ def fit_confidence(
         probs = softmax(logits)
         val = Predictions(probs.astype(np.float32), np.asarray(targets), list(splits.classes), np.asarray(logits))
     else:
-        val = run(splits.val, "val (calibration)")
+        val = run(splits.val, "val", "val (calibration)")
     calibration = calibrate(val.logits, val.targets)
     t = calibration.temperature
     val_calibrated = val.with_temperature(t)
@@ -108,11 +117,11 @@ def fit_confidence(
     if calibration.note or calibration.at_bound:
         summary["calibration"]["note"] = calibration.note or (f"T at the end of its range: the {len(val.targets)} validation images"
                                                               " give little to fit it to")
-    test = run(splits.test, "test (calibration)") if splits.test is not None and len(splits.test) else None
+    test = run(splits.test, "test", "test (calibration)") if splits.test is not None and len(splits.test) else None
     shown = (test, "test") if test is not None else (val, "val")
     if test is not None:
         summary["calibration"]["test"] = calibration_figures(test, test.with_temperature(t))
-    unknown = run(prepared.unknown, "unknown images") if prepared.unknown is not None else None
+    unknown = run(prepared.unknown, "unknown", "unknown images") if prepared.unknown is not None else None
     unknown_scores = max_probability(unknown.with_temperature(t).probs) if unknown is not None else None
     rule = fit_rejection(max_probability(val_calibrated.probs), unknown_scores)
     at_rate = rule.threshold_for(DEFAULT_RATE)
@@ -129,7 +138,7 @@ def fit_confidence(
         if test is not None:
             rejection["test_at_threshold"] = selective_figures(test.with_temperature(t), rule.threshold)
     summary["rejection"] = rejection
-    summary["calibration"]["seconds"] = time.perf_counter() - started  # predicting val, test and unknown once more
+    summary["calibration"]["seconds"] = time.perf_counter() - started  # with what was not yet predicted (unknown images, ...)
     raw_shown = shown[0]
     fit = ConfidenceFit(calibration, rule, summary,
                         (reliability_bins(raw_shown.probs, raw_shown.targets),

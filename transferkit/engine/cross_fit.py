@@ -33,8 +33,9 @@ from torch import nn
 
 from ..data.sources import DatasetSplits, ImageSet, JoinedImages
 from .calibration import calibrated_log_loss
-from .evaluation import predict
-from .final_model import ALPHAS, Candidate, choose, interpolate, model_with
+from .evaluation import Predictions, predict
+from .final_model import ALPHAS, PROBE, Candidate, candidate_name, choose, interpolate, model_with
+from .prediction_cache import PredictionCache
 from .run_dir import RunDir
 
 if TYPE_CHECKING:
@@ -72,13 +73,20 @@ def extra_parts(train: ImageSet, parts: int, seed: int) -> list[list[int]]:
     return [sorted(order[i::parts].tolist()) for i in range(parts)]
 
 
+def soup_name(alpha: float) -> str:
+    """The name of ``(1 - alpha) probe + alpha soup`` in the run's predictions: a = 0 is the probe itself."""
+    return PROBE if alpha == 0.0 else "soup" if alpha == 1.0 else f"soup-wise-{alpha:g}"
+
+
 @dataclass
 class FoldModels:
-    """One fold's two models and what it held out."""
+    """One fold's two models and what it held out; ``predictions``: its trainer's (the held-out
+    images are that trainer's "val")."""
 
     probe: dict[str, torch.Tensor]
     finetuned: dict[str, torch.Tensor]
     held: ImageSet
+    predictions: PredictionCache
 
 
 def _fold_splits(splits: DatasetSplits, part: list[int]) -> DatasetSplits:
@@ -94,7 +102,7 @@ def run_folds(trainer: "Trainer", finetuned: nn.Module, count: int, log: Callabl
 
     prepared, splits = trainer.prepared, trainer.prepared.splits
     assert trainer.phase1_state is not None and splits.val is not None
-    folds = [FoldModels(trainer.phase1_state, _cpu_state(finetuned), splits.val)]
+    folds = [FoldModels(trainer.phase1_state, _cpu_state(finetuned), splits.val, trainer.predictions)]
     pretrained = trainer.phase1_state  # phase 1 leaves the backbone as it was; the head is refitted
     for i, part in enumerate(extra_parts(splits.train, count - 1, prepared.recipe.data.split_seed), start=1):
         fold_splits = _fold_splits(splits, part)
@@ -110,23 +118,29 @@ def run_folds(trainer: "Trainer", finetuned: nn.Module, count: int, log: Callabl
         fold.fit(checkpoint)
         fold_model = fold.averager.module if fold.averager is not None else fold.model
         assert fold.phase1_state is not None
-        folds.append(FoldModels(fold.phase1_state, _cpu_state(fold_model), fold_splits.val))
+        folds.append(FoldModels(fold.phase1_state, _cpu_state(fold_model), fold_splits.val, fold.predictions))
         del fold, fold_model, model
     return folds
 
 
 def out_of_fold_candidates(trainer: "Trainer", template: nn.Module, folds: list[FoldModels]) -> tuple[list[Candidate], dict]:
-    """Every ``a`` scored on the pooled out-of-fold predictions; also the logits per ``a``."""
+    """Every ``a`` scored on the pooled out-of-fold predictions; also the logits per ``a``. What a
+    fold's trainer already predicted on its held-out images (its last validation) is not predicted
+    again, and fold 0's (the run's own candidates on its validation split) stay in the run's
+    predictions for the end of the run."""
     prepared, r = trainer.prepared, trainer.prepared.recipe
     logits: dict[float, list[np.ndarray]] = {a: [] for a in ALPHAS}
     targets: list[np.ndarray] = []
     for i, fold in enumerate(folds):
         for a in ALPHAS:
-            model = model_with(template, interpolate(fold.probe, fold.finetuned, a))
-            preprocess = prepared.probe_preprocessing if a == 0.0 else prepared.eval_transform
-            out = predict(model, fold.held, preprocess, runtime=prepared.runtime,
-                          batch_size=r.data.eval_batch_size or r.data.batch_size * 2, num_workers=r.data.num_workers,
-                          desc=f"fold {i + 1} held out (a = {a:g})")
+            def held_out(fold: FoldModels = fold, a: float = a, i: int = i) -> Predictions:
+                model = model_with(template, interpolate(fold.probe, fold.finetuned, a))
+                preprocess = prepared.probe_preprocessing if a == 0.0 else prepared.eval_transform
+                return predict(model, fold.held, preprocess, runtime=prepared.runtime,
+                               batch_size=r.data.eval_batch_size or r.data.batch_size * 2, num_workers=r.data.num_workers,
+                               desc=f"fold {i + 1} held out (a = {a:g})")
+
+            out = fold.predictions.get(candidate_name(a), "val", held_out)
             logits[a].append(out.logits)
         targets.append(out.targets)
     y = np.concatenate(targets)
@@ -136,11 +150,10 @@ def out_of_fold_candidates(trainer: "Trainer", template: nn.Module, folds: list[
 
 def pooled_candidates(logits: dict[float, torch.Tensor], targets: np.ndarray) -> list[Candidate]:
     """One candidate per ``a`` with its accuracy and log-loss over the pooled out-of-fold logits."""
-    names = {0.0: "probe", 1.0: "finetuned"}
     y = torch.as_tensor(targets)
     candidates = []
     for a, z in logits.items():
-        c = Candidate(names.get(a, f"wise-{a:g}"), a, None)
+        c = Candidate(candidate_name(a), a, None)
         c.val = {"top1": float((z.argmax(1) == y).float().mean()), "loss": float(torch.nn.functional.cross_entropy(z, y)),
                  "loss_calibrated": calibrated_log_loss(z.numpy(), targets), "n": int(len(y))}
         candidates.append(c)

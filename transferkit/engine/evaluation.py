@@ -19,7 +19,7 @@ from ..data.loaders import EpochBatchSampler, make_loader
 from ..data.sources import ImageSet
 from ..errors import DataError
 from ..progress import progress
-from .calibration import expected_calibration_error, softmax
+from .calibration import calibrated_log_loss, expected_calibration_error, softmax
 from .distributed import DistContext
 from .feature_cache import FeatureCache
 from .metrics import classification_metrics
@@ -56,9 +56,10 @@ class Predictions:
         probs = softmax(self.logits, temperature).astype(np.float32)
         return Predictions(probs, self.targets, self.classes, self.logits, float(temperature), self.kept, self.skipped)
 
-    def metrics(self) -> dict[str, Any]:
+    def metrics(self, calibrated_loss: bool = False) -> dict[str, Any]:
         """Top-1 (and top-k), macro-F1, per-class accuracy, confusion matrix, mean cross-entropy
-        and expected calibration error (15 bins)."""
+        and expected calibration error (15 bins); ``calibrated_loss``: also the log-loss at the
+        best temperature (``loss_calibrated``, when the logits were kept)."""
         out = classification_metrics(self.probs, self.targets, self.classes)
         if self.skipped:
             out["skipped"] = [{"file": f, "reason": r} for f, r in self.skipped]
@@ -68,6 +69,8 @@ class Predictions:
         else:
             out["loss"] = float("nan")
         out["ece"] = expected_calibration_error(self.probs, self.targets)
+        if calibrated_loss and self.logits is not None:
+            out["loss_calibrated"] = calibrated_log_loss(self.logits, self.targets)
         return out
 
 

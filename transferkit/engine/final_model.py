@@ -28,7 +28,14 @@ import torch
 from torch import nn
 
 ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
+PROBE, FINETUNED = "probe", "finetuned"  # the two ends' names (a = 0, a = 1)
 StateDict = Mapping[str, torch.Tensor]
+
+
+def candidate_name(alpha: float) -> str:
+    """``"probe"``, ``"finetuned"`` or ``"wise-<a>"``: a candidate's name in the summary and in the
+    run's predictions (``prediction_cache``)."""
+    return {0.0: PROBE, 1.0: FINETUNED}.get(alpha, f"wise-{alpha:g}")
 
 
 def interpolate(start: StateDict, end: StateDict, alpha: float) -> dict[str, torch.Tensor]:
@@ -67,10 +74,7 @@ class Candidate:
 
 
 def wise_candidates(probe: StateDict, finetuned: StateDict, alphas: tuple[float, ...] = ALPHAS) -> list[Candidate]:
-    names = {0.0: "probe", 1.0: "finetuned"}
-    return [
-        Candidate(names.get(a, f"wise-{a:g}"), a, None if a == 1.0 else interpolate(probe, finetuned, a)) for a in alphas
-    ]
+    return [Candidate(candidate_name(a), a, None if a == 1.0 else interpolate(probe, finetuned, a)) for a in alphas]
 
 
 def choose(candidates: list[Candidate], n_val: int) -> Candidate:
@@ -111,15 +115,15 @@ def select_final(
     finetuned: nn.Module,
     probe_state: StateDict | None,
     best_state: StateDict | None,
-    evaluate: Callable[[nn.Module, str, float | None], dict[str, Any] | None],
+    evaluate: Callable[[Candidate, str], dict[str, Any] | None],
     *,
     n_val: int,
     measure_test: bool = False,
     log: Callable[[str], None] = print,
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """The final model under ``policy`` and a summary of the choice. ``evaluate(model, split)``
-    gives a split's metrics ("val" / "test"), or None when the run has no such split; ``alpha``, the
-    candidate's (0: the probe, evaluated at its own preprocessing)."""
+    """The final model under ``policy`` and a summary of the choice. ``evaluate(candidate, split)``
+    gives the metrics of ``model_with(finetuned, candidate.state)`` on a split ("val" / "test"), or
+    None when the run has no such split (the probe, ``alpha`` 0, is evaluated at its own preprocessing)."""
     if policy == "last":
         return finetuned, {"policy": policy, "chosen": "last"}
     if policy == "best":
@@ -130,13 +134,13 @@ def select_final(
         return finetuned, {"policy": policy, "chosen": "finetuned", "why": "no phase-1 model (phase extract did not run)"}
     candidates = wise_candidates(probe_state, finetuned.state_dict())
     for c in candidates:
-        c.val = evaluate(model_with(finetuned, c.state), "val", c.alpha) or {}
+        c.val = evaluate(c, "val") or {}
     if not all(c.val for c in candidates):
         return finetuned, {"policy": policy, "chosen": "finetuned", "why": "no validation split to choose on"}
     chosen = choose(candidates, n_val)
     if measure_test:
         for c in candidates:
-            c.test = evaluate(model_with(finetuned, c.state), "test", c.alpha) or {}
+            c.test = evaluate(c, "test") or {}
     shown = ", ".join(f"{c.name} {c.val['top1']:.3f}/{c.val['loss']:.3f}" for c in candidates)
     log(f"  final weights: {chosen.name} (validation accuracy/log-loss: {shown})")
     info = {"policy": policy, "chosen": chosen.name, "alpha": chosen.alpha, "chosen_on": f"{n_val} validation images",

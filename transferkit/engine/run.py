@@ -14,9 +14,9 @@ from ..recipe import Recipe
 from .checkpoint import load_checkpoint
 from .confidence import ConfidenceFit, confidence_lines, fit_confidence
 from .continuing import extended_recipe, reopen_for_more_epochs
-from .cross_fit import cross_fit_final, fold_count
+from .cross_fit import cross_fit_final, fold_count, soup_name
 from .distributed import DistContext, init_distributed
-from .final_model import interpolate, model_with, select_final
+from .final_model import FINETUNED, PROBE, Candidate, interpolate, model_with, select_final
 from .model_files import load_classifier, write_prepared_model
 from .plots import plot_confusion, plot_curves, plot_reliability
 from .run_dir import RunDir
@@ -174,12 +174,14 @@ def _train(
         trainer = Trainer(prepared, run, on_step=list(on_step or []) + tensorboard_steps, log=log, dist=dist, stop=stop)
         summary = trainer.fit(checkpoint)
     final_model = trainer.averager.module if trainer.averager is not None else trainer.model
-    final_model = _final_weights(trainer, final_model, summary, log)
+    final_model, weights = _final_weights(trainer, final_model, summary, log)
     if "test" not in summary and prepared.splits.val is not None:  # collective: every rank evaluates
-        summary["val"] = trainer.evaluate(prepared.splits.val, "val", model=final_model)
+        summary["val"] = trainer.predictions_of(weights, "val", lambda: final_model, "val").metrics()
     oof = trainer.out_of_fold
     evidence = (oof["logits"][oof["chosen_alpha"]].numpy(), oof["targets"]) if oof else None
-    confidence = fit_confidence(prepared, final_model, dist=dist, log=log, evidence=evidence)  # on the weights just chosen
+    # on the weights just chosen, from the predictions the choice and the test figures already made
+    confidence = fit_confidence(prepared, final_model, dist=dist, log=log, evidence=evidence, predictions=trainer.predictions,
+                                weights=weights)
     summary.update(confidence.summary)
     if not dist.is_main:
         dist.barrier()  # rank 0 writes the outputs
@@ -198,31 +200,38 @@ def _train(
     return RunResult(run.path, summary, final_model.cpu().eval())
 
 
-def _final_weights(trainer: Trainer, finetuned: Any, summary: dict[str, Any], log: Callable[[str], None]) -> Any:
+def _final_weights(trainer: Trainer, finetuned: Any, summary: dict[str, Any], log: Callable[[str], None]) -> tuple[Any, str | None]:
     """``train.final``: keep the last weights, the best epoch's, or choose among the probe, the
     fine-tuned model and their interpolations on validation (``final_model``). The test figures
-    become the chosen model's. Collective: every rank evaluates the same candidates."""
+    become the chosen model's. Also the chosen weights' name in ``trainer.predictions`` (None: no
+    name to share predictions under). Collective: every rank evaluates the same candidates."""
     prepared, recipe = trainer.prepared, trainer.prepared.recipe
     splits = prepared.splits
     if recipe.phases.finetune.epochs == 0 or recipe.train.final == "last":
         summary["final"] = {"policy": recipe.train.final, "chosen": "last"}
-        if recipe.phases.finetune.epochs == 0 and recipe.phases.extract.epochs > 0:
-            prepared.eval_transform = prepared.probe_preprocessing  # the phase-1 model is the final one
-        return finetuned
+        if recipe.phases.finetune.epochs > 0:
+            return finetuned, FINETUNED
+        if recipe.phases.extract.epochs == 0:
+            return finetuned, None
+        prepared.eval_transform = prepared.probe_preprocessing  # the phase-1 model is the final one
+        return finetuned, PROBE if trainer.averager is None else None  # an averaged phase 1 is not the probe's weights
     best_state = None
     if recipe.train.final == "best":
         trainer.dist.barrier()  # rank 0 wrote best.pt
         if trainer.run.best_checkpoint.is_file():
             best_state = load_checkpoint(trainer.run.best_checkpoint)["model"]
 
-    def evaluate(model: Any, split: str, alpha: float | None = None) -> dict[str, Any] | None:
-        images = getattr(splits, split)
-        return None if images is None else trainer.evaluate(images, f"{split} (final candidates)", model=model, probe=alpha == 0.0,
-                                                            calibrated_loss=True)
+    def evaluate(candidate: Candidate, split: str) -> dict[str, Any] | None:
+        if getattr(splits, split) is None:
+            return None
+        predictions = trainer.predictions_of(candidate.name, split, lambda: model_with(finetuned, candidate.state),
+                                             f"{split} (final candidates)")
+        return predictions.metrics(calibrated_loss=True)
 
     folds = fold_count(recipe.train.folds, splits, trainer.dist.enabled)
     if recipe.train.final == "auto" and folds > 1 and trainer.phase1_state is not None:
         chosen, info, trainer.out_of_fold = cross_fit_final(trainer, finetuned, folds, log)
+        weights = soup_name(info["alpha"])
         if recipe.train.test_candidates and splits.test is not None:
             _test_fold_models(trainer, finetuned, info, trainer.out_of_fold)
     else:
@@ -230,29 +239,31 @@ def _final_weights(trainer: Trainer, finetuned: Any, summary: dict[str, Any], lo
             recipe.train.final, finetuned, trainer.phase1_state, best_state, evaluate,
             n_val=len(splits.val or []), measure_test=recipe.train.test_candidates, log=log,
         )
+        weights = FINETUNED if info["chosen"] in ("last", FINETUNED) else info["chosen"]
     summary["final"] = info
     if info.get("alpha") == 0.0:  # the probe: it is evaluated, calibrated and exported at its own preprocessing
         prepared.eval_transform = prepared.probe_preprocessing
+    trainer.predictions.keep_only([weights])  # the candidates not chosen are done with
     if chosen is not finetuned and splits.test is not None:
         summary["test_finetuned"] = summary.get("test")
-        summary["test"] = trainer.evaluate(splits.test, "test (final)", model=chosen)
+        summary["test"] = trainer.predictions_of(weights, "test", lambda: chosen, "test (final)").metrics()
         if trainer.dist.is_main:
             record = {k: v for k, v in summary["test"].items() if k != "confusion_matrix"}
             trainer.run.append_metrics({"kind": "test", "phase": "final", "weights": info["chosen"], **record})
         log(f"  final test accuracy ({info['chosen']}): {summary['test']['top1']:.4f}")
-    return chosen
+    return chosen, weights
 
 
 def _test_fold_models(trainer: Trainer, template: Any, info: dict[str, Any], oof: dict[str, Any]) -> None:
     """``train.test_candidates`` under cross-fitting: each fold model's test accuracy, the soup's
     and the probe's, beside the chosen model's (what the soup buys, measured)."""
-    test = trainer.prepared.splits.test
+    models = [(PROBE, PROBE, oof["probe"]), ("soup", soup_name(1.0), oof["soup"])]
+    models += [(f"fold-{i}", FINETUNED if i == 0 else None, s) for i, s in enumerate(oof["fold_states"])]  # fold 0: the run's own
+    models += [(f"soup-wise-{a:g}", soup_name(a), interpolate(oof["probe"], oof["soup"], a)) for a in (0.5, 0.75)]
     scores = {}
-    for name, state in [("probe", oof["probe"]), ("soup", oof["soup"])] + [(f"fold-{i}", s) for i, s in enumerate(oof["fold_states"])]:
-        scores[name] = trainer.evaluate(test, f"test ({name})", model=model_with(template, state), probe=name == "probe")["top1"]
-    for a in (0.5, 0.75):
-        state = interpolate(oof["probe"], oof["soup"], a)
-        scores[f"soup-wise-{a:g}"] = trainer.evaluate(test, f"test (soup wise {a:g})", model=model_with(template, state))["top1"]
+    for name, weights, state in models:
+        predictions = trainer.predictions_of(weights, "test", lambda state=state: model_with(template, state), f"test ({name})")
+        scores[name] = predictions.metrics()["top1"]
     info["test_models"] = scores
 
 

@@ -19,13 +19,13 @@ from torch.nn.parallel import DistributedDataParallel
 from ..data.sources import ImageSet
 from ..errors import RunInterrupted
 from .averaging import RunAverager
-from .calibration import calibrated_log_loss
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .class_weights import describe_class_weights, recipe_class_weights, weights_tensor
 from .continuing import EarlyStopper
 from .distributed import DistContext
-from .evaluation import predict
+from .evaluation import Predictions, predict
 from .feature_cache import FeatureCache
+from .final_model import FINETUNED, PROBE
 from .keeper import CheckpointKeeper
 from .loop import make_targets, soft_cross_entropy, train_epoch
 from .model_files import read_weights, write_prepared_model, write_weights
@@ -43,6 +43,7 @@ from .phases import (
     step_settings,
     trainable_parameter_count,
 )
+from .prediction_cache import PredictionCache
 from .run_dir import RunDir
 from .setup import Prepared
 from .stopping import StopRequest
@@ -81,6 +82,9 @@ class Trainer:
         self.summary: dict[str, Any] = {"phases": {}}
         self.phase1_state: dict[str, torch.Tensor] | None = None  # the model after phase 1 (WiSE-FT's start)
         self.out_of_fold: dict[str, Any] | None = None  # cross-fitting's out-of-fold logits (engine/cross_fit.py)
+        # each (weights, split)'s predictions, made once: the phases' last ones, then the end of the run's
+        self.predictions = PredictionCache()
+        self._last_val: Predictions | None = None  # the phase's last validation by the live model, at the evaluation transform
         self.class_weights = recipe_class_weights(r, self.prepared.splits.train.targets, self.prepared.splits.classes)
 
     @property
@@ -88,24 +92,26 @@ class Trainer:
         return self.keeper.best_score
 
     # -- evaluation ----------------------------------------------------------------------------
-    def evaluate(
+    def predict(
         self, images: ImageSet, desc: str, cached: FeatureCache | None = None, model: nn.Module | None = None, probe: bool = False,
-        calibrated_loss: bool = False,
-    ) -> dict[str, Any]:
-        """Metrics of ``model`` (the live one by default) on ``images``, on cached features when
-        given; ``probe``: at phase 1's preprocessing (the probe's own resolution); ``calibrated_loss``:
-        also the log-loss at the best temperature (``loss_calibrated``)."""
+    ) -> Predictions:
+        """Predictions of ``model`` (the live one by default) on ``images``, on cached features when
+        given; ``probe``: at phase 1's preprocessing (the probe's own resolution). Their metrics:
+        ``Predictions.metrics``."""
         r = self.prepared.recipe
         preprocess = self.prepared.probe_preprocessing if probe else self.prepared.eval_transform
-        predictions = predict(
+        return predict(
             model or self.model, images, preprocess, runtime=self.prepared.runtime,
             batch_size=r.data.eval_batch_size or r.data.batch_size * 2, num_workers=r.data.num_workers,
             features=cached, dist=self.dist, desc=desc,
         )
-        metrics = predictions.metrics()
-        if calibrated_loss and predictions.logits is not None:
-            metrics["loss_calibrated"] = calibrated_log_loss(predictions.logits, predictions.targets)
-        return metrics
+
+    def predictions_of(self, weights: str | None, split: str, model: Callable[[], nn.Module], desc: str) -> Predictions:
+        """The predictions of the weights named ``weights`` on the run's ``split`` ("val" or
+        "test"), computed once (``self.predictions``); ``model()`` builds them on a miss.
+        ``"probe"`` is at the probe's preprocessing, any other name at the evaluation transform."""
+        images = getattr(self.prepared.splits, split)
+        return self.predictions.get(weights, split, lambda: self.predict(images, desc, model=model(), probe=weights == PROBE))
 
     # -- checkpoints ---------------------------------------------------------------------------
     def _state(self, phase: PhaseState, epoch: int, step: int) -> dict[str, Any]:
@@ -154,6 +160,7 @@ class Trainer:
         setup = start_phase(self.model, plan, r.train, prepared.runtime, self.batches.steps_per_epoch)
         optimizer, scheduler, scaler = setup.optimizer, setup.scheduler, setup.scaler
         state = PhaseState(plan, setup)
+        self._last_val = None
         if not (plan.name == "extract" and r.phases.extract.probe):  # a probe is one converged fit, not epochs
             state.stopper = EarlyStopper.from_recipe(r.train.early_stopping)
         if averaged_phase(r) == plan.name:
@@ -282,7 +289,9 @@ class Trainer:
             "images_per_second": stats["images"] / max(stats["seconds"], 1e-9),
         }
         if splits.val is not None:
-            val = self.evaluate(splits.val, "val", phase.val_cache)
+            predictions = self.predict(splits.val, "val", phase.val_cache)
+            self._last_val = predictions if phase.val_cache is None else None  # on cached features: not the full forward
+            val = predictions.metrics()
             record.update(val_loss=val["loss"], val_top1=val["top1"], val_macro_f1=val["macro_f1"])
         if self.dist.enabled and title is None:  # loss and accuracy over every rank's share of the epoch
             loss_sum, correct, seen = self.dist.sum(stats["loss"] * stats["images"], stats["acc"] * stats["images"], stats["images"])
@@ -334,16 +343,22 @@ class Trainer:
             images = (self.prepared.runtime.to_device(x) for x, _ in fresh_pass)
             if averager.finalize(images, bn_trains=not self.model.bn_eval):
                 self.log(f"  {averager.name}: BatchNorm statistics recomputed on the training data")
+        if plan.name == "finetune" and averager is None and self._last_val is not None:
+            self.predictions.put(FINETUNED, "val", self._last_val)  # the candidate "finetuned" is the live model
         if splits.test is None:
             return
-        test = self.evaluate(splits.test, "test", probe=plan.name == "extract")
+        predictions = self.predict(splits.test, "test", probe=plan.name == "extract")
+        if plan.name == "extract":
+            self.predictions.put(PROBE, "test", predictions)  # phase 1's weights at the probe's preprocessing
+        test = predictions.metrics()
         info["test_top1"] = test["top1"]
         if self.dist.is_main:
             self.run.append_metrics({"kind": "test", "phase": plan.name, **{k: v for k, v in test.items() if k != "confusion_matrix"}})
         self.summary["test"] = test
         self.log(f"  {plan.name} test accuracy: {test['top1']:.4f}")
         if averager is not None:
-            averaged = self.evaluate(splits.test, f"test ({averager.name})", model=averager.module)
+            predictions = self.predict(splits.test, f"test ({averager.name})", model=averager.module)
+            averaged = predictions.metrics()
             info["test_top1_averaged"] = averaged["top1"]
             self.summary["test_raw"], self.summary["test"] = test, averaged
             self.summary["averager"] = averager.name
@@ -351,6 +366,8 @@ class Trainer:
                 self.run.append_metrics({"kind": "test", "phase": plan.name, "weights": averager.name,
                                          **{k: v for k, v in averaged.items() if k != "confusion_matrix"}})
             self.log(f"  {plan.name} test accuracy with {averager.name} weights: {averaged['top1']:.4f}")
+        if plan.name == "finetune":  # the averager's predictions when averaging, as the final weights are
+            self.predictions.put(FINETUNED, "test", predictions)
 
 
 def _state_of(component: Any) -> dict[str, Any]:
