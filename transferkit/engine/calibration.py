@@ -130,18 +130,22 @@ class HeldOutCheck:
     nll_calibrated: float
     ece_raw: float
     ece_calibrated: float
+    nll_gain_se: float = 0.0  # the standard error of the mean per-image NLL gain
 
     @property
     def helps(self) -> bool:
-        return self.nll_calibrated < self.nll_raw and self.ece_calibrated < self.ece_raw
+        """The NLL falls by more than two standard errors of its per-image gain, and the ECE falls."""
+        return self.nll_raw - self.nll_calibrated > 2.0 * self.nll_gain_se and self.ece_calibrated < self.ece_raw
 
     def describe(self) -> str:
         return (f"fitted on {self.folds - 1}/{self.folds} of the images, T took the other 1/{self.folds} from NLL"
-                f" {self.nll_raw:.4f} to {self.nll_calibrated:.4f} and ECE {self.ece_raw:.4f} to {self.ece_calibrated:.4f}")
+                f" {self.nll_raw:.4f} to {self.nll_calibrated:.4f} (standard error {self.nll_gain_se:.4f}) and ECE"
+                f" {self.ece_raw:.4f} to {self.ece_calibrated:.4f}")
 
     def to_summary(self) -> dict[str, float]:
         return {"folds": self.folds, "nll_raw": self.nll_raw, "nll_calibrated": self.nll_calibrated,
-                "ece_raw": self.ece_raw, "ece_calibrated": self.ece_calibrated, "helps": self.helps}
+                "nll_gain_se": self.nll_gain_se, "ece_raw": self.ece_raw, "ece_calibrated": self.ece_calibrated,
+                "helps": self.helps}
 
 
 @dataclass
@@ -194,15 +198,19 @@ def _fit(logits: np.ndarray, labels: np.ndarray) -> tuple[float, str]:
 
 def held_out_check(logits: np.ndarray, labels: np.ndarray, folds: int = CHECK_FOLDS, seed: int = 0) -> HeldOutCheck:
     """Fit the temperature on all folds but one, apply it to the one left out, for each of
-    ``folds`` seeded random folds; the pooled held-out NLL and ECE with and without it."""
+    ``folds`` seeded random folds; the pooled held-out NLL and ECE with and without it, and the
+    standard error of the per-image NLL gain (on 60 images a gain of a few thousandths is noise)."""
     logits, labels = np.asarray(logits, dtype=np.float64), np.asarray(labels, dtype=np.int64)
     order = np.random.default_rng(seed).permutation(len(labels))
     raw, calibrated = softmax(logits), np.empty((len(labels), logits.shape[1]))
     for held in np.array_split(order, folds):
         fit_on = np.setdiff1d(order, held)
         calibrated[held] = softmax(logits[held], _fit(logits[fit_on], labels[fit_on])[0])
+    rows = np.arange(len(labels))
+    gain = np.log(np.clip(calibrated[rows, labels], 1e-12, 1.0)) - np.log(np.clip(raw[rows, labels], 1e-12, 1.0))
+    se = float(gain.std(ddof=1) / np.sqrt(len(gain))) if len(gain) > 1 else float("inf")
     return HeldOutCheck(folds, negative_log_likelihood(raw, labels), negative_log_likelihood(calibrated, labels),
-                        expected_calibration_error(raw, labels), expected_calibration_error(calibrated, labels))
+                        expected_calibration_error(raw, labels), expected_calibration_error(calibrated, labels), se)
 
 
 def calibrate(logits: np.ndarray, labels: np.ndarray, *, check_folds: int = CHECK_FOLDS) -> Calibration:
@@ -213,7 +221,8 @@ def calibrate(logits: np.ndarray, labels: np.ndarray, *, check_folds: int = CHEC
     Laplace's estimate of the accuracy, ``(n + 1) / (n + 2)`` for n right of n (``note`` says so).
 
     With ``check_folds`` (default 5) the temperature must also earn its place on images it was not
-    fitted on (``held_out_check``): when it does not lower both the held-out NLL and ECE, T = 1.
+    fitted on (``held_out_check``): unless it lowers the held-out NLL by more than two standard
+    errors of the per-image gain, and the held-out ECE too, T = 1.
     Measured on the six folders of ``benchmarks/transfer.py``: without the check, T fitted on
     56-300 validation or out-of-fold images made test ECE worse on four of them (NEU steel
     0.0096 -> 0.0182, RSSCN7 0.028 -> 0.045, DTD 0.045 -> 0.051, ants/bees 0.033 -> 0.035)."""
