@@ -276,6 +276,13 @@ class TrainConfig(_Strict):
     # phase's epochs early (needs a validation split)
     early_stopping: EarlyStopping | None = None
 
+    @field_validator("folds")
+    @classmethod
+    def _folds(cls, v: Any) -> Any:
+        if v == 2:  # fold 0 is the run itself, holding out its validation split: a second fold would train on that alone
+            raise ValueError('2 folds cannot be balanced (the run holds out only its validation split); use 1, 3 or more, or "auto"')
+        return v
+
     @field_validator("device")
     @classmethod
     def _device(cls, v: str) -> str:
