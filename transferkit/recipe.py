@@ -135,6 +135,12 @@ class BackboneConfig(_Strict):
         return v.lower() if v else v
 
 
+# the two phases of a run, by the names recipes, checkpoints, metrics and summaries use (plain
+# strings: they are stored in checkpoints that load with weights_only=True)
+EXTRACT, FINETUNE = "extract", "finetune"
+PHASES = (EXTRACT, FINETUNE)
+
+
 class ExtractPhase(_Strict):
     """Phase 1: backbone frozen, BatchNorm in eval mode, only the head trains."""
 

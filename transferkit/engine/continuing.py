@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping
 from pydantic import ValidationError
 
 from ..errors import RecipeError
-from ..recipe import EarlyStopping, Recipe
+from ..recipe import EXTRACT, EarlyStopping, Recipe
 from .phases import PHASE_ORDER
 
 EXTEND_SPEC = re.compile(r"^\+?\d+$")
@@ -87,7 +87,7 @@ def extended_recipe(recipe: Recipe, extend: Mapping[str, str], checkpoint: Mappi
     changed = []
     for phase, spec in parse_extend(extend).items():
         planned = getattr(recipe.phases, phase).epochs
-        if phase == "extract" and recipe.phases.extract.probe:
+        if phase == EXTRACT and recipe.phases.extract.probe:
             raise RecipeError("--extend extract: phase extract is a converged logistic probe (phases.extract.solver); it has no"
                               " epochs to add; extend finetune")
         if PHASE_ORDER[phase] < PHASE_ORDER[at_phase]:

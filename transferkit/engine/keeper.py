@@ -10,6 +10,7 @@ from typing import Any
 
 from torch import nn
 
+from ..recipe import FINETUNE
 from .artifacts import read_verified, read_verified_json, remove_verified, write_verified
 from .checkpoint import save_checkpoint
 from .model_files import write_weights
@@ -38,7 +39,7 @@ class CheckpointKeeper:
         name = f"epoch-{phase}-{epoch:03d}.safetensors"
         entries.append({"file": name, "phase": phase, "epoch": epoch, "score": score})
         # best first; among equals the later epoch
-        entries.sort(key=lambda e: (e["score"], e["phase"] == "finetune", e["epoch"]), reverse=True)
+        entries.sort(key=lambda e: (e["score"], e["phase"] == FINETUNE, e["epoch"]), reverse=True)
         kept, dropped = entries[: self.keep_top], entries[self.keep_top :]
         if any(e["file"] == name for e in kept):
             write_weights(model.state_dict(), self.run.checkpoints, name)

@@ -33,7 +33,7 @@ from torch import nn
 from ..data.loaders import EpochBatchSampler, TransformedDataset, make_loader
 from ..errors import NonFiniteLossError, RecipeError
 from ..models.classifier import Classifier
-from ..recipe import Recipe, TrainConfig
+from ..recipe import EXTRACT, FINETUNE, PHASES, Recipe, TrainConfig
 from . import optim
 from .class_weights import recipe_class_weights, weights_tensor
 from .distributed import DistContext
@@ -43,7 +43,7 @@ from .probe import DEFAULT_CS, ProbeFit, fit_probe
 from .runtime import Runtime
 from .setup import Prepared
 
-PHASE_ORDER = {"extract": 0, "finetune": 1}
+PHASE_ORDER = {name: i for i, name in enumerate(PHASES)}
 EPOCHS_PER_PHASE_KEY = 100_000  # epoch keys of different phases never meet
 
 
@@ -66,8 +66,8 @@ def phase_plans(recipe: Recipe) -> list[PhasePlan]:
     """The recipe's two phases, in order."""
     p = recipe.phases
     return [
-        PhasePlan("extract", 0, p.extract.epochs, p.extract.lr, p.extract.warmup_epochs),
-        PhasePlan("finetune", 1, p.finetune.epochs, finetune_lr(recipe), p.finetune.warmup_epochs,
+        PhasePlan(EXTRACT, 0, p.extract.epochs, p.extract.lr, p.extract.warmup_epochs),
+        PhasePlan(FINETUNE, 1, p.finetune.epochs, finetune_lr(recipe), p.finetune.warmup_epochs,
                   p.finetune.unfreeze, p.finetune.bn, p.finetune.cycles, p.finetune.layer_decay),
     ]
 
@@ -89,12 +89,12 @@ def averaged_phase(recipe: Recipe) -> str | None:
     if recipe.averaging is None:
         return None
     if recipe.phases.finetune.epochs > 0:
-        return "finetune"
-    return None if recipe.phases.extract.probe else "extract"  # one converged probe: nothing to average
+        return FINETUNE
+    return None if recipe.phases.extract.probe else EXTRACT  # one converged probe: nothing to average
 
 
 def uses_feature_cache(recipe: Recipe, plan: PhasePlan) -> bool:
-    return plan.name == "extract" and recipe.phases.extract.cache_features
+    return plan.name == EXTRACT and recipe.phases.extract.cache_features
 
 
 # -- which parameters train, and the BatchNorm mode ----------------------------------------------
@@ -137,7 +137,7 @@ def unfreeze_backbone(model: Classifier, policy: str, bn: str = "eval") -> list[
 
 def configure_phase(model: Classifier, plan: PhasePlan) -> None:
     """Set requires_grad and the BatchNorm mode for a phase."""
-    if plan.name == "extract":
+    if plan.name == EXTRACT:
         freeze_backbone(model)
     else:
         unfreeze_backbone(model, plan.unfreeze, plan.bn)

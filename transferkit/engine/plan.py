@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..recipe import Recipe
+from ..recipe import EXTRACT, FINETUNE, Recipe
 from .data_summary import counts_table
 from .memory import check_training_memory
 from .phases import averaged_phase, phase_plans, prepare_phase, trainable_parameter_count, uses_feature_cache
@@ -31,11 +31,11 @@ def plan_recipe(recipe: Recipe) -> dict[str, Any]:
                     for g in optimizer.param_groups
                 ],
                 bn="eval" if model.bn_eval else "train",
-                unfreeze=plan.unfreeze if plan.name == "finetune" else "none (backbone frozen)",
+                unfreeze=plan.unfreeze if plan.name == FINETUNE else "none (backbone frozen)",
                 feature_cache=cached,
                 batch_augmentations=[] if cached else [s.name for s in recipe.augment.batch],
                 cycles=plan.cycles,
-                probe=plan.name == "extract" and recipe.phases.extract.probe,
+                probe=plan.name == EXTRACT and recipe.phases.extract.probe,
                 C=recipe.phases.extract.C,
                 layer_decay=plan.layer_decay,
             )

@@ -13,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ..recipe import FINETUNE
 from .artifacts import display_name, write_verified  # noqa: E402
 
 
@@ -40,7 +41,7 @@ def plot_curves(records: Sequence[dict[str, Any]], path: Path) -> None:
     ax_acc.plot(x, [r["train_acc"] for r in epochs], "o-", label="train")
     if any("val_top1" in r for r in epochs):
         ax_acc.plot(x, [r.get("val_top1", np.nan) for r in epochs], "s-", label="val")
-    switch = next((i for i, r in enumerate(epochs) if r["phase"] == "finetune"), None)
+    switch = next((i for i, r in enumerate(epochs) if r["phase"] == FINETUNE), None)
     for ax, title in ((ax_loss, "loss"), (ax_acc, "accuracy")):
         if switch:
             ax.axvline(switch + 0.5, color="grey", linestyle="--")

@@ -18,6 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..data.sources import ImageSet
 from ..errors import RunInterrupted
+from ..recipe import EXTRACT, FINETUNE
 from .averaging import RunAverager
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .class_weights import describe_class_weights, recipe_class_weights, weights_tensor
@@ -161,7 +162,7 @@ class Trainer:
         optimizer, scheduler, scaler = setup.optimizer, setup.scheduler, setup.scaler
         state = PhaseState(plan, setup)
         self._last_val = None
-        if not (plan.name == "extract" and r.phases.extract.probe):  # a probe is one converged fit, not epochs
+        if not (plan.name == EXTRACT and r.phases.extract.probe):  # a probe is one converged fit, not epochs
             state.stopper = EarlyStopper.from_recipe(r.train.early_stopping)
         if averaged_phase(r) == plan.name:
             state.averager = self.averager = RunAverager(r, self.model)
@@ -186,7 +187,7 @@ class Trainer:
                 f" parameters, BN {'eval' if self.model.bn_eval else 'train'}"
                 + (f", averaging: {state.averager.name}" if state.averager else "")
             )
-        if plan.name == "extract":
+        if plan.name == EXTRACT:
             started = time.perf_counter()
             state.train_cache, state.val_cache = phase1_caches(prepared, self.model.backbone, self.log, self.dist)
             if state.train_cache is not None:
@@ -211,7 +212,7 @@ class Trainer:
     def _run_phase(self, plan: PhasePlan, resume: dict[str, Any] | None) -> None:
         phase = self._start_phase(plan, resume)
         start_epoch, start_step = (int(resume["epoch"]), int(resume["step"])) if resume else (0, 0)
-        if plan.name == "extract" and self.prepared.recipe.phases.extract.probe:
+        if plan.name == EXTRACT and self.prepared.recipe.phases.extract.probe:
             if start_epoch < plan.epochs:
                 self._fit_probe(phase)
             self._end_phase(phase)
@@ -238,7 +239,7 @@ class Trainer:
         """Phase 1 as one converged fit of the head (``phases.fit_probe_head``), recorded as the
         phase's one epoch: validation figures, the best checkpoint and ``last.pt`` as usual."""
         started = time.perf_counter()
-        cache, info = phase.train_cache, self.summary["phases"]["extract"]
+        cache, info = phase.train_cache, self.summary["phases"][EXTRACT]
         cfg = self.prepared.recipe.phases.extract
         self.log(f"  fitting the head as a logistic probe on {len(cache) * cache.views} cached features"
                  + (f" (C by {cfg.cv_folds}-fold cross-validation)" if cfg.C is None else ""))
@@ -333,7 +334,7 @@ class Trainer:
 
     def _end_phase(self, phase: PhaseState) -> None:
         plan, splits, info = phase.plan, self.prepared.splits, self.summary["phases"][phase.plan.name]
-        if plan.name == "extract":
+        if plan.name == EXTRACT:
             self.phase1_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
             if self.dist.is_main:
                 write_weights(self.phase1_state, self.run.checkpoints, self.run.phase1_weights.name)
@@ -343,12 +344,12 @@ class Trainer:
             images = (self.prepared.runtime.to_device(x) for x, _ in fresh_pass)
             if averager.finalize(images, bn_trains=not self.model.bn_eval):
                 self.log(f"  {averager.name}: BatchNorm statistics recomputed on the training data")
-        if plan.name == "finetune" and averager is None and self._last_val is not None:
+        if plan.name == FINETUNE and averager is None and self._last_val is not None:
             self.predictions.put(FINETUNED, "val", self._last_val)  # the candidate "finetuned" is the live model
         if splits.test is None:
             return
-        predictions = self.predict(splits.test, "test", probe=plan.name == "extract")
-        if plan.name == "extract":
+        predictions = self.predict(splits.test, "test", probe=plan.name == EXTRACT)
+        if plan.name == EXTRACT:
             self.predictions.put(PROBE, "test", predictions)  # phase 1's weights at the probe's preprocessing
         test = predictions.metrics()
         info["test_top1"] = test["top1"]
@@ -366,7 +367,7 @@ class Trainer:
                 self.run.append_metrics({"kind": "test", "phase": plan.name, "weights": averager.name,
                                          **{k: v for k, v in averaged.items() if k != "confusion_matrix"}})
             self.log(f"  {plan.name} test accuracy with {averager.name} weights: {averaged['top1']:.4f}")
-        if plan.name == "finetune":  # the averager's predictions when averaging, as the final weights are
+        if plan.name == FINETUNE:  # the averager's predictions when averaging, as the final weights are
             self.predictions.put(FINETUNED, "test", predictions)
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from ..engine.artifacts import atomic_write, encode_text
 from ..engine.plots import plt  # pyplot on the Agg backend, chosen in one place
 from ..engine.run_dir import RunDir
-from ..recipe import Recipe
+from ..recipe import FINETUNE, Recipe
 from .lr_range import BETA, DIVERGENCE_FACTOR, METHODS, LRFindResult, level
 
 PLOT, CSV, JSON = "lr_find.png", "lr_find.csv", "lr_find.json"
@@ -106,7 +106,7 @@ def plot_png(result: LRFindResult, recipe: Recipe) -> bytes:
         pad = 0.08 * max(high - low, 1e-3)
         ax.set_ylim(low - pad, high + pad)
     ax.set_xscale("log")
-    what = "finetune base learning rate" if result.phase == "finetune" else "learning rate"
+    what = "finetune base learning rate" if result.phase == FINETUNE else "learning rate"
     ax.set_xlabel(f"{what} (log scale)")
     ax.set_ylabel("training loss")
     advice = "phases.extract.lr: unused by the probe" if result.unused else f"set {result.recipe_key} = {result.recipe_value:.2g}"

@@ -14,7 +14,7 @@ from ..engine.loop import backward_and_step, make_targets, soft_cross_entropy
 from ..engine.phases import TrainingBatches, fit_head, phase1_caches, phase_module, phase_plans, prepare_phase, step_settings
 from ..engine.setup import Prepared, prepare
 from ..errors import RecipeError
-from ..recipe import Recipe
+from ..recipe import EXTRACT, FINETUNE, PHASES, Recipe
 from ..recipe_loading import RecipeSource, load_recipe
 from .lr_find_outputs import default_folder, write_outputs
 from .lr_range import LRFindResult, exponential_lrs, range_test, suggest
@@ -51,7 +51,7 @@ def lr_find(
 
 
 def check_options(phase: str, steps: int, start: float, end: float) -> None:
-    if phase not in ("extract", "finetune"):
+    if phase not in PHASES:
         raise RecipeError(f"--phase {phase}: must be extract or finetune")
     if steps < 5:
         raise RecipeError(f"--steps {steps}: a range test needs at least 5 steps (100 is usual)")
@@ -60,7 +60,7 @@ def check_options(phase: str, steps: int, start: float, end: float) -> None:
 
 
 def _recipe_key(recipe: Recipe, phase: str, lr: float) -> tuple[str, float]:
-    if phase == "extract":
+    if phase == EXTRACT:
         return "phases.extract.lr", lr
     if recipe.phases.finetune.lr is not None:
         return "phases.finetune.lr", lr
@@ -70,7 +70,7 @@ def _recipe_key(recipe: Recipe, phase: str, lr: float) -> tuple[str, float]:
 def _unused(recipe: Recipe, phase: str, lr: float) -> str:
     """With phase 1 as the probe (L-BFGS), ``phases.extract.lr`` trains nothing: say so, and where
     the LR that matters is found."""
-    if phase != "extract" or not recipe.phases.extract.probe:
+    if phase != EXTRACT or not recipe.phases.extract.probe:
         return ""
     return (f"not set: phases.extract.lr = {lr:.2g} is the head's LR with phases.extract.solver = \"sgd\"; this recipe's"
             " phase 1 is the logistic probe (L-BFGS), which does not use it. For the fine-tuning LR run"
@@ -87,11 +87,11 @@ def phase_step(prepared: Prepared, phase: str, log: Callable[[str], None]) -> tu
         model = model.to(memory_format=torch.channels_last)
     extract, finetune = phase_plans(recipe)
     prepare_phase(model, extract, recipe.train)
-    cache = phase1_caches(prepared, model.backbone, log)[0] if phase == "extract" or extract.epochs else None
-    if phase == "finetune":
+    cache = phase1_caches(prepared, model.backbone, log)[0] if phase == EXTRACT or extract.epochs else None
+    if phase == FINETUNE:
         fit_head(prepared, model, extract, cache, log)
         cache = None
-    plan = extract if phase == "extract" else finetune
+    plan = extract if phase == EXTRACT else finetune
     optimizer = prepare_phase(model, plan, recipe.train)
     ratios = [group["lr"] / plan.lr for group in optimizer.param_groups]
     forward = phase_module(model, cached=cache is not None)

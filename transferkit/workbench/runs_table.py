@@ -19,6 +19,7 @@ from typing import Any
 
 from ..engine.artifacts import Checksums
 from ..errors import TransferkitError, UsageError
+from ..recipe import PHASES
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -96,8 +97,8 @@ def _row(path: Path, summary: dict[str, Any]) -> RunRow:
     for record in epochs:
         done[record["phase"]] = max(done.get(record["phase"], 0), int(record["epoch"]))
     phases = recipe.get("phases", {})
-    planned = {name: int(phases.get(name, {}).get("epochs", 0)) for name in ("extract", "finetune")}
-    epoch_text = "+".join(str(done.get(n, 0)) for n in ("extract", "finetune"))
+    planned = {name: int(phases.get(name, {}).get("epochs", 0)) for name in PHASES}
+    epoch_text = "+".join(str(done.get(n, 0)) for n in PHASES)
     if summary:
         status = "finished"
         stopped = [n for n, info in summary.get("phases", {}).items() if info.get("early_stopped")]
