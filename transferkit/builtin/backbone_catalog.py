@@ -44,7 +44,8 @@ class Catalog:
     torchvision: dict[str, dict[str, str]]
 
 
-def _version(distribution: str) -> str:
+def library_version(distribution: str) -> str:
+    """An installed distribution's version (\"none\" when it is not installed), without importing it."""
     try:
         return metadata.version(distribution)
     except metadata.PackageNotFoundError:
@@ -52,7 +53,7 @@ def _version(distribution: str) -> str:
 
 
 def catalog_file() -> Path:
-    return cache_dir() / f"backbones-timm-{_version('timm')}-torchvision-{_version('torchvision')}.json"
+    return cache_dir() / f"backbones-timm-{library_version('timm')}-torchvision-{library_version('torchvision')}.json"
 
 
 @lru_cache(maxsize=1)

@@ -22,7 +22,6 @@ import json
 import os
 import sys
 from dataclasses import asdict, dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -247,7 +246,9 @@ def recipe_profile(recipe: Recipe) -> BackboneProfile:
     entry = registry("backbone").get(spec.name)
     key = None
     if entry.provider in CACHED_PROVIDERS:
-        versions = [_version(d) for d in ("transferkit", "timm", "torchvision", "torch")]
+        from ..builtin.backbone_catalog import library_version
+
+        versions = [library_version(d) for d in ("transferkit", "timm", "torchvision", "torch")]
         key = json.dumps([spec.name, spec.params, recipe.data.image_size, versions], sort_keys=True, default=str)
     found = _cached(key) if key else None
     if found is None:
@@ -257,13 +258,6 @@ def recipe_profile(recipe: Recipe) -> BackboneProfile:
         if key:
             _keep(key, found)
     return found
-
-
-def _version(distribution: str) -> str:
-    try:
-        return metadata.version(distribution)
-    except metadata.PackageNotFoundError:
-        return "none"
 
 
 def _profiles_file() -> Path:
