@@ -88,6 +88,7 @@ def test_the_run_fits_phase_1_as_the_probe_on_its_cached_features(tiny_recipe, t
     from transferkit.engine.run import run_recipe
 
     tiny_recipe["phases"]["finetune"]["epochs"] = 0
+    del tiny_recipe["phases"]["extract"]["C"]  # chosen by cross-validation, as a run does unless told
     recipe = load_recipe(tiny_recipe)
     result = run_recipe(recipe, output=tmp_path / "run", log=lambda m: None)
     prepared = prepare(recipe)
