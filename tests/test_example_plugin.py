@@ -2,7 +2,8 @@
 
 pip builds a copy of the example into a throwaway ``--target`` folder (with its dist-info, so the
 entry point is found through ``importlib.metadata``) and the CLI runs in subprocesses with that
-folder on ``PYTHONPATH``: the developer's .venv and the example's source folder stay unchanged.
+folder on ``PYTHONPATH`` (several commands through the CLI's main() in one of them, where one
+process shows what several would): the developer's .venv and the example's source folder stay unchanged.
 Then: ``transferkit plugins`` and ``list`` show it, its recipe trains end to end with both of its
 components, the run evaluates and predicts, and the example's own tests pass.
 """
@@ -59,10 +60,19 @@ def _run(args: list[str], site: Path, cwd: Path = ROOT, timeout: int = 300) -> s
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout)
 
 
-def _cli(args: list[str], site: Path) -> str:
-    done = _run(["-m", "transferkit", *args], site)
-    assert done.returncode == 0, f"transferkit {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
-    return done.stdout
+SEPARATOR = "=" * 8
+
+
+def _cli(commands: list[list[str]], site: Path) -> list[str]:
+    """The standard output of each command, run one after the other by the CLI's main() in one
+    subprocess (each interpreter start imports torch and timm); each must succeed."""
+    script = (f"from transferkit.cli import main\nfor a in {commands!r}:\n    code = main(a)\n"
+              f"    print({SEPARATOR!r}, flush=True)\n    assert code == 0, (a, code)")
+    done = _run(["-c", script], site)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    *outputs, rest = done.stdout.split(SEPARATOR + "\n")
+    assert len(outputs) == len(commands) and not rest.strip(), done.stdout
+    return outputs
 
 
 @pytest.mark.slow
@@ -78,10 +88,7 @@ def test_plugins_and_list_show_acme_and_its_components(acme: dict) -> None:
     """``transferkit plugins``, ``list backbones`` and ``list augmentations``: the CLI's main() in
     one subprocess (each interpreter start imports torch and timm)."""
     commands = [["plugins"], ["list", "backbones", "--filter", "acme/*"], ["list", "augmentations", "--filter", "acme/*"]]
-    script = f"from transferkit.cli import main\nfor a in {commands!r}:\n    assert main(a) == 0\n    print('=' * 8)"
-    done = _run(["-c", script], acme["site"])
-    assert done.returncode == 0, done.stdout + done.stderr
-    plugins, backbones, augmentations, _ = done.stdout.split("=" * 8 + "\n")
+    plugins, backbones, augmentations = _cli(commands, acme["site"])
 
     header, *rows = plugins.splitlines()
     row = next((r for r in rows if r.split()[:1] == ["acme"]), None)
@@ -102,8 +109,11 @@ def test_recipe_with_both_components_trains_evaluates_and_predicts(acme: dict, t
     run = tmp_path / "run"
     recipe = EXAMPLE / "recipe.toml"  # the example's recipe as shipped, pointed at generated images
     overrides = ["data.source=imagefolder", f"data.root={images}", "data.batch_size=8", "data.val_fraction=0.25",
-                 "phases.extract.epochs=1", "phases.finetune.epochs=2"]
-    _cli(["finetune", str(recipe), "--output", str(run), *[a for o in overrides for a in ("--set", o)]], acme["site"])
+                 "phases.extract.epochs=1", "phases.finetune.epochs=2",
+                 "train.final=last"]  # the components in a run: no choice among WiSE-FT candidates, no cross-fitting
+    picture = next((images / "test" / "red").iterdir())
+    _, evaluated, predicted = _cli([["finetune", str(recipe), "--output", str(run), *[a for o in overrides for a in ("--set", o)]],
+                                    ["evaluate", str(run)], ["predict", str(run), str(picture), "--top-k", "2"]], acme["site"])
 
     assert (run / "model.safetensors").is_file()
     manifest = json.loads((run / "manifest.json").read_text())
@@ -113,11 +123,8 @@ def test_recipe_with_both_components_trains_evaluates_and_predicts(acme: dict, t
     summary = json.loads((run / "summary.json").read_text())
     assert summary["test"]["top1"] > 0.5, summary["test"]  # three colour classes: chance is 1/3
 
-    out = _cli(["evaluate", str(run)], acme["site"])
-    assert "top1" in out and "on 12 images" in out
-    picture = next((images / "test" / "red").iterdir())
-    out = _cli(["predict", str(run), str(picture), "--top-k", "2"], acme["site"])
-    path, ranked = out.strip().split("\t")
+    assert "top1" in evaluated and "on 12 images" in evaluated
+    path, ranked = predicted.strip().split("\t")
     assert path == str(picture) and ranked.split()[0] in {"red", "green", "blue"}
 
 

@@ -142,7 +142,7 @@ def test_sketches_together_in_a_run(sketches, tiny_backbone, tmp_path) -> None:
         "augment": {"batch": [{"name": "my/random_vflip", "p": 0.5}]},
         "averaging": {"name": "my/running_mean"},
         "phases": {"extract": {"epochs": 1, "lr": 0.05}, "finetune": {"epochs": 2, "lr_ratio": 1.0}},
-        "train": {"weight_decay": 0.0},
+        "train": {"weight_decay": 0.0, "final": "last"},  # the averager's weights are the run's: no WiSE-FT choice, no cross-fitting
     }
     result = run_recipe(load_recipe(recipe), output=tmp_path / "run", log=lambda m: None)
     assert result.test_accuracy is not None and (result.run_dir / "model.safetensors").is_file()

@@ -57,6 +57,7 @@ def test_a_heartbeat_line_says_where_the_loop_is(monkeypatch, capsys):
 def test_every_long_part_of_a_run_reports_progress(tiny_recipe, tmp_path, monkeypatch, capfd):
     monkeypatch.setenv("TRANSFERKIT_PROGRESS", "lines")
     monkeypatch.setenv("TRANSFERKIT_PROGRESS_SECONDS", "0")
+    tiny_recipe["train"].update(final="auto", calibrate="always")  # every part: the final choice and calibration too
     transferkit.finetune(tiny_recipe, output=tmp_path / "run", phases__finetune__epochs=1)
     err = capfd.readouterr().err
     for part in ("decoding images:", "train features 1/1:", "phase finetune, epoch 1/1:", "val:", "test:"):

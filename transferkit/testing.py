@@ -255,16 +255,25 @@ def write_image_folder(
 
 def make_recipe(root: Path, backbone: str = TINY_BACKBONE, /, **sections: Any) -> dict[str, Any]:
     """A recipe dict that trains in seconds on ``write_image_folder``'s images (32 px, 2 + 2
-    epochs, the final weights chosen on validation alone) with backbone ``backbone``; ``sections`` update its tables, e.g.
-    ``phases={"finetune": {"epochs": 1}}`` or ``backbone={"params": {"width": 4}}``."""
+    epochs) with backbone ``backbone``; ``sections`` update its tables, e.g.
+    ``phases={"finetune": {"epochs": 1}}`` or ``backbone={"params": {"width": 4}}``. A setting
+    given as ``None`` is left out (the recipe's default).
+
+    It pays only for training: the probe's L2 strength is fixed (``phases.extract.C = 100``, what
+    its cross-validation chooses on these images, so the probe is the same), the run keeps its last
+    weights (``train.final = "last"``: no choice among the probe, the fine-tuned model and their
+    interpolations) and fits no temperature (``train.calibrate = "never"``). A test of one of these
+    asks for it: ``phases={"extract": {"C": None}}`` (cross-validated), ``train={"final": "auto"}``
+    (chosen on the validation split alone: ``train.folds = 1``), ``train={"calibrate": "always"}``
+    (on the 9 validation images)."""
     recipe: dict[str, Any] = {
         "name": "tiny",
         "seed": 0,
         "data": {"source": "imagefolder", "root": str(root), "image_size": 32, "batch_size": 8, "val_fraction": 0.25},
         "backbone": {"name": backbone, "weights": "none"},
-        "phases": {"extract": {"epochs": 2, "lr": 0.05}, "finetune": {"epochs": 2, "lr_ratio": 0.1}},
-        # cross-fitting (train.folds) is tested where it is the point; calibration on the 9 validation images
-        "train": {"weight_decay": 0.0, "folds": 1, "calibrate": "always"},
+        "phases": {"extract": {"epochs": 2, "lr": 0.05, "C": 100.0}, "finetune": {"epochs": 2, "lr_ratio": 0.1}},
+        # cross-fitting (train.folds), the final choice and calibration are tested where they are the point
+        "train": {"weight_decay": 0.0, "folds": 1, "final": "last", "calibrate": "never"},
     }
     for key, value in sections.items():
         if isinstance(recipe.get(key), dict) and isinstance(value, Mapping):
@@ -275,7 +284,13 @@ def make_recipe(root: Path, backbone: str = TINY_BACKBONE, /, **sections: Any) -
                     recipe[key][inner] = setting
         else:
             recipe[key] = value
-    return recipe
+    return _without_none(recipe)
+
+
+def _without_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    return value
 
 
 def write_recipe(path: Path, recipe: Mapping[str, Any]) -> Path:
@@ -318,11 +333,14 @@ def tiny_run(tiny_backbone: str, tmp_path: Path, tmp_path_factory: pytest.TempPa
 
     Trained once per session through the command line, as a user would (``transferkit finetune
     RECIPE --output DIR --set phases.finetune.epochs=1``), then copied for each test, so a test
-    may write into its copy."""
+    may write into its copy. Unlike ``make_recipe``'s runs it has all of a run's end: the probe's C
+    by cross-validation, the final weights chosen on validation, a temperature and a rejection rule."""
     base = tmp_path_factory.getbasetemp()
     if base not in _SESSION_RUNS:
         root = tmp_path_factory.mktemp("tiny-run")
-        recipe = write_recipe(root / "tiny.toml", make_recipe(write_image_folder(root / "images"), tiny_backbone))
+        full = make_recipe(write_image_folder(root / "images"), tiny_backbone, phases={"extract": {"C": None}},
+                           train={"final": "auto", "calibrate": "always"})
+        recipe = write_recipe(root / "tiny.toml", full)
         if main(["finetune", str(recipe), "--output", str(root / "run"), "--set", "phases.finetune.epochs=1"]) != 0:
             raise RuntimeError("transferkit.testing.tiny_run: the tiny run failed; its error is printed above")
         _SESSION_RUNS[base] = root / "run"

@@ -36,9 +36,10 @@ def write_overlapping_folder(root: Path, per_class: dict[str, int], seed: int = 
 
 
 def overlapping_recipe(root: Path, **data: Any) -> dict[str, Any]:
-    """A tiny recipe on ``write_overlapping_folder``'s images: the probe alone (no fine-tuning)."""
+    """A tiny recipe on ``write_overlapping_folder``'s images: the probe alone (no fine-tuning, its
+    C by cross-validation), calibrated on whatever validation there is (``train.calibrate = "always"``)."""
     return make_recipe(root, TINY_BACKBONE, data={"val_fraction": 0.3, **data},
-                       phases={"extract": {"epochs": 1}, "finetune": {"epochs": 0}})
+                       phases={"extract": {"epochs": 1, "C": None}, "finetune": {"epochs": 0}}, train={"calibrate": "always"})
 
 
 def unknown_folder(root: Path, count: int = 8, seed: int = 1) -> Path:

@@ -71,6 +71,7 @@ def test_the_summary_measures_rejection_on_test_and_on_the_unknown_images(calibr
 
 def test_a_run_without_validation_stays_uncalibrated(tiny_recipe, tmp_path, capsys):
     tiny_recipe["data"]["val_fraction"] = 0.0
+    tiny_recipe["train"]["calibrate"] = "always"  # even then: there is nothing to fit on
     run_dir = transferkit.finetune(tiny_recipe, output=tmp_path / "run", quiet=True).run_dir
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert "calibration" not in manifest and "rejection" not in manifest and transferkit.load(run_dir).temperature == 1.0

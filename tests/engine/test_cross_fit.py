@@ -100,7 +100,8 @@ def test_the_choice_on_every_labelled_image_picks_what_a_small_validation_split_
 @pytest.mark.parametrize("folds", [3])
 def test_a_run_cross_fits_its_folds_and_records_how_it_chose(tmp_path, tiny_backbone, folds):
     root = write_image_folder(tmp_path / "images", {"train": 24, "test": 4})
-    recipe = make_recipe(root, tiny_backbone, phases={"finetune": {"epochs": 1}}, train={"folds": folds})
+    recipe = make_recipe(root, tiny_backbone, phases={"extract": {"C": None}, "finetune": {"epochs": 1}},
+                         train={"folds": folds, "final": "auto", "calibrate": "always"})
     result = run_recipe(load_recipe(recipe), output=tmp_path / "run", log=lambda m: None)
     final = result.summary["final"]
     pool = 24 * 3

@@ -77,7 +77,8 @@ def _metrics(run):
 def test_a_run_chooses_among_the_probe_and_the_finetuned_model_on_validation(tiny_recipe, tmp_path):
     tiny_recipe["data"]["val_fraction"] = 0.25
     tiny_recipe["phases"]["finetune"].update(epochs=2, lr_ratio=10.0)  # move far from the probe
-    tiny_recipe["train"].update(final="auto", test_candidates=True)
+    tiny_recipe["train"].update(final="auto", test_candidates=True, calibrate="always")
+    del tiny_recipe["phases"]["extract"]["C"]  # the probe as a run fits it: C by cross-validation
     result = run_recipe(load_recipe(tiny_recipe), output=tmp_path / "run", log=lambda m: None)
     final = result.summary["final"]
     candidates = final["candidates"]

@@ -30,6 +30,8 @@ def _stop_at(phase: str, epoch: int, step: int):
 ])
 def test_resume_mid_phase_gives_identical_final_weights(tiny_recipe, tmp_path, where, solver):
     tiny_recipe["phases"]["extract"]["solver"] = solver
+    if solver == "lbfgs":
+        tiny_recipe["train"]["final"] = "auto"  # the choice among the probe, the fine-tuned model and their mixes
     tiny_recipe["train"]["checkpoint_every_steps"] = 1
     tiny_recipe["data"]["batch_size"] = 6  # 5 steps an epoch
     tiny_recipe["backbone"]["head_dropout"] = 0.3  # draws from the torch RNG: resume must restore it

@@ -73,6 +73,7 @@ def test_the_report_shows_sklearns_per_class_figures_and_the_most_confidently_wr
 
 
 def test_the_report_shows_calibration_and_the_rejection_tradeoff_of_its_predictions(tiny_recipe, tmp_path):
+    tiny_recipe["train"]["calibrate"] = "always"  # a temperature and a rejection rule fitted on the 9 validation images
     run_dir = _weak_run(tiny_recipe, tmp_path / "run")
     page = build_report(run_dir, log=lambda _m: None)[0].read_text()
     model = transferkit.load(run_dir)

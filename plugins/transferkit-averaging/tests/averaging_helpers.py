@@ -21,7 +21,6 @@ def recipe(folder: Path, backbone: str, **averaging) -> dict:
         folder, backbone, name="avg",
         data={"batch_size": 6, "val_fraction": 0.2},
         phases={"extract": {"epochs": 2, "lr": 0.05}, "finetune": {"epochs": 2, "lr_ratio": 0.5}},
-        train={},
     )
     if averaging:
         out["averaging"] = averaging

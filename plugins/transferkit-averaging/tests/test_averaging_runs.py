@@ -31,7 +31,7 @@ def test_run_reports_raw_and_averaged_side_by_side(folder, tiny_backbone, tmp_pa
 
 def test_averager_survives_a_resume(folder, tiny_backbone, tmp_path):
     r = recipe(folder, tiny_backbone, name="averaging/ema", decay=0.8)
-    r["train"] = {"checkpoint_every_steps": 1}
+    r["train"]["checkpoint_every_steps"] = 1  # final "last" (make_recipe's): the exported weights are the EMA's
     full = transferkit.finetune(r, output=tmp_path / "full", quiet=True)
 
     class Stop(Exception):
@@ -50,7 +50,7 @@ def test_averager_survives_a_resume(folder, tiny_backbone, tmp_path):
 
 def test_checkpoint_average_equals_the_elementwise_mean(folder, tiny_backbone, tmp_path, capsys):
     r = recipe(folder, tiny_backbone)
-    r["train"] = {"keep_checkpoints": 3}
+    r["train"]["keep_checkpoints"] = 3
     result = transferkit.finetune(r, output=tmp_path / "run", quiet=True)
     kept = transferkit.RunDir(result.run_dir).kept_checkpoints()
     assert len(kept) == 3 and len({k.path for k in kept if k.path.is_file()}) == 3
@@ -70,7 +70,7 @@ def test_greedy_soup_never_lowers_validation_accuracy(folder, tiny_backbone, tmp
     r = recipe(folder, tiny_backbone)
     r["phases"]["extract"]["lr"] = 0.5
     r["phases"]["finetune"].update(epochs=4, lr_ratio=10.0)  # epochs far apart: some ingredients hurt
-    r["train"] = {"keep_checkpoints": 5}
+    r["train"]["keep_checkpoints"] = 5
     result = transferkit.finetune(r, output=tmp_path / "run", quiet=True)
     assert main(["average-checkpoints", str(result.run_dir), "--greedy"]) == 0
     assert "greedy soup of" in capsys.readouterr().out
