@@ -65,7 +65,7 @@ def predictions_made(monkeypatch):
 @pytest.mark.parametrize("folds", [1, 3])
 def test_each_split_is_predicted_once_per_set_of_weights(tiny_recipe, tmp_path, predictions_made, folds):
     tiny_recipe["data"]["unknown"] = str(unknown_folder(tmp_path / "unknown"))
-    tiny_recipe["train"].update(final="auto", folds=folds, test_candidates=True)
+    tiny_recipe["train"].update(final="auto", folds=folds, test_candidates=True, calibrate="always")
     summary = transferkit.finetune(tiny_recipe, output=tmp_path / "run", quiet=True).summary
     full = [(c["weights"], c["how"], c["split"]) for c in predictions_made if c["how"] != "features"]
     assert [key for key, n in Counter(full).items() if n > 1] == []  # over the whole run, the phases' own included
