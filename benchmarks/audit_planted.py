@@ -21,8 +21,8 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
-from transferkit.workbench.audit_run import audit
-from transferkit.workbench.audit_similarity import duplicate_groups
+from transferkit.workbench.audit.scan import audit
+from transferkit.workbench.audit.similarity import duplicate_groups
 
 
 def plant(data: Path, work: Path, seed: int, fraction: float, per_class: int = 0) -> dict:

@@ -52,8 +52,8 @@ def phase1_cached(args: argparse.Namespace) -> dict:
 def phase1_naive(args: argparse.Namespace) -> dict:
     """The loop people write: every epoch runs the frozen backbone over every image again."""
     from transferkit.data.loaders import EpochBatchSampler, TransformedDataset, make_loader
-    from transferkit.engine.loop import make_targets, soft_cross_entropy
-    from transferkit.engine.setup import prepare
+    from transferkit.engine.training.loop import make_targets, soft_cross_entropy
+    from transferkit.engine.prepare import prepare
     from transferkit.recipe_loading import load_recipe
 
     prepared = prepare(load_recipe(_recipe(args, extract={"epochs": args.epochs}, finetune={"epochs": 0})), log=lambda m: None)

@@ -22,12 +22,12 @@ import torch
 
 import transferkit
 from transferkit.data.sources import IMAGE_EXTENSIONS, FileImages
-from transferkit.engine.calibration import softmax
-from transferkit.engine.evaluation import inference_runtime
-from transferkit.engine.feature_cache import FeatureCache
-from transferkit.engine.rejection import auroc
-from transferkit.engine.run_dir import RunDir
-from transferkit.engine.setup import build_splits
+from transferkit.engine.final.calibration import softmax
+from transferkit.engine.evaluation.predict import inference_runtime
+from transferkit.engine.training.feature_cache import FeatureCache
+from transferkit.engine.final.rejection import auroc
+from transferkit.engine.rundir.run_dir import RunDir
+from transferkit.engine.prepare import build_splits
 from transferkit.recipe_loading import load_recipe
 
 RATE = 0.05

@@ -42,8 +42,8 @@ def probe(args: argparse.Namespace) -> dict:
     from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 
     from transferkit import load_recipe
-    from transferkit.engine.feature_cache import FeatureCache
-    from transferkit.engine.setup import prepare
+    from transferkit.engine.training.feature_cache import FeatureCache
+    from transferkit.engine.prepare import prepare
 
     base = _recipe(args)
     recipe = load_recipe(base.to_dict(), ["data.val_fraction=0.0"], check_data=False)

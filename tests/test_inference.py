@@ -14,9 +14,9 @@ import torch
 import transferkit
 from transferkit.cli import main
 from transferkit.data.sources import read_image
-from transferkit.engine.calibration import softmax
-from transferkit.engine.model_files import write_manifest
-from transferkit.engine.rejection import fit_rejection
+from transferkit.engine.final.calibration import softmax
+from transferkit.engine.final.rejection import fit_rejection
+from transferkit.engine.rundir.model_files import write_manifest
 from transferkit.errors import DataError, UsageError
 from transferkit.inference import TrainedModel
 

@@ -32,18 +32,14 @@ PUBLIC_API = ("transferkit", "transferkit.testing")
 LAYERS = (
     Layer("plugins", "separate distributions: transferkit's public names and transferkit.testing only",
           ("plugins/*/src/*", "examples/*/src/*"), reaches=PUBLIC_API),
-    Layer("command line and public API", "argparse shells, the lazy public names (PEP 562), the test helpers",
+    Layer("command line and public API", "argparse shells (each workbench command's __init__), the lazy public names (PEP 562),"
+          " the test helpers",
           ("transferkit/__init__", "transferkit/__main__", "transferkit/cli", "transferkit/testing",
-           "transferkit/workbench/__init__", "transferkit/workbench/audit", "transferkit/workbench/check",
-           "transferkit/workbench/compare", "transferkit/workbench/export_formats", "transferkit/workbench/lr_find",
-           "transferkit/workbench/report", "transferkit/workbench/runs", "transferkit/workbench/sweep")),
+           "transferkit/workbench/__init__", "transferkit/workbench/*/__init__")),
     Layer("the commands' work", "finetune, and what check, lr-find, sweep, report, export, audit, runs, compare do",
-          ("transferkit/api", "transferkit/workbench/audit_*", "transferkit/workbench/compare_runs",
-           "transferkit/workbench/export_backends", "transferkit/workbench/export_run", "transferkit/workbench/lr_find_*",
-           "transferkit/workbench/lr_range", "transferkit/workbench/report_*", "transferkit/workbench/runs_table",
-           "transferkit/workbench/sanity_checks", "transferkit/workbench/sweep_*")),
+          ("transferkit/api", "transferkit/workbench/*/[!_]*")),
     Layer("finished runs", "load a run, predict, predict files, evaluate on a run's test data or --data",
-          ("transferkit/inference", "transferkit/predict_files", "transferkit/evaluation")),
+          ("transferkit/inference", "transferkit/predict_files", "transferkit/evaluate_run")),
     Layer("recipe loading", "TOML and --set into a Recipe, checked against the registries and runs' files",
           ("transferkit/recipe_loading",)),
     Layer("engine", "a run: setup, phases, trainer, final weights, calibration, run directory, checkpoints",
@@ -276,11 +272,11 @@ def test_an_upward_import_is_reported(tmp_path):
 def test_an_upward_import_planted_in_the_engine_is_reported():
     modules = find_modules()
     graph = import_graph(modules)
-    graph["transferkit.engine.trainer"].add("transferkit.cli")
-    graph["transferkit_averaging.checkpoints"].add("transferkit.engine.run_dir")
+    graph["transferkit.engine.training.trainer"].add("transferkit.cli")
+    graph["transferkit_averaging.checkpoints"].add("transferkit.engine.rundir.run_dir")
     assert upward_imports(graph, _layer_index(modules)) == [
-        "transferkit.engine.trainer (engine) imports transferkit.cli (command line and public API), a layer above it",
-        "transferkit_averaging.checkpoints (plugins) imports transferkit.engine.run_dir; it may import only transferkit,"
+        "transferkit.engine.training.trainer (engine) imports transferkit.cli (command line and public API), a layer above it",
+        "transferkit_averaging.checkpoints (plugins) imports transferkit.engine.rundir.run_dir; it may import only transferkit,"
         " transferkit.testing",
     ]
 

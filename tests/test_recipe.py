@@ -145,7 +145,7 @@ def test_unknown_augmentation_parameter_is_named(image_folder):
 
 
 def test_evaluation_never_augments(tiny_recipe):
-    from transferkit.engine.setup import prepare
+    from transferkit.engine.prepare import prepare
 
     tiny_recipe["augment"] = {"image": [{"name": "rotate", "limit": 30, "p": 1.0}, {"name": "grayscale", "p": 1.0}]}
     prepared = prepare(load_recipe(tiny_recipe))

@@ -36,11 +36,11 @@ _LAZY = {
     "WrappedDataset": "transferkit.data.user_datasets",
     "read_image": "transferkit.data.sources",
     "to_rgb_array": "transferkit.data.sources",
-    "Predictions": "transferkit.engine.evaluation",
+    "Predictions": "transferkit.engine.evaluation.predict",
     "RunResult": "transferkit.engine.run",
-    "KeptCheckpoint": "transferkit.engine.run_dir",
-    "RunDir": "transferkit.engine.run_dir",
-    "evaluate": "transferkit.evaluation",
+    "KeptCheckpoint": "transferkit.engine.rundir.run_dir",
+    "RunDir": "transferkit.engine.rundir.run_dir",
+    "evaluate": "transferkit.evaluate_run",
     "Ensemble": "transferkit.inference",
     "Prediction": "transferkit.inference",
     "TrainedModel": "transferkit.inference",
@@ -57,9 +57,9 @@ _LAZY = {
     "register_plugin": "transferkit.plugins",
     "Recipe": "transferkit.recipe",
     "load_recipe": "transferkit.recipe_loading",
-    "check": "transferkit.workbench.sanity_checks",
-    "lr_find": "transferkit.workbench.lr_find_run",
-    "report": "transferkit.workbench.report_content",
+    "check": "transferkit.workbench.check.sanity_checks",
+    "lr_find": "transferkit.workbench.lr_find.steps",
+    "report": "transferkit.workbench.report.content",
 }
 
 __all__ = [
@@ -142,10 +142,10 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     )
     from .data.sources import ArrayImages, DatasetSplits, FileImages, ImageSet, read_image, to_rgb_array
     from .data.user_datasets import WrappedDataset
-    from .engine.evaluation import Predictions
+    from .engine.evaluation.predict import Predictions
     from .engine.run import RunResult
-    from .engine.run_dir import KeptCheckpoint, RunDir
-    from .evaluation import evaluate
+    from .engine.rundir.run_dir import KeptCheckpoint, RunDir
+    from .evaluate_run import evaluate
     from .inference import Ensemble, Prediction, TrainedModel, load, load_ensemble
     from .models.backbone import create_backbone
     from .plugins import get_plugins, register_plugin
@@ -153,6 +153,6 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from .recipe import Recipe
     from .recipe_loading import load_recipe
     from .registry import lazy_factory
-    from .workbench.lr_find_run import lr_find
-    from .workbench.report_content import report
-    from .workbench.sanity_checks import check
+    from .workbench.check.sanity_checks import check
+    from .workbench.lr_find.steps import lr_find
+    from .workbench.report.content import report

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from .engine.continuing import parse_extend
+from .engine.resume import parse_extend
 from .engine.run import RunResult, run_recipe
-from .engine.run_dir import RunDir
+from .engine.rundir.run_dir import RunDir
 from .errors import RecipeError
 from .progress import quiet as quiet_progress
 from .recipe import Recipe

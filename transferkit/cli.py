@@ -146,12 +146,12 @@ def _overrides(pairs: Sequence[str]) -> dict:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .engine.memory import check_recipe_memory  # torch: not for --help
+    from .engine.preflight.memory_estimate import check_recipe_memory  # torch: not for --help
 
     recipe = transferkit.load_recipe(args.recipe, args.overrides)
     lines: list[str] = []
     if recipe.data.source in LOCAL_SOURCES:  # read the folders or the CSV (no image decoded): their errors now
-        from .engine.data_summary import check_data  # the engine: not for --help
+        from .engine.preflight.data_checks import check_data  # the engine: not for --help
 
         lines = check_data(recipe)
     memory = check_recipe_memory(recipe, args.recipe)  # an image size the device cannot hold fails here
@@ -182,7 +182,7 @@ def _weights_lines(recipe: Any) -> list[str]:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from .engine.plan import format_plan, plan_recipe  # the engine and torch: not for --help
+    from .engine.preflight.plan_table import format_plan, plan_recipe  # the engine and torch: not for --help
 
     print(format_plan(plan_recipe(transferkit.load_recipe(args.recipe, args.overrides))))
     return 0

@@ -21,10 +21,10 @@ from .components import create_tta
 from .data.decoding import decode_file
 from .data.preprocessing import preprocessing_from_manifest
 from .data.sources import IMAGE_EXTENSIONS, ImageSet, to_rgb_array
-from .engine.calibration import manifest_temperature
-from .engine.evaluation import Predictions, inference_runtime, predict
-from .engine.model_files import load_classifier, uncalibrated
-from .engine.rejection import RejectionRule, max_probability
+from .engine.evaluation.predict import Predictions, inference_runtime, predict
+from .engine.final.calibration import manifest_temperature
+from .engine.final.rejection import RejectionRule, max_probability
+from .engine.rundir.model_files import load_classifier, uncalibrated
 from .errors import DataError, UsageError
 from .models.classifier import Classifier
 

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .data.decoding import decode_file
-from .engine.checkpoint import atomic_write
-from .engine.output_paths import check_output_file
+from .engine.rundir.checkpoint_io import atomic_write
+from .engine.rundir.output_paths import check_output_file
 from .errors import DataError, UsageError, printable
 from .inference import Ensemble, TrainedModel, image_files
 

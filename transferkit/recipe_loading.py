@@ -11,7 +11,7 @@ from typing import Any, Iterable, Mapping, Sequence, get_args
 
 from pydantic import BaseModel, ValidationError
 
-from .engine.run_layout import WEIGHTS_FILE
+from .engine.rundir.layout import WEIGHTS_FILE
 from .errors import RecipeError
 from .models.weight_sources import sha256_of
 from .plugins import registry
@@ -152,7 +152,7 @@ def check_paths(recipe: Recipe, origin: str, check_data: bool = True) -> None:
         if not Path(data.root).exists():
             raise RecipeError(f"{origin}: data.root: {data.root!r} does not exist; point it at your images")
     if recipe.train.device not in ("auto", "cpu"):  # a device this machine lacks: now, not after a run folder exists
-        from .engine.runtime import device_problem  # torch: only for a named device
+        from .engine.runtime.device import device_problem  # torch: only for a named device
 
         problem = device_problem(recipe.train.device)
         if problem:
@@ -160,7 +160,7 @@ def check_paths(recipe: Recipe, origin: str, check_data: bool = True) -> None:
     weights = recipe.backbone.weights
     run = None
     if weights not in ("imagenet", "none"):
-        from .engine.model_files import trained_run  # torch: only for weights from a file or a run
+        from .engine.rundir.model_files import trained_run  # torch: only for weights from a file or a run
 
         run = trained_run(weights)
     if weights not in ("imagenet", "none") and run is None and not Path(weights).is_file():

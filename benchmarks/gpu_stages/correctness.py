@@ -16,8 +16,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
-from transferkit.engine.checkpoint import load_checkpoint
-from transferkit.engine.run_dir import RunDir
+from transferkit.engine.rundir.checkpoint_io import load_checkpoint
+from transferkit.engine.rundir.run_dir import RunDir
 
 from .common import ROOT, Settings, cli_command, finetune_argv, flowers_root, fresh_dir, read_summary, run_cli
 

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from transferkit.data.loaders import make_loader
-from transferkit.engine.run_dir import RunDir
-from transferkit.engine.setup import prepare
-from transferkit.engine.phases import TrainingBatches
+from transferkit.engine.rundir.run_dir import RunDir
+from transferkit.engine.prepare import prepare
+from transferkit.engine.training.phases import TrainingBatches
 from transferkit.recipe_loading import load_recipe
 
 from .common import (Settings, backbone_name, finetune_argv, fresh_dir, read_summary, replicated_root, run_cli,

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from transferkit import create_backbone
-from transferkit.engine.optim import build_optimizer
-from transferkit.engine.runtime import resolve_runtime
+from transferkit.engine.training.optim import build_optimizer
+from transferkit.engine.runtime.device import resolve_runtime
 from transferkit.models.classifier import Classifier
 from transferkit.recipe import TrainConfig
 

@@ -11,8 +11,8 @@ import torchvision
 
 from transferkit.builtin import backbone_catalog
 from transferkit.builtin.backbone_catalog import catalog, catalog_file
-from transferkit.engine import memory
-from transferkit.engine.memory import measure_profile, recipe_profile
+from transferkit.engine.preflight import memory_estimate
+from transferkit.engine.preflight.memory_estimate import measure_profile, recipe_profile
 from transferkit.models.backbone import create_backbone
 from transferkit.recipe_loading import load_recipe
 
@@ -55,7 +55,7 @@ def test_the_profile_of_a_built_in_backbone_is_kept_and_equals_a_fresh_measure(c
     first = recipe_profile(recipe)
     assert first == measure_profile(create_backbone("timm/tf_efficientnet_lite0", weights="none"), recipe.data.image_size)
     assert first.stages == 9 and first.native == 224  # stem, 7 blocks, head
-    monkeypatch.setattr(memory, "measure_profile", lambda *a: pytest.fail("measured again"))
+    monkeypatch.setattr(memory_estimate, "measure_profile", lambda *a: pytest.fail("measured again"))
     assert recipe_profile(recipe) == first
     tiny = load_recipe(tiny_recipe)  # a plugin's backbone may change under the same name: never kept
     monkeypatch.undo()

@@ -9,7 +9,7 @@ import pytest
 
 from transferkit.builtin.datasets import flowers102, flowers102_root_problem
 from transferkit.cli import main
-from transferkit.engine.data_summary import check_data
+from transferkit.engine.preflight.data_checks import check_data
 from transferkit.errors import DataError, RecipeError
 from transferkit.recipe_loading import load_recipe
 from transferkit.testing import write_image_folder

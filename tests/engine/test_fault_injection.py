@@ -27,7 +27,7 @@ import tomllib
 import torch
 from safetensors.torch import load_file
 
-from transferkit.engine.checkpoint import load_checkpoint
+from transferkit.engine.rundir.checkpoint_io import load_checkpoint
 from transferkit.testing import write_recipe
 
 from ..conftest import installed_tiny_plugin

@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 
 import transferkit
-from transferkit.engine import evaluation, run  # noqa: F401 (run: every module that predicts, imported before the patch)
-from transferkit.engine.evaluation import Predictions
-from transferkit.engine.final_model import FINETUNED, PROBE
-from transferkit.engine.prediction_cache import PredictionCache
-from transferkit.engine.trainer import Trainer
+from transferkit.engine import run  # noqa: F401 (run: every module that predicts, imported before the patch)
+from transferkit.engine.evaluation import predict
+from transferkit.engine.evaluation.predict import Predictions
+from transferkit.engine.evaluation.prediction_cache import PredictionCache
+from transferkit.engine.final.choice import FINETUNED, PROBE
+from transferkit.engine.training.trainer import Trainer
 
 from .confidence_testdata import unknown_folder
 
@@ -35,7 +36,7 @@ def predictions_made(monkeypatch):
     had ended (the first trainer's ``fit`` returned; cross-fitting's fold trainers come after)."""
     calls: list[dict[str, Any]] = []
     state: dict[str, Any] = {"trainer": None, "ended": False}
-    original = evaluation.predict
+    original = predict.predict
 
     def counting(model, images, preprocess=None, **options):
         prepared = state["trainer"].prepared
@@ -45,8 +46,8 @@ def predictions_made(monkeypatch):
         calls.append({"weights": _fingerprint(model), "how": how, "split": split, "ended": state["ended"]})
         return original(model, images, preprocess, **options)
 
-    # where it was imported (evaluation's own name left alone: a module imported later would take the patch for good)
-    for module in [m for name, m in sys.modules.items() if name.startswith("transferkit.") and m is not evaluation]:
+    # where it was imported (the module's own name left alone: a module imported later would take the patch for good)
+    for module in [m for name, m in sys.modules.items() if name.startswith("transferkit.") and m is not predict]:
         if getattr(module, "predict", None) is original:
             monkeypatch.setattr(module, "predict", counting)
     fit = Trainer.fit

@@ -12,7 +12,8 @@ from PIL import Image
 
 import transferkit
 from transferkit.cli import main
-from transferkit.engine import artifacts, trainer
+from transferkit.engine.rundir import artifacts
+from transferkit.engine.training import trainer
 from transferkit.testing import write_recipe
 
 
@@ -80,7 +81,7 @@ def test_a_full_disk_is_one_line_and_the_last_checkpoint_stays(tiny_recipe, tmp_
     monkeypatch.undo()
     assert not [p for p in (tmp_path / "run").rglob(".*.tmp")]  # no half-written temp file left
     if (tmp_path / "run" / "checkpoints" / "last.pt").exists():
-        transferkit.engine.checkpoint.load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+        transferkit.engine.rundir.checkpoint_io.load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
 
 
 @pytest.fixture(autouse=True)

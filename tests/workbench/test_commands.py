@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from transferkit.workbench import audit, audit_scores, audit_similarity, check, command_modules, export_formats
-from transferkit.workbench.export_run import FORMATS
-from transferkit.workbench.sanity_checks import DEFAULT_STEPS
+from transferkit.workbench import audit, check, command_modules, export
+from transferkit.workbench.audit import label_scores, similarity
+from transferkit.workbench.check.sanity_checks import DEFAULT_STEPS
+from transferkit.workbench.export.verified_file import FORMATS
 
 
 def test_every_command_module_has_the_four_names():
@@ -24,6 +25,6 @@ def _help_of(module, option: str) -> str:
 def test_the_shells_repeat_what_the_work_defines():
     steps = _help_of(check, "--steps")
     assert f"default {DEFAULT_STEPS['head']} for the head, {DEFAULT_STEPS['full']} with --full-model" in steps
-    assert set(export_formats.FORMATS) == set(FORMATS)
-    assert audit.DEFAULT_FOLDS == audit_scores.DEFAULT_FOLDS
-    assert audit.FEATURE_SIMILARITY == audit_similarity.FEATURE_SIMILARITY
+    assert set(export.FORMATS) == set(FORMATS)
+    assert audit.DEFAULT_FOLDS == label_scores.DEFAULT_FOLDS
+    assert audit.FEATURE_SIMILARITY == similarity.FEATURE_SIMILARITY

@@ -11,20 +11,20 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import BadFilesError, TransferkitError
 from ..recipe import Recipe
-from .checkpoint import load_checkpoint
-from .confidence import ConfidenceFit, confidence_lines, fit_confidence
-from .continuing import extended_recipe, reopen_for_more_epochs
-from .cross_fit import cross_fit_final, fold_count, soup_name
-from .distributed import DistContext, init_distributed
-from .final_model import FINETUNED, PROBE, Candidate, interpolate, model_with, select_final
-from .model_files import load_classifier, write_prepared_model
-from .plots import plot_confusion, plot_curves, plot_reliability
-from .run_dir import RunDir
-from .runtime import resolve_runtime
-from .setup import Prepared, prepare
-from .stopping import StopRequest, interrupted, stop_signals
-from .tensorboard_sink import require_tensorboard, tensorboard_sink
-from .trainer import Trainer, resume_state
+from .evaluation.plots import plot_confusion, plot_curves, plot_reliability
+from .final.choice import FINETUNED, PROBE, Candidate, interpolate, model_with, select_final
+from .final.confidence import ConfidenceFit, confidence_lines, fit_confidence
+from .final.cross_fit import cross_fit_final, fold_count, soup_name
+from .prepare import Prepared, prepare
+from .resume import extended_recipe, reopen_for_more_epochs
+from .rundir.checkpoint_io import load_checkpoint
+from .rundir.model_files import load_classifier, write_prepared_model
+from .rundir.run_dir import RunDir
+from .rundir.tensorboard_sink import require_tensorboard, tensorboard_sink
+from .runtime.device import resolve_runtime
+from .runtime.distributed import DistContext, init_distributed
+from .runtime.stop_signals import StopRequest, interrupted, stop_signals
+from .training.trainer import Trainer, resume_state
 
 
 @dataclass
@@ -202,7 +202,7 @@ def _train(
 
 def _final_weights(trainer: Trainer, finetuned: Any, summary: dict[str, Any], log: Callable[[str], None]) -> tuple[Any, str | None]:
     """``train.final``: keep the last weights, the best epoch's, or choose among the probe, the
-    fine-tuned model and their interpolations on validation (``final_model``). The test figures
+    fine-tuned model and their interpolations on validation (``final.choice``). The test figures
     become the chosen model's. Also the chosen weights' name in ``trainer.predictions`` (None: no
     name to share predictions under). Collective: every rank evaluates the same candidates."""
     prepared, recipe = trainer.prepared, trainer.prepared.recipe

@@ -1,13 +1,15 @@
 """The trainer's workbench: commands around a run (check, lr-find, sweep, report, export, audit,
 runs, compare).
 
-Each command module defines ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``;
-``transferkit.cli`` adds one subcommand per module listed here. ``transferkit --help`` imports
-every command module, so a command module stays light (argparse and ``transferkit``'s lazy
-public API): its work lives in a sibling module (``check`` -> ``sanity_checks``, ``lr_find`` ->
-``lr_find_run``, ``sweep`` -> ``sweep_run``, ``report`` -> ``report_content``, ``export_formats``
--> ``export_run``, ``audit`` -> ``audit_run``, ``runs`` -> ``runs_table``, ``compare`` ->
-``compare_runs``) that ``run`` imports or reaches through ``transferkit.<name>``.
+Each command is a folder whose ``__init__`` is its argparse shell: ``NAME``, ``HELP``,
+``add_arguments(parser)`` and ``run(args) -> int``; ``transferkit.cli`` adds one subcommand per
+folder listed here. ``transferkit --help`` imports every shell, so a shell stays light (argparse
+and ``transferkit``'s lazy public API); its work lives in the folder's other modules (``check/``
+``sanity_checks``, ``lr_find/`` ``steps``, ``range_test``, ``plot_files``; ``sweep/`` ``trials``,
+``space``, ``results``; ``report/`` ``content``, ``html_markdown``; ``export/`` ``verified_file``,
+``backends``; ``audit/`` ``scan``, ``label_scores``, ``similarity``, ``findings``, ``html_csv``;
+``runs/`` ``table``; ``compare/`` ``paired``), which ``run`` imports or reaches through
+``transferkit.<name>``.
 tests/test_startup.py checks that ``--help`` imports no torch.
 """
 
@@ -16,7 +18,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-COMMAND_MODULES = ("check", "lr_find", "sweep", "report", "export_formats", "audit", "runs", "compare")
+COMMAND_MODULES = ("check", "lr_find", "sweep", "report", "export", "audit", "runs", "compare")
 
 
 def command_modules() -> list[ModuleType]:

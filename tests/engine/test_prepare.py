@@ -1,0 +1,59 @@
+"""Building a run's splits from a recipe: ``data.test_fraction``, ``data.split_seed`` (the test set
+does not move with ``seed``), one-line errors for source parameters that are keys of their own."""
+
+from __future__ import annotations
+
+import pytest
+
+from transferkit.cli import main
+from transferkit.engine.prepare import build_splits
+from transferkit.errors import RecipeError
+from transferkit.recipe_loading import load_recipe
+from transferkit.testing import make_recipe, write_image_folder, write_recipe
+
+
+@pytest.fixture
+def one_folder(tmp_path):
+    """A single folder of class folders (no train/ test/): the source splits it."""
+    return write_image_folder(tmp_path / "images", {"all": 20}) / "all"
+
+
+def _test_files(recipe: dict) -> list[str]:
+    splits = build_splits(load_recipe(recipe))
+    return sorted(splits.test.describe(i) for i in range(len(splits.test)))
+
+
+def test_test_fraction_is_a_data_key(one_folder, tiny_backbone):
+    recipe = make_recipe(one_folder, tiny_backbone, data={"test_fraction": 0.3, "val_fraction": 0.1})
+    assert len(_test_files(recipe)) == 18  # 30% of 60
+
+
+def test_the_test_set_does_not_move_with_seed_but_with_split_seed(one_folder, tiny_backbone):
+    base = _test_files(make_recipe(one_folder, tiny_backbone, seed=0))
+    assert _test_files(make_recipe(one_folder, tiny_backbone, seed=1)) == base
+    assert _test_files(make_recipe(one_folder, tiny_backbone, data={"split_seed": 1})) != base
+
+
+def test_data_params_seed_is_a_one_line_error(one_folder, tiny_backbone):
+    with pytest.raises(RecipeError, match=r"data.params: Value error, 'seed' is a data key of its own: set data.split_seed"
+                                          r"|data.params: 'seed' is a data key of its own: set data.split_seed instead"):
+        load_recipe(make_recipe(one_folder, tiny_backbone, data={"params": {"seed": 3}}))
+
+
+def test_plan_shows_images_per_class_and_split(one_folder, tiny_backbone, tmp_path, capsys):
+    recipe = write_recipe(tmp_path / "r.toml", make_recipe(one_folder, tiny_backbone, data={"test_fraction": 0.25, "val_fraction": 0.2}))
+    assert main(["plan", str(recipe)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["images", "per", "class", "train", "val", "test"]
+    assert lines[1].split() == ["blue", "12", "3", "5"] and lines[4].split() == ["total", "36", "9", "15"]
+
+
+def test_the_probe_takes_the_native_size_only_a_little_above_the_training_size():
+    """Phase 2 starts from the probe's head: 224-px features carry over to 192 px, not to 64 px."""
+    from transferkit.data.preprocessing import native_or_larger
+
+    config = {"input_size": (3, 224, 224)}
+    assert native_or_larger(config, None) == 224
+    assert native_or_larger(config, 192) == 224 and native_or_larger(config, 168) == 224
+    assert native_or_larger(config, 160) == 160 and native_or_larger(config, 64) == 64
+    assert native_or_larger(config, 256) == 256
