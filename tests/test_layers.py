@@ -42,7 +42,7 @@ LAYERS = (
           ("transferkit/inference", "transferkit/predict_files", "transferkit/evaluate_run")),
     Layer("recipe loading", "TOML and --set into a Recipe, checked against the registries and runs' files",
           ("transferkit/recipe_loading",)),
-    Layer("engine", "a run: setup, phases, trainer, final weights, calibration, run directory, checkpoints",
+    Layer("engine", "a run: prepare, training, the final weights, confidence, the run directory, runtime, preflight checks",
           ("transferkit/engine/*",)),
     Layer("built-in plugins", "timm and torchvision backbones, datasets, CSV manifests, augmentations",
           ("transferkit/builtin/*",)),

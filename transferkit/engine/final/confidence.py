@@ -23,6 +23,7 @@ from ...data.sources import ImageSet
 from ..evaluation.predict import Predictions, predict
 from ..evaluation.prediction_cache import PredictionCache
 from ..prepare import Prepared
+from ..run_summary import RunSummary
 from ..runtime.distributed import DistContext
 from .calibration import ECE_BINS, Calibration, ReliabilityBins, calibrate, negative_log_likelihood, reliability_bins, softmax
 from .rejection import DEFAULT_RATE, RejectionRule, auroc, fit_rejection, max_probability
@@ -40,6 +41,10 @@ class ConfidenceFit:
     summary: dict[str, Any] = field(default_factory=dict)
     reliability: tuple[ReliabilityBins, ReliabilityBins] | None = None
     reliability_split: str = ""
+
+    def record(self, summary: RunSummary) -> None:
+        """The figures into the run's summary (``calibration``, ``rejection``)."""
+        summary.calibration, summary.rejection = self.summary.get("calibration"), self.summary.get("rejection")
 
     def manifest_entries(self) -> dict[str, Any]:
         if self.calibration is None:

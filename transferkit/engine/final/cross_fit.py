@@ -39,7 +39,7 @@ from .calibration import calibrated_log_loss
 from .choice import ALPHAS, PROBE, Candidate, candidate_name, choose, interpolate, model_with
 
 if TYPE_CHECKING:
-    from ..training.trainer import Trainer
+    from ..training.trained_run import TrainedRun
 
 AUTO_MAX_VAL = 50  # train.folds = "auto": cross-fit while the validation split is smaller than this
 AUTO_FOLDS = 5
@@ -95,40 +95,38 @@ def _fold_splits(splits: DatasetSplits, part: list[int]) -> DatasetSplits:
     return DatasetSplits(train, splits.train.subset(part), None, [])
 
 
-def run_folds(trainer: "Trainer", finetuned: nn.Module, count: int, log: Callable[[str], None]) -> list[FoldModels]:
+def run_folds(trained: "TrainedRun", finetuned: nn.Module, count: int, log: Callable[[str], None]) -> list[FoldModels]:
     """Fold 0 is the run itself; folds 1.. train in ``RUN/folds/fold-i`` (resumed where a
     checkpoint is), each from the pretrained backbone."""
     from ..training.trainer import Trainer, resume_state  # the trainer runs each fold
 
-    prepared, splits = trainer.prepared, trainer.prepared.splits
-    assert trainer.phase1_state is not None and splits.val is not None
-    folds = [FoldModels(trainer.phase1_state, _cpu_state(finetuned), splits.val, trainer.predictions)]
-    pretrained = trainer.phase1_state  # phase 1 leaves the backbone as it was; the head is refitted
+    prepared, splits = trained.prepared, trained.prepared.splits
+    assert trained.phase1_state is not None and splits.val is not None
+    folds = [FoldModels(trained.phase1_state, _cpu_state(finetuned), splits.val, trained.predictions)]
+    pretrained = trained.phase1_state  # phase 1 leaves the backbone as it was; the head is refitted
     for i, part in enumerate(extra_parts(splits.train, count - 1, prepared.recipe.data.split_seed), start=1):
         fold_splits = _fold_splits(splits, part)
-        model = copy.deepcopy(trainer.model).cpu()
+        model = copy.deepcopy(trained.model).cpu()
         model.load_state_dict(pretrained)
         fold_prepared = dataclasses.replace(prepared, splits=fold_splits, model=model)
-        run = RunDir(trainer.run.path / FOLDS_DIR / f"fold-{i}")
+        run = RunDir(trained.run.path / FOLDS_DIR / f"fold-{i}")
         run.path.mkdir(parents=True, exist_ok=True)
         checkpoint = resume_state(run) if run.has_checkpoint else None
         log(f"fold {i + 1}/{count}: trains on {len(fold_splits.train)} images, holds out {len(part)}"
             + (" (resuming)" if checkpoint is not None else ""))
-        fold = Trainer(fold_prepared, run, log=_indented(log), dist=trainer.dist, stop=trainer.stop)
-        fold.fit(checkpoint)
-        fold_model = fold.averager.module if fold.averager is not None else fold.model
+        fold = Trainer(fold_prepared, run, log=_indented(log), dist=trained.dist, stop=trained.stop).fit(checkpoint)
         assert fold.phase1_state is not None
-        folds.append(FoldModels(fold.phase1_state, _cpu_state(fold_model), fold_splits.val, fold.predictions))
-        del fold, fold_model, model
+        folds.append(FoldModels(fold.phase1_state, _cpu_state(fold.last), fold_splits.val, fold.predictions))
+        del fold, model
     return folds
 
 
-def out_of_fold_candidates(trainer: "Trainer", template: nn.Module, folds: list[FoldModels]) -> tuple[list[Candidate], dict]:
+def out_of_fold_candidates(trained: "TrainedRun", template: nn.Module, folds: list[FoldModels]) -> tuple[list[Candidate], dict]:
     """Every ``a`` scored on the pooled out-of-fold predictions; also the logits per ``a``. What a
     fold's trainer already predicted on its held-out images (its last validation) is not predicted
     again, and fold 0's (the run's own candidates on its validation split) stay in the run's
     predictions for the end of the run."""
-    prepared, r = trainer.prepared, trainer.prepared.recipe
+    prepared, r = trained.prepared, trained.prepared.recipe
     logits: dict[float, list[np.ndarray]] = {a: [] for a in ALPHAS}
     targets: list[np.ndarray] = []
     for i, fold in enumerate(folds):
@@ -172,12 +170,12 @@ def soup(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
 
 
 def cross_fit_final(
-    trainer: "Trainer", finetuned: nn.Module, count: int, log: Callable[[str], None]
+    trained: "TrainedRun", finetuned: nn.Module, count: int, log: Callable[[str], None]
 ) -> tuple[nn.Module, dict[str, Any], dict]:
     """The final model and the record of the choice (``train.final = "auto"`` with folds), and
     the out-of-fold logits for calibration."""
-    folds = run_folds(trainer, finetuned, count, log)
-    candidates, oof = out_of_fold_candidates(trainer, finetuned, folds)
+    folds = run_folds(trained, finetuned, count, log)
+    candidates, oof = out_of_fold_candidates(trained, finetuned, folds)
     n = len(oof["targets"])
     chosen = choose(candidates, n)
     soup_state = soup([f.finetuned for f in folds])

@@ -19,10 +19,11 @@ from torch.nn.parallel import DistributedDataParallel
 from ...data.sources import ImageSet
 from ...errors import RunInterrupted
 from ...recipe import EXTRACT, FINETUNE
-from ..evaluation.predict import Predictions, predict
+from ..evaluation.predict import Predictions
 from ..evaluation.prediction_cache import PredictionCache
 from ..final.choice import FINETUNED, PROBE
 from ..prepare import Prepared
+from ..run_summary import RunSummary
 from ..rundir.checkpoint_io import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from ..rundir.model_files import read_weights, write_prepared_model, write_weights
 from ..rundir.run_dir import RunDir
@@ -48,6 +49,7 @@ from .phases import (
     step_settings,
     trainable_parameter_count,
 )
+from .trained_run import TrainedRun, predict_images
 
 
 @dataclass
@@ -80,9 +82,8 @@ class Trainer:
         self.batches = TrainingBatches(self.prepared, self.dist)
         self.keeper = CheckpointKeeper(self.run, r.train.keep_checkpoints)
         self.averager: RunAverager | None = None
-        self.summary: dict[str, Any] = {"phases": {}}
+        self.summary = RunSummary()
         self.phase1_state: dict[str, torch.Tensor] | None = None  # the model after phase 1 (WiSE-FT's start)
-        self.out_of_fold: dict[str, Any] | None = None  # cross-fitting's out-of-fold logits (engine/final/cross_fit.py)
         # each (weights, split)'s predictions, made once: the phases' last ones, then the end of the run's
         self.predictions = PredictionCache()
         self._last_val: Predictions | None = None  # the phase's last validation by the live model, at the evaluation transform
@@ -96,23 +97,8 @@ class Trainer:
     def predict(
         self, images: ImageSet, desc: str, cached: FeatureCache | None = None, model: nn.Module | None = None, probe: bool = False,
     ) -> Predictions:
-        """Predictions of ``model`` (the live one by default) on ``images``, on cached features when
-        given; ``probe``: at phase 1's preprocessing (the probe's own resolution). Their metrics:
-        ``Predictions.metrics``."""
-        r = self.prepared.recipe
-        preprocess = self.prepared.probe_preprocessing if probe else self.prepared.eval_transform
-        return predict(
-            model or self.model, images, preprocess, runtime=self.prepared.runtime,
-            batch_size=r.data.eval_batch_size or r.data.batch_size * 2, num_workers=r.data.num_workers,
-            features=cached, dist=self.dist, desc=desc,
-        )
-
-    def predictions_of(self, weights: str | None, split: str, model: Callable[[], nn.Module], desc: str) -> Predictions:
-        """The predictions of the weights named ``weights`` on the run's ``split`` ("val" or
-        "test"), computed once (``self.predictions``); ``model()`` builds them on a miss.
-        ``"probe"`` is at the probe's preprocessing, any other name at the evaluation transform."""
-        images = getattr(self.prepared.splits, split)
-        return self.predictions.get(weights, split, lambda: self.predict(images, desc, model=model(), probe=weights == PROBE))
+        """Predictions of ``model`` (the live one by default) on ``images`` (``predict_images``)."""
+        return predict_images(self.prepared, model or self.model, images, desc, dist=self.dist, cached=cached, probe=probe)
 
     # -- checkpoints ---------------------------------------------------------------------------
     def _state(self, phase: PhaseState, epoch: int, step: int) -> dict[str, Any]:
@@ -129,16 +115,17 @@ class Trainer:
             "rng": rng_state(),
             "batch_augs": [_state_of(aug) for aug in self.prepared.batch_augs],
             "early_stopping": phase.stopper.state_dict() if phase.stopper is not None else {},
-            "summary_json": json.dumps(self.summary),
+            "summary_json": json.dumps(self.summary.to_dict()),
             "recipe_json": json.dumps(self.prepared.recipe.to_dict(), sort_keys=True),
         }
 
     # -- the phases ----------------------------------------------------------------------------
-    def fit(self, resume: dict[str, Any] | None = None) -> dict[str, Any]:
+    def fit(self, resume: dict[str, Any] | None = None) -> TrainedRun:
+        """Both phases (from ``resume``, a checkpoint, when given); what they leave for the end of the run."""
         if resume is not None:
             self.model.load_state_dict(resume["model"])
             self.keeper.best_score = float(resume["best_top1"])
-            self.summary = json.loads(resume["summary_json"])
+            self.summary = RunSummary.from_dict(json.loads(resume["summary_json"]))
             if self.dist.is_main:
                 self.run.truncate_metrics(resume["phase"], int(resume["epoch"]))
             if self.run.phase1_weights.is_file():
@@ -146,7 +133,7 @@ class Trainer:
         if self.class_weights is not None:
             splits = self.prepared.splits
             self.log(describe_class_weights(self.class_weights, splits.classes, splits.train.targets))
-            self.summary["class_weights"] = dict(zip(splits.classes, self.class_weights.tolist()))
+            self.summary.class_weights = dict(zip(splits.classes, self.class_weights.tolist()))
         for plan in phase_plans(self.prepared.recipe):
             if plan.epochs == 0:
                 continue
@@ -154,7 +141,8 @@ class Trainer:
                 continue
             self._run_phase(plan, resume if resume is not None and resume["phase"] == plan.name else None)
             resume = None
-        return self.summary
+        return TrainedRun(self.prepared, self.run, self.model, self.averager.module if self.averager is not None else None,
+                          self.phase1_state, self.summary, self.predictions, self.best_top1, self.dist, self.stop)
 
     def _start_phase(self, plan: PhasePlan, resume: dict[str, Any] | None) -> PhaseState:
         prepared, r = self.prepared, self.prepared.recipe
@@ -166,8 +154,8 @@ class Trainer:
             state.stopper = EarlyStopper.from_recipe(r.train.early_stopping)
         if averaged_phase(r) == plan.name:
             state.averager = self.averager = RunAverager(r, self.model)
-        info = self.summary["phases"].setdefault(plan.name, {"seconds": 0.0})
-        info.update(trainable_parameters=trainable_parameter_count(self.model), lr=plan.lr)
+        info = self.summary.phase(plan.name)
+        info.trainable_parameters, info.lr = trainable_parameter_count(self.model), plan.lr
         if resume is not None:
             optimizer.load_state_dict(resume["optimizer"])
             scheduler.load_state_dict(resume["scheduler"])
@@ -183,7 +171,7 @@ class Trainer:
             self.log(f"resuming {plan.name} at epoch {int(resume['epoch']) + 1}, step {int(resume['step'])}")
         else:
             self.log(
-                f"phase {plan.name}: {plan.epochs} epochs, lr {plan.lr:g}, {info['trainable_parameters']:,} trainable"
+                f"phase {plan.name}: {plan.epochs} epochs, lr {plan.lr:g}, {info.trainable_parameters:,} trainable"
                 f" parameters, BN {'eval' if self.model.bn_eval else 'train'}"
                 + (f", averaging: {state.averager.name}" if state.averager else "")
             )
@@ -191,8 +179,8 @@ class Trainer:
             started = time.perf_counter()
             state.train_cache, state.val_cache = phase1_caches(prepared, self.model.backbone, self.log, self.dist)
             if state.train_cache is not None:
-                info["feature_cache_seconds"] = time.perf_counter() - started
-                info["seconds"] += info["feature_cache_seconds"]
+                info.feature_cache_seconds = time.perf_counter() - started
+                info.seconds += info.feature_cache_seconds
         state.forward = self._forward_for(state)
         if resume is not None:
             set_rng_state(resume["rng"])  # last: computing caches must not shift the RNG stream
@@ -239,7 +227,7 @@ class Trainer:
         """Phase 1 as one converged fit of the head (``phases.fit_probe_head``), recorded as the
         phase's one epoch: validation figures, the best checkpoint and ``last.pt`` as usual."""
         started = time.perf_counter()
-        cache, info = phase.train_cache, self.summary["phases"][EXTRACT]
+        cache, info = phase.train_cache, self.summary.phases[EXTRACT]
         cfg = self.prepared.recipe.phases.extract
         self.log(f"  fitting the head as a logistic probe on {len(cache) * cache.views} cached features"
                  + (f" (C by {cfg.cv_folds}-fold cross-validation)" if cfg.C is None else ""))
@@ -252,7 +240,7 @@ class Trainer:
             loss = soft_cross_entropy(logits, targets, weights_tensor(self.class_weights, torch.device("cpu"))).item()
         stats = {"loss": loss, "acc": float((logits.argmax(1) == labels).float().mean()), "images": len(labels),
                  "seconds": time.perf_counter() - started}
-        info["probe"] = fit.summary()
+        info.probe = fit.summary()
         how = f"C by {fit.folds}-fold cross-validation" if fit.folds > 1 else "C from the recipe"
         self.log(f"  logistic probe fitted by L-BFGS: C = {fit.C:g} ({how}), {fit.seconds:.1f} s")
         self._end_epoch(phase, phase.plan.epochs - 1, stats, title="extract probe")
@@ -303,7 +291,7 @@ class Trainer:
         record["images"] = int(stats["images"])
         if phase.stopper is not None and "val_loss" in record and phase.stopper.update(epoch + 1, record):
             self._stop_early(phase, epoch + 1)
-        self.summary["phases"][plan.name]["seconds"] += stats["seconds"]
+        self.summary.phases[plan.name].seconds += stats["seconds"]
         if self.dist.is_main:
             self.run.append_metrics(record)
         line = f"  {title or f'{plan.name} epoch {epoch + 1}/{plan.epochs}'}: loss {stats['loss']:.4f}, train acc {stats['acc']:.3f}"
@@ -321,7 +309,7 @@ class Trainer:
     def _stop_early(self, phase: PhaseState, epoch: int) -> None:
         stopper, plan = phase.stopper, phase.plan
         assert stopper is not None and stopper.best is not None
-        self.summary["phases"][plan.name]["early_stopped"] = {
+        self.summary.phases[plan.name].early_stopped = {
             "epoch": epoch, "of": plan.epochs, "metric": stopper.metric, "best": stopper.best, "best_epoch": stopper.best_epoch,
         }
         self.log(f"  early stopping: {stopper.metric} has not improved for {stopper.patience} epoch(s) (best {stopper.best:.4f}"
@@ -333,7 +321,7 @@ class Trainer:
             save_checkpoint(self.run.last_checkpoint, state)
 
     def _end_phase(self, phase: PhaseState) -> None:
-        plan, splits, info = phase.plan, self.prepared.splits, self.summary["phases"][phase.plan.name]
+        plan, splits, info = phase.plan, self.prepared.splits, self.summary.phases[phase.plan.name]
         if plan.name == EXTRACT:
             self.phase1_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
             if self.dist.is_main:
@@ -352,17 +340,17 @@ class Trainer:
         if plan.name == EXTRACT:
             self.predictions.put(PROBE, "test", predictions)  # phase 1's weights at the probe's preprocessing
         test = predictions.metrics()
-        info["test_top1"] = test["top1"]
+        info.test_top1 = test["top1"]
         if self.dist.is_main:
             self.run.append_metrics({"kind": "test", "phase": plan.name, **{k: v for k, v in test.items() if k != "confusion_matrix"}})
-        self.summary["test"] = test
+        self.summary.test = test
         self.log(f"  {plan.name} test accuracy: {test['top1']:.4f}")
         if averager is not None:
             predictions = self.predict(splits.test, f"test ({averager.name})", model=averager.module)
             averaged = predictions.metrics()
-            info["test_top1_averaged"] = averaged["top1"]
-            self.summary["test_raw"], self.summary["test"] = test, averaged
-            self.summary["averager"] = averager.name
+            info.test_top1_averaged = averaged["top1"]
+            self.summary.test_raw, self.summary.test = test, averaged
+            self.summary.averager = averager.name
             if self.dist.is_main:
                 self.run.append_metrics({"kind": "test", "phase": plan.name, "weights": averager.name,
                                          **{k: v for k, v in averaged.items() if k != "confusion_matrix"}})

@@ -1,0 +1,111 @@
+"""The weights a run ends with (``train.final``), from what the phases left (``TrainedRun``): the
+last weights, the best epoch's, or the choice among the probe, the fine-tuned model and their
+interpolations (``choice``), made on validation or on out-of-fold predictions of every labelled
+image (``cross_fit``). The summary's ``final`` records the choice, and its test figures become
+the chosen weights'. Collective across processes: every rank evaluates the same candidates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+from torch import nn
+
+from ..rundir.checkpoint_io import load_checkpoint
+from ..training.trained_run import TrainedRun
+from .choice import FINETUNED, PROBE, Candidate, interpolate, model_with, select_final
+from .cross_fit import cross_fit_final, fold_count, soup_name
+
+
+@dataclass
+class FinalWeights:
+    """The chosen model; its name in the run's predictions (None: none to share them under); and
+    the out-of-fold logits and labels the choice was made on (cross-fitting), which calibration
+    then fits on instead of the validation split."""
+
+    model: nn.Module
+    name: str | None
+    evidence: tuple[np.ndarray, np.ndarray] | None = None
+
+
+def choose_final_weights(trained: TrainedRun, log: Callable[[str], None]) -> FinalWeights:
+    prepared, summary = trained.prepared, trained.summary
+    recipe, splits = prepared.recipe, prepared.splits
+    last = trained.last
+    if recipe.phases.finetune.epochs == 0 or recipe.train.final == "last":
+        summary.final = {"policy": recipe.train.final, "chosen": "last"}
+        if recipe.phases.finetune.epochs > 0:
+            return _with_val_figures(trained, FinalWeights(last, FINETUNED))
+        if recipe.phases.extract.epochs == 0:
+            return _with_val_figures(trained, FinalWeights(last, None))
+        prepared.eval_transform = prepared.probe_preprocessing  # the phase-1 model is the final one
+        # an averaged phase 1 is not the probe's weights
+        return _with_val_figures(trained, FinalWeights(last, PROBE if trained.averaged is None else None))
+
+    evidence = None
+    folds = fold_count(recipe.train.folds, splits, trained.dist.enabled)
+    if recipe.train.final == "auto" and folds > 1 and trained.phase1_state is not None:
+        chosen, info, out_of_fold = cross_fit_final(trained, last, folds, log)
+        name = soup_name(info["alpha"])
+        evidence = (out_of_fold["logits"][out_of_fold["chosen_alpha"]].numpy(), out_of_fold["targets"])
+        if recipe.train.test_candidates and splits.test is not None:
+            info["test_models"] = _test_fold_models(trained, last, out_of_fold)
+    else:
+        chosen, info = select_final(
+            recipe.train.final, last, trained.phase1_state, _best_state(trained), _evaluator(trained, last),
+            n_val=len(splits.val or []), measure_test=recipe.train.test_candidates, log=log,
+        )
+        name = FINETUNED if info["chosen"] in ("last", FINETUNED) else info["chosen"]
+    summary.final = info
+    if info.get("alpha") == 0.0:  # the probe: it is evaluated, calibrated and exported at its own preprocessing
+        prepared.eval_transform = prepared.probe_preprocessing
+    trained.predictions.keep_only([name])  # the candidates not chosen are done with
+    if chosen is not last and splits.test is not None:
+        summary.test_finetuned = summary.test
+        summary.test = trained.predictions_of(name, "test", lambda: chosen, "test (final)").metrics()
+        if trained.dist.is_main:
+            record = {k: v for k, v in summary.test.items() if k != "confusion_matrix"}
+            trained.run.append_metrics({"kind": "test", "phase": "final", "weights": info["chosen"], **record})
+        log(f"  final test accuracy ({info['chosen']}): {summary.test['top1']:.4f}")
+    return _with_val_figures(trained, FinalWeights(chosen, name, evidence))
+
+
+def _with_val_figures(trained: TrainedRun, final: FinalWeights) -> FinalWeights:
+    """Without a test split, the final weights' figures are on validation."""
+    if trained.summary.test is None and trained.prepared.splits.val is not None:
+        trained.summary.val = trained.predictions_of(final.name, "val", lambda: final.model, "val").metrics()
+    return final
+
+
+def _best_state(trained: TrainedRun) -> dict[str, Any] | None:
+    """``train.final = "best"``: the best epoch's weights, as rank 0 wrote them."""
+    if trained.prepared.recipe.train.final != "best":
+        return None
+    trained.dist.barrier()  # rank 0 wrote best.pt
+    return load_checkpoint(trained.run.best_checkpoint)["model"] if trained.run.best_checkpoint.is_file() else None
+
+
+def _evaluator(trained: TrainedRun, template: nn.Module) -> Callable[[Candidate, str], dict[str, Any] | None]:
+    """A candidate's figures on a split (None: the run has no such split), each predicted once."""
+    def evaluate(candidate: Candidate, split: str) -> dict[str, Any] | None:
+        if getattr(trained.prepared.splits, split) is None:
+            return None
+        predictions = trained.predictions_of(candidate.name, split, lambda: model_with(template, candidate.state),
+                                             f"{split} (final candidates)")
+        return predictions.metrics(calibrated_loss=True)
+
+    return evaluate
+
+
+def _test_fold_models(trained: TrainedRun, template: nn.Module, oof: dict[str, Any]) -> dict[str, float]:
+    """``train.test_candidates`` under cross-fitting: each fold model's test accuracy, the soup's
+    and the probe's, beside the chosen model's (what the soup buys, measured)."""
+    models = [(PROBE, PROBE, oof["probe"]), ("soup", soup_name(1.0), oof["soup"])]
+    models += [(f"fold-{i}", FINETUNED if i == 0 else None, s) for i, s in enumerate(oof["fold_states"])]  # fold 0: the run's own
+    models += [(f"soup-wise-{a:g}", soup_name(a), interpolate(oof["probe"], oof["soup"], a)) for a in (0.5, 0.75)]
+    scores = {}
+    for name, weights, state in models:
+        predictions = trained.predictions_of(weights, "test", lambda state=state: model_with(template, state), f"test ({name})")
+        scores[name] = predictions.metrics()["top1"]
+    return scores
