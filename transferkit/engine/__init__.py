@@ -1,1 +1,2 @@
-"""The engine: phases, the training loop, metrics, checkpoints and run outputs. Knows no CLI."""
+"""The engine: one run, from a recipe to its outputs (``run.py``), in folders by job: training/,
+final/, evaluation/, rundir/, runtime/, preflight/. Knows no CLI."""

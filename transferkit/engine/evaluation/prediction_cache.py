@@ -10,7 +10,7 @@ metrics come from the same rows. So the run keeps a ``PredictionCache``: the ``P
 ``weights`` names one set of weights *at its own evaluation preprocessing*, so that two equal
 names are two equal forwards:
 
-- ``"probe"``: phase 1's weights (``Trainer.phase1_state``) at the probe's preprocessing;
+- ``"probe"``: phase 1's weights (``TrainedRun.phase1_state``) at the probe's preprocessing;
 - ``"finetuned"``: phase 2's last weights (the averager's when the recipe averages);
 - ``"wise-0.5"`` and the like: a WiSE-FT candidate (``final.choice.candidate_name``);
 - ``"best"``, ``"soup"``, ``"soup-wise-0.5"``: the best epoch's weights, cross-fitting's soup and
