@@ -33,7 +33,7 @@ def dry_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("gpu-dry")
     overrides = {"data.root": "(generated toy images)", "data.image_size": "32", "data.batch_size": "4",
                  "phases.extract.epochs": "1", "phases.finetune.epochs": "2", "train.checkpoint_every_steps": "2",
-                 "train.device": "cpu"}
+                 "train.folds": "1", "train.device": "cpu"}
     (folder / "cpu.json").write_text(json.dumps({"test_top1": 0.5, "test_n": 6, "overrides": overrides}))
     _gpu_py("--cpu-reference", str(folder / "cpu.json"), "--out", str(folder / "RESULTS-gpu.md"))
     return (folder / "RESULTS-gpu.md").read_text(), json.loads((folder / "RESULTS-gpu.json").read_text())
