@@ -46,16 +46,16 @@ def call_factory(kind: str, entry: Entry, *args: Any, role: str | None = None, r
     problem = check_factory(role or kind, entry.factory)  # a lazy factory's first chance (registration could not import it)
     if problem:
         raise ContractError(entry.provider, f"{kind} {entry.name!r} with {problem}")
-    unbound = _signature_rejects(entry.factory, args, params)
+    unbound = signature_rejects(entry.factory, args, params)
     if unbound is not None:
-        raise PluginError(_rejected(kind, entry, unbound)) from None
+        raise PluginError(rejected(kind, entry, unbound)) from None
     try:
         with plugin_output(entry.provider):
             return entry.factory(*args, **params)
     except TypeError as exc:
         match = _UNEXPECTED.search(str(exc))
         if match and match.group(1) in params:  # a **params factory passed it on, and the callee refused it
-            raise PluginError(_rejected(kind, entry, exc)) from None
+            raise PluginError(rejected(kind, entry, exc)) from None
         raise PluginBugError(
             f"{label(kind, entry)} has a bug: its factory raised TypeError: {_first_line(exc)}{_where(exc)};"
             f" not a problem with the parameters: report it to the plugin's authors (its traceback is above)"
@@ -64,7 +64,7 @@ def call_factory(kind: str, entry: Entry, *args: Any, role: str | None = None, r
         raise PluginError(f"{label(kind, entry)} rejected its parameters: {exc}") from None
 
 
-def _signature_rejects(factory: Any, args: tuple[Any, ...], params: dict[str, Any]) -> TypeError | None:
+def signature_rejects(factory: Any, args: tuple[Any, ...], params: dict[str, Any]) -> TypeError | None:
     """The ``TypeError`` of calling ``factory(*args, **params)``'s signature (an unexpected
     keyword, a missing argument), or None (also when the signature cannot be read)."""
     try:
@@ -78,7 +78,7 @@ def _signature_rejects(factory: Any, args: tuple[Any, ...], params: dict[str, An
     return None
 
 
-def _rejected(kind: str, entry: Entry, exc: BaseException) -> str:
+def rejected(kind: str, entry: Entry, exc: BaseException) -> str:
     allowed = ", ".join(entry.parameters()) or "none"
     return f"{label(kind, entry)} rejected its parameters: {_first_line(exc)}; its parameters: {allowed}"
 

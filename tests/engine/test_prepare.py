@@ -1,15 +1,18 @@
 """Building a run's splits from a recipe: ``data.test_fraction``, ``data.split_seed`` (the test set
-does not move with ``seed``), one-line errors for source parameters that are keys of their own."""
+does not move with ``seed``), one-line errors for source parameters that are keys of their own or
+that the source does not take, and a source's own ``TypeError`` reported as its plugin's bug."""
 
 from __future__ import annotations
 
 import pytest
 
+from transferkit.builtin.datasets import imagefolder
 from transferkit.cli import main
+from transferkit.components import PluginBugError
 from transferkit.engine.prepare import build_splits
-from transferkit.errors import RecipeError
+from transferkit.errors import DataError, RecipeError
 from transferkit.recipe_loading import load_recipe
-from transferkit.testing import make_recipe, write_image_folder, write_recipe
+from transferkit.testing import make_recipe, plugin, registered, write_image_folder, write_recipe
 
 
 @pytest.fixture
@@ -57,3 +60,29 @@ def test_the_probe_takes_the_native_size_only_a_little_above_the_training_size()
     assert native_or_larger(config, 192) == 224 and native_or_larger(config, 168) == 224
     assert native_or_larger(config, 160) == 160 and native_or_larger(config, 64) == 64
     assert native_or_larger(config, 256) == 256
+
+
+def _source_plugin(factory):
+    return registered(plugin(register_datasets=lambda register: register("srcplug/folder", factory)), "srcplug")
+
+
+def _a_source(root, seed=0, val_fraction=0.1, *, shards=1):
+    return imagefolder(root, seed=seed, val_fraction=val_fraction)
+
+
+def _a_buggy_source(root, seed=0, val_fraction=0.1):
+    return len(root) + "shards"  # the plugin's own TypeError
+
+
+def test_a_parameter_the_source_does_not_take_names_the_key_and_the_ones_it_does(one_folder, tiny_backbone):
+    with _source_plugin(_a_source), pytest.raises(DataError) as info:
+        build_splits(load_recipe(make_recipe(one_folder, tiny_backbone, data={"source": "srcplug/folder", "params": {"shardz": 2}})))
+    assert str(info.value) == ("data.params: dataset 'srcplug/folder' (plugin 'srcplug') rejected its parameters: got an"
+                               " unexpected keyword argument 'shardz'; its parameters: seed, val_fraction, shards")
+
+
+def test_a_typeerror_inside_a_source_is_the_plugins_bug_not_its_parameters(one_folder, tiny_backbone):
+    with _source_plugin(_a_buggy_source), pytest.raises(PluginBugError) as info:
+        build_splits(load_recipe(make_recipe(one_folder, tiny_backbone, data={"source": "srcplug/folder"})))
+    assert str(info.value).startswith("dataset 'srcplug/folder' (plugin 'srcplug') has a bug: its factory raised TypeError:")
+    assert "(at test_prepare.py:" in str(info.value) and "not a problem with the parameters" in str(info.value)

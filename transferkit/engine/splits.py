@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..components import call_factory, rejected, signature_rejects
 from ..data.sources import DatasetSplits, ImageSet, stratified_split
 from ..errors import DataError, PluginError, RecipeError
 from ..plugins import registry
@@ -37,10 +38,10 @@ def source_splits(recipe: Recipe) -> DatasetSplits:
                 " remove data.test_fraction"
             )
         kwargs["test_fraction"] = data.test_fraction
-    try:
-        splits = entry.factory(data.root, **kwargs)
-    except TypeError as exc:
-        raise DataError(f"data.params: dataset source {data.source!r} rejected its parameters: {exc}") from None
+    unbound = signature_rejects(entry.factory, (data.root,), kwargs)
+    if unbound is not None:  # the recipe's to fix; a TypeError inside the source is the plugin's bug (call_factory)
+        raise DataError(f"data.params: {rejected('dataset', entry, unbound)}") from None
+    splits = call_factory("dataset", entry, data.root, **kwargs)
     if not isinstance(splits, DatasetSplits):
         raise PluginError(f"dataset {data.source!r} (plugin {entry.provider!r}) returned {type(splits).__name__}, not DatasetSplits")
     return splits
