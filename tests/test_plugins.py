@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import types
 from pathlib import Path
 
 import pytest
@@ -291,6 +292,16 @@ def test_an_in_process_plugin_with_an_unknown_hook_is_refused():
     assert str(info.value) == ("plugin 'typo-plugin' (in-process) has a hook transferkit does not know: register_backbone"
                                " (did you mean register_backbones?)")
     assert "typo-plugin" not in get_plugins().info
+
+
+def test_a_hook_function_without_hookimpl_is_refused_instead_of_never_called():
+    module = types.ModuleType("forgot_marker")
+    module.register_backbones = lambda register: register("forgot/net", tiny_cnn)  # no @transferkit.hookimpl
+    with pytest.raises(transferkit.PluginError) as info:
+        get_plugins().register(module, "forgot-plugin")
+    assert str(info.value) == ("plugin 'forgot-plugin' (in-process) has a function transferkit never calls: register_backbones"
+                               " without @transferkit.hookimpl (decorate it)")
+    assert "forgot-plugin" not in get_plugins().info
 
 
 def test_a_plugin_registering_what_breaks_the_contract_is_left_out_naming_it():

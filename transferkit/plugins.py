@@ -134,6 +134,11 @@ class Plugins:
             self.pm.unregister(plugin)
             raise UnknownHookError(f"has a hook transferkit does not know: {', '.join(_closest_hook(h) for h in unknown)}")
         hooks = [h.name for h in callers]
+        unmarked = _unmarked_hooks(plugin, hooks)
+        if unmarked:  # pluggy registers only marked functions: this one would never be called
+            self.pm.unregister(plugin)
+            raise UnknownHookError(f"has a function transferkit never calls: {', '.join(unmarked)} without @transferkit.hookimpl"
+                                   " (decorate it)")
         self.info[name] = PluginInfo(name, version, sorted(hooks), "ok", "", distribution)
         self._registries = {}
 
@@ -224,6 +229,14 @@ def _register_checked(final: Registry, staged: Registry, name: str, factory: Any
         raise
     except PluginError as exc:
         raise RegistrationError(str(exc)) from None
+
+
+def _unmarked_hooks(plugin: Any, registered: list[str]) -> list[str]:
+    """The functions of ``plugin`` named like a hook (``register_...``) that are not marked with
+    ``@transferkit.hookimpl``, so pluggy skips them without a word."""
+    marker = f"{hookspecs.PROJECT_NAME}_impl"
+    names = [n for n in dir(plugin) if n.startswith("register_") and n not in registered]
+    return sorted(n for n in names if callable(getattr(plugin, n, None)) and not hasattr(getattr(plugin, n), marker))
 
 
 def _closest_hook(name: str) -> str:
