@@ -216,6 +216,10 @@ class Registry:
         """Whether a component is registered under ``name`` itself (not as an old name)."""
         return name in self._entries
 
+    def canonical(self, name: str) -> str:
+        """The name ``name`` is registered under: itself, or the new name of an old one (no note)."""
+        return self._aliases.get(name, name) if name not in self._entries else name
+
     def get(self, name: str) -> Entry:
         if name in self._entries:
             return self._entries[name]

@@ -19,7 +19,7 @@ from transferkit.engine.rundir.model_files import write_manifest
 from transferkit.engine.rundir.run_dir import RunDir
 from transferkit.engine.training.early_stopping import EarlyStopper
 from transferkit.recipe_loading import load_recipe
-from transferkit.testing import make_recipe, write_image_folder, write_recipe
+from transferkit.testing import make_recipe, registered_backbone, write_image_folder, write_recipe
 
 
 def _from(recipe: dict, weights) -> dict:
@@ -112,3 +112,16 @@ def test_a_run_from_before_split_seed_resumes_splitting_with_its_seed(tiny_run, 
     write_verified(recipe, recipe.read_text().replace("split_seed = 0\n", "").encode())
     remove_verified(tiny_run / "summary.json")
     assert main(["finetune", "--resume", str(tiny_run)]) == 0, capsys.readouterr().err
+
+
+def test_a_run_under_a_components_old_name_is_the_same_backbone(tiny_run, tmp_path):
+    """A run written before a component was renamed (its manifest holds the old name, now an alias)
+    starts a new run of the new name, and the other way round."""
+    copy = shutil.copytree(tiny_run, tmp_path / "old-name")
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["backbone"]["name"] = "tinycnn"
+    write_manifest(manifest, copy)
+    with registered_backbone("tiny/renamed", aliases=("tinycnn",), plugin_name="renaming-plugin"):
+        for name in ("tiny/renamed", "tinycnn"):
+            recipe = load_recipe(_from(make_recipe(tmp_path, name), copy), check_data=False)
+            assert build_model(recipe, ["blue", "green", "red"]).head.weight.shape[0] == 3

@@ -18,6 +18,7 @@ from ..errors import DataError, RecipeError, WeightsError
 from ..models.backbone import create_backbone, data_config, probe_features
 from ..models.classifier import Classifier
 from ..models.weights import read_state_dict
+from ..plugins import registry
 from ..recipe import Recipe
 from .preflight.memory_estimate import check_training_memory
 from .rundir.checkpoint_io import seed_everything
@@ -57,7 +58,8 @@ def build_backbone(recipe: Recipe) -> nn.Module:
     if run is None:
         return create_backbone(spec.name, weights=spec.weights, sha256=spec.sha256, **spec.params)
     trained = read_manifest(run)["backbone"]["name"]
-    if trained != spec.name:
+    names = registry("backbone")
+    if names.canonical(trained) != names.canonical(spec.name):  # a run of `resnet50` is one of `resnets/resnet50`
         raise RecipeError(f"backbone.weights: {run} is a run of backbone {trained!r}, not {spec.name!r}; set backbone.name = {trained!r}")
     backbone = create_backbone(spec.name, weights="none", **spec.params)
     state = read_state_dict(run / WEIGHTS_FILE, spec.sha256)
