@@ -34,6 +34,7 @@ from torch import nn
 from ...data.sources import DatasetSplits, ImageSet, JoinedImages
 from ..evaluation.predict import Predictions, predict
 from ..evaluation.prediction_cache import PredictionCache
+from ..rundir.checkpoint_io import load_checkpoint
 from ..rundir.run_dir import RunDir
 from .calibration import calibrated_log_loss
 from .choice import ALPHAS, PROBE, Candidate, candidate_name, choose, interpolate, model_with
@@ -98,7 +99,7 @@ def _fold_splits(splits: DatasetSplits, part: list[int]) -> DatasetSplits:
 def run_folds(trained: "TrainedRun", finetuned: nn.Module, count: int, log: Callable[[str], None]) -> list[FoldModels]:
     """Fold 0 is the run itself; folds 1.. train in ``RUN/folds/fold-i`` (resumed where a
     checkpoint is), each from the pretrained backbone."""
-    from ..training.trainer import Trainer, resume_state  # the trainer runs each fold
+    from ..training.trainer import Trainer  # the trainer runs each fold
 
     prepared, splits = trained.prepared, trained.prepared.splits
     assert trained.phase1_state is not None and splits.val is not None
@@ -111,7 +112,7 @@ def run_folds(trained: "TrainedRun", finetuned: nn.Module, count: int, log: Call
         fold_prepared = dataclasses.replace(prepared, splits=fold_splits, model=model)
         run = RunDir(trained.run.path / FOLDS_DIR / f"fold-{i}")
         run.path.mkdir(parents=True, exist_ok=True)
-        checkpoint = resume_state(run) if run.has_checkpoint else None
+        checkpoint = load_checkpoint(run.last_checkpoint) if run.has_checkpoint else None
         log(f"fold {i + 1}/{count}: trains on {len(fold_splits.train)} images, holds out {len(part)}"
             + (" (resuming)" if checkpoint is not None else ""))
         fold = Trainer(fold_prepared, run, log=_indented(log), dist=trained.dist, stop=trained.stop).fit(checkpoint)

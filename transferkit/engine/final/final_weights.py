@@ -30,18 +30,25 @@ class FinalWeights:
 
 
 def choose_final_weights(trained: TrainedRun, log: Callable[[str], None]) -> FinalWeights:
+    final = _choose(trained, log)
+    if trained.summary.test is None and trained.prepared.splits.val is not None:  # no test split: the figures are on val
+        trained.summary.val = trained.predictions_of(final.name, "val", lambda: final.model, "val").metrics()
+    return final
+
+
+def _choose(trained: TrainedRun, log: Callable[[str], None]) -> FinalWeights:
     prepared, summary = trained.prepared, trained.summary
     recipe, splits = prepared.recipe, prepared.splits
     last = trained.last
     if recipe.phases.finetune.epochs == 0 or recipe.train.final == "last":
         summary.final = {"policy": recipe.train.final, "chosen": "last"}
         if recipe.phases.finetune.epochs > 0:
-            return _with_val_figures(trained, FinalWeights(last, FINETUNED))
+            return FinalWeights(last, FINETUNED)
         if recipe.phases.extract.epochs == 0:
-            return _with_val_figures(trained, FinalWeights(last, None))
+            return FinalWeights(last, None)
         prepared.eval_transform = prepared.probe_preprocessing  # the phase-1 model is the final one
         # an averaged phase 1 is not the probe's weights
-        return _with_val_figures(trained, FinalWeights(last, PROBE if trained.averaged is None else None))
+        return FinalWeights(last, PROBE if trained.averaged is None else None)
 
     evidence = None
     folds = fold_count(recipe.train.folds, splits, trained.dist.enabled)
@@ -68,14 +75,8 @@ def choose_final_weights(trained: TrainedRun, log: Callable[[str], None]) -> Fin
             record = {k: v for k, v in summary.test.items() if k != "confusion_matrix"}
             trained.run.append_metrics({"kind": "test", "phase": "final", "weights": info["chosen"], **record})
         log(f"  final test accuracy ({info['chosen']}): {summary.test['top1']:.4f}")
-    return _with_val_figures(trained, FinalWeights(chosen, name, evidence))
+    return FinalWeights(chosen, name, evidence)
 
-
-def _with_val_figures(trained: TrainedRun, final: FinalWeights) -> FinalWeights:
-    """Without a test split, the final weights' figures are on validation."""
-    if trained.summary.test is None and trained.prepared.splits.val is not None:
-        trained.summary.val = trained.predictions_of(final.name, "val", lambda: final.model, "val").metrics()
-    return final
 
 
 def _best_state(trained: TrainedRun) -> dict[str, Any] | None:

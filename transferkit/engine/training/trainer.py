@@ -24,7 +24,7 @@ from ..evaluation.prediction_cache import PredictionCache
 from ..final.choice import FINETUNED, PROBE
 from ..prepare import Prepared
 from ..run_summary import RunSummary
-from ..rundir.checkpoint_io import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from ..rundir.checkpoint_io import rng_state, save_checkpoint, set_rng_state
 from ..rundir.model_files import read_weights, write_prepared_model, write_weights
 from ..rundir.run_dir import RunDir
 from ..runtime.distributed import DistContext
@@ -363,6 +363,3 @@ def _state_of(component: Any) -> dict[str, Any]:
     """A component's resumable state (a batch augmentation's generator, say), if it has one."""
     return component.state_dict() if callable(getattr(component, "state_dict", None)) else {}
 
-
-def resume_state(run: RunDir) -> dict[str, Any]:
-    return load_checkpoint(run.last_checkpoint)
