@@ -62,6 +62,9 @@ class DataConfig(_Strict):
     # a folder of images of none of the classes: the end of a run measures how well they are
     # rejected (AUROC) and chooses the rejection threshold with them; never trained on
     unknown: str | None = None
+    # a folder of images nobody labelled (searched recursively): phase 1's probe adds those it
+    # labels with confidence >= phases.extract.pseudo_label_threshold, at pseudo_label_weight each
+    unlabeled: str | None = None
     image_size: ImageSize | None = None
     # the fine-tuned model's evaluation size (validation, test, the exported model); unset: image_size
     # (evaluating above it lost: flowers12 0.9458 at 224 px against 0.9667 at the 192 px it trained at)
@@ -118,14 +121,32 @@ class DataConfig(_Strict):
         return v
 
 
+AUTO_BACKBONE = "auto"  # backbone.name: the best of backbone.candidates by a cross-validated probe
+
+
 class BackboneConfig(_Strict):
-    """The pretrained network under the new head."""
+    """The pretrained network under the new head; ``name = "auto"`` ranks ``candidates`` when the
+    run starts (engine/preflight/backbone_ranking.py) and trains the first."""
 
     name: str = "timm/tf_efficientnet_lite0"
     weights: str = "imagenet"
     sha256: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     head_dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    candidates: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _candidates_with_auto(self) -> "BackboneConfig":
+        if self.name == AUTO_BACKBONE and not self.candidates:
+            raise ValueError('backbone.name = "auto" needs backbone.candidates, the backbones to rank, e.g.'
+                             ' ["timm/tf_efficientnet_lite0", "timm/tf_efficientnet_lite1"]')
+        if self.candidates and self.name != AUTO_BACKBONE:
+            raise ValueError(f'backbone.candidates is read only with backbone.name = "auto" (here {self.name!r});'
+                             ' set name = "auto" or remove candidates')
+        if self.name == AUTO_BACKBONE and self.weights != "imagenet":
+            raise ValueError(f'backbone.name = "auto" ranks ImageNet-pretrained candidates; backbone.weights = {self.weights!r}'
+                             ' names one network\'s weights: set backbone.name to that network')
+        return self
 
     @field_validator("sha256")
     @classmethod
@@ -135,10 +156,20 @@ class BackboneConfig(_Strict):
         return v.lower() if v else v
 
 
+def with_backbone(recipe: "Recipe", name: str) -> "Recipe":
+    """``recipe`` with ``backbone.name = name`` (an ``"auto"`` recipe's candidate, or its choice)."""
+    chosen = recipe.model_copy(deep=True)
+    chosen.backbone = recipe.backbone.model_copy(update={"name": name, "candidates": []})
+    return chosen
+
+
 # the two phases of a run, by the names recipes, checkpoints, metrics and summaries use (plain
 # strings: they are stored in checkpoints that load with weights_only=True)
 EXTRACT, FINETUNE = "extract", "finetune"
 PHASES = (EXTRACT, FINETUNE)
+
+
+PSEUDO_THRESHOLD, PSEUDO_WEIGHT = 0.7, 1.0  # data.unlabeled's defaults (benchmarks/UNLABELED.md)
 
 
 class ExtractPhase(_Strict):
@@ -166,6 +197,10 @@ class ExtractPhase(_Strict):
     # better-calibrated probe and chose better C on the transfer benchmark
     label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     cv_folds: Annotated[int, Field(ge=2, le=20)] = 5
+    # with data.unlabeled: the probe's confidence an unlabelled image needs to join the final fit
+    # with its predicted class, and the weight it joins with (a labelled image weighs 1)
+    pseudo_label_threshold: Annotated[float, Field(ge=0.0, lt=1.0)] = PSEUDO_THRESHOLD
+    pseudo_label_weight: Annotated[float, Field(gt=0.0, le=1.0)] = PSEUDO_WEIGHT
 
     @model_validator(mode="after")
     def _probe_needs_cache(self) -> "ExtractPhase":
@@ -330,6 +365,14 @@ class Recipe(_Strict):
     def _some_training(self) -> "Recipe":
         if self.phases.extract.epochs == 0 and self.phases.finetune.epochs == 0:
             raise ValueError("phases.extract.epochs and phases.finetune.epochs are both 0: nothing to train")
+        return self
+
+    @model_validator(mode="after")
+    def _unlabeled_needs_the_probe(self) -> "Recipe":
+        extract = self.phases.extract
+        if self.data.unlabeled is not None and (not extract.probe or extract.epochs == 0):
+            raise ValueError("data.unlabeled: the unlabelled images join phase 1's probe (pseudo-labels); it needs"
+                             ' phases.extract.solver = "auto" or "lbfgs", cache_features = true and epochs >= 1')
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from .engine.rundir.layout import WEIGHTS_FILE
 from .errors import RecipeError
 from .models.weight_sources import sha256_of
 from .plugins import registry
-from .recipe import Recipe, read_toml
+from .recipe import AUTO_BACKBONE, Recipe, read_toml
 from .registry import factory_parameters
 
 if sys.version_info >= (3, 11):
@@ -179,7 +179,10 @@ def check_paths(recipe: Recipe, origin: str, check_data: bool = True) -> None:
 
 def check_component_names(recipe: Recipe, origin: str, check_data: bool = True) -> None:
     """Every named component must be registered by some plugin."""
-    checks = [("backbone", "backbone.name", recipe.backbone.name)]
+    if recipe.backbone.name == AUTO_BACKBONE:
+        checks = [("backbone", f"backbone.candidates[{i}]", name) for i, name in enumerate(recipe.backbone.candidates)]
+    else:
+        checks = [("backbone", "backbone.name", recipe.backbone.name)]
     if check_data:
         checks.append(("dataset", "data.source", recipe.data.source))
     checks += [("augmentation", f"augment.image[{i}].name", s.name) for i, s in enumerate(recipe.augment.image)]

@@ -19,12 +19,13 @@ from ..models.backbone import create_backbone, data_config, probe_features
 from ..models.classifier import Classifier
 from ..models.weights import read_state_dict
 from ..plugins import registry
-from ..recipe import Recipe
+from ..recipe import AUTO_BACKBONE, Recipe
 from .preflight.memory_estimate import check_training_memory
 from .rundir.checkpoint_io import seed_everything
 from .rundir.model_files import WEIGHTS_FILE, read_manifest, trained_run
 from .runtime.device import Runtime, resolve_runtime
 from .splits import build_splits, source_splits  # noqa: F401 - their old home
+from .training.pseudo_labels import unlabeled_images
 
 
 @dataclass
@@ -40,6 +41,10 @@ class Prepared:
     unknown: ImageSet | None = None  # data.unknown: images of none of the classes (engine/final/confidence.py)
     # phase 1's features and the probe's evaluation (``probe_preprocessing``); None: eval_transform
     probe_transform: Preprocessing | None = None
+    # data.unlabeled: images nobody labelled, for phase 1's pseudo-labels (training/pseudo_labels.py)
+    unlabeled: ImageSet | None = None
+    unlabeled_copies: int = 0  # copies of the splits' images left out of it
+    unlabeled_features: Any = None  # their features, once computed (torch.Tensor)
 
     @property
     def probe_preprocessing(self) -> Preprocessing:
@@ -54,6 +59,9 @@ def build_backbone(recipe: Recipe) -> nn.Module:
     """The recipe's backbone with its starting weights: ImageNet's, none, a file, or a trained
     run's backbone (``backbone.weights = RUN_DIR``)."""
     spec = recipe.backbone
+    if spec.name == AUTO_BACKBONE:
+        raise RecipeError('backbone.name = "auto": the backbone is chosen when finetune starts; here name one'
+                          f" (transferkit select RECIPE --backbones {','.join(spec.candidates)} ranks them)")
     run = trained_run(spec.weights)
     if run is None:
         return create_backbone(spec.name, weights=spec.weights, sha256=spec.sha256, **spec.params)
@@ -123,6 +131,7 @@ def prepare(
     splits = build_splits(recipe, dataset, val_dataset, test_dataset, shorter=shorter)
     for note in splits.notes:
         log(f"warning: {note}")
+    unlabeled, copies = unlabeled_images(recipe, splits)  # before decoding: refused in a second, not minutes
     model = build_model(recipe, splits.classes, backbone, log)
     check_training_memory(recipe, model.backbone)  # before minutes of decoding, not an out-of-memory after them
     splits, report = decode_splits(
@@ -140,8 +149,11 @@ def prepare(
         image_augs=image_augs,
         seed=recipe.seed,
     )
+    if unlabeled is not None:
+        left_out = f"; {copies} copies of the data's own images left out" if copies else ""
+        log(f"data.unlabeled: {len(unlabeled)} unlabelled images for phase 1's pseudo-labels{left_out}")
     return Prepared(recipe, splits, model, train_tf, eval_tf, batch_augs, resolve_runtime(recipe.train), report,
-                    unknown_images(recipe, splits.classes), probe_tf)
+                    unknown_images(recipe, splits.classes), probe_tf, unlabeled, copies)
 
 
 def unknown_images(recipe: Recipe, classes: Sequence[str]) -> ImageSet | None:

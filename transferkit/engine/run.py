@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from ..errors import BadFilesError, TransferkitError
-from ..recipe import Recipe
+from ..recipe import AUTO_BACKBONE, Recipe, with_backbone
 from .final.confidence import fit_confidence
 from .final.final_weights import choose_final_weights
 from .finish import write_outputs
+from .preflight.backbone_ranking import BackboneRanking, resolve_auto_backbone
 from .prepare import Prepared, prepare
 from .resume import Reopened, reopen, reopen_for_more_epochs
 from .rundir.model_files import load_classifier
@@ -32,6 +33,7 @@ from .rundir.tensorboard_sink import require_tensorboard, tensorboard_sink
 from .runtime.device import resolve_runtime
 from .runtime.distributed import DistContext, init_distributed
 from .runtime.stop_signals import StopRequest, interrupted, stop_signals
+from .splits import build_splits
 from .training.trained_run import TrainedRun
 from .training.trainer import Trainer
 
@@ -70,12 +72,15 @@ def run_recipe(
     if extend and resume is None:
         raise TransferkitError("--extend: give the run to train further with --resume RUN_DIR")
     reopened = reopen(recipe, resume, extend, dataset) if resume is not None else None
+    ranking = None
     if reopened is not None:
         if reopened.finished:
             return finished_result(reopened.run, log)
         recipe = reopened.recipe
-    elif output is not None and dist.is_main:
-        RunDir.check_new(output)  # before minutes of decoding
+    else:
+        if output is not None and dist.is_main:
+            RunDir.check_new(output)  # before minutes of decoding
+        recipe, ranking = _auto_backbone(recipe, dataset, val_dataset, test_dataset, dist, log)
     # SIGINT and SIGTERM alike; across processes every rank must stop at the same step, so there
     # the first signal stops at once (the last checkpoint is kept)
     with stop_signals(graceful=not dist.enabled) as stop:
@@ -88,6 +93,8 @@ def run_recipe(
             confidence = fit_confidence(prepared, final.model, dist=dist, log=log, evidence=final.evidence,
                                         predictions=trained.predictions, weights=final.name)
             confidence.record(trained.summary)
+            if ranking is not None:
+                trained.summary.extra["backbone_ranking"] = ranking.to_dict()
             if dist.is_main:
                 write_outputs(prepared, run, trained.summary, final.model, trained.best_top1, confidence,
                               wall_seconds=lambda: time.perf_counter() - started, log=log)
@@ -106,6 +113,19 @@ def _prepare(
         raise _listed(exc, recipe, output, reopened.run.path if reopened is not None else None, dist) from None
     except KeyboardInterrupt as exc:
         raise interrupted(reopened.run if reopened is not None else None, exc) from None
+
+
+def _auto_backbone(
+    recipe: Recipe, dataset: Any, val_dataset: Any, test_dataset: Any, dist: DistContext, log: Callable[[str], None],
+) -> tuple[Recipe, BackboneRanking | None]:
+    """``backbone.name = "auto"``: rank 0 ranks the candidates on the run's own training and
+    validation images, every rank trains its choice."""
+    if recipe.backbone.name != AUTO_BACKBONE:
+        return recipe, None
+    chosen, ranking = (resolve_auto_backbone(recipe, build_splits(recipe, dataset, val_dataset, test_dataset), log)
+                       if dist.is_main else (recipe, None))
+    name = dist.broadcast(chosen.backbone.name if dist.is_main else None)
+    return (chosen if dist.is_main else with_backbone(recipe, name)), ranking
 
 
 def _new_run_dir(recipe: Recipe, output: str | Path | None, dist: DistContext) -> RunDir:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...errors import RecipeError
-from ...recipe import Recipe, TrainConfig
+from ...recipe import AUTO_BACKBONE, Recipe, TrainConfig, with_backbone
 
 if TYPE_CHECKING:
     from torch import nn
@@ -213,7 +213,12 @@ def _refuse_misfit(found: MemoryEstimate, origin: str) -> MemoryEstimate:
 
 def check_recipe_memory(recipe: Recipe, origin: str = "recipe") -> MemoryEstimate:
     """``check_training_memory`` from the backbone's profile (``recipe_profile``: built without
-    weights, no download; cached for the built-in backbones) on the recipe's device."""
+    weights, no download; cached for the built-in backbones) on the recipe's device; with
+    ``backbone.name = "auto"`` every candidate's, the largest returned."""
+    if recipe.backbone.name == AUTO_BACKBONE:
+        estimates = [check_recipe_memory(with_backbone(recipe, name), f"{origin}: backbone.candidates {name!r}")
+                     for name in recipe.backbone.candidates]
+        return max(estimates, key=lambda found: found.total)
     profile = recipe_profile(recipe)
     check_stages(recipe, profile.stages, origin)
     return _refuse_misfit(estimate_from_profile(recipe, profile, training_gpu(recipe.train)), origin)

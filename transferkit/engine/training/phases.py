@@ -42,6 +42,7 @@ from .class_weights import recipe_class_weights, weights_tensor
 from .feature_cache import FeatureCache
 from .loop import StepSettings, train_epoch
 from .probe import DEFAULT_CS, ProbeFit, fit_probe
+from .pseudo_labels import refit_with_pseudo_labels, unlabeled_features
 
 PHASE_ORDER = {name: i for i, name in enumerate(PHASES)}
 EPOCHS_PER_PHASE_KEY = 100_000  # epoch keys of different phases never meet
@@ -300,11 +301,17 @@ def fit_probe_head(prepared: Prepared, model: Classifier, cache: FeatureCache, c
             "phase extract, the probe: the backbone's features hold NaN or infinite values, so the loss is nan; check the"
             " backbone's weights and the data"
         )
+    weights = None if class_weights is None else torch.as_tensor(class_weights)
     fit = fit_probe(
         cache.features, cache.targets, len(prepared.splits.classes), label_smoothing=cfg.label_smoothing,
-        class_weights=None if class_weights is None else torch.as_tensor(class_weights),
-        Cs=DEFAULT_CS if cfg.C is None else (cfg.C,), folds=cfg.cv_folds, seed=recipe.seed,
+        class_weights=weights, Cs=DEFAULT_CS if cfg.C is None else (cfg.C,), folds=cfg.cv_folds, seed=recipe.seed,
     )
+    if prepared.unlabeled is not None:
+        fit = refit_with_pseudo_labels(
+            fit, cache.features, cache.targets, unlabeled_features(prepared, model.backbone), prepared.splits.classes,
+            threshold=cfg.pseudo_label_threshold, weight=cfg.pseudo_label_weight, label_smoothing=cfg.label_smoothing,
+            class_weights=weights, copies_left_out=prepared.unlabeled_copies,
+        )
     with torch.no_grad():
         model.head.weight.copy_(fit.weight.to(model.head.weight))
         model.head.bias.copy_(fit.bias.to(model.head.bias))

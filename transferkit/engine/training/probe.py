@@ -32,6 +32,15 @@ SMALL_PROBLEM = 5e7  # samples x features x classes below which one thread is fa
 
 
 @dataclass
+class Extra:
+    """Samples for the final fit only: features ``[M, F]``, labels ``[M]``, weights ``[M]``."""
+
+    features: torch.Tensor
+    labels: torch.Tensor
+    weights: torch.Tensor
+
+
+@dataclass
 class ProbeFit:
     """A fitted head: ``logits = features @ weight.T + bias`` on the raw (unstandardised) features."""
 
@@ -42,9 +51,10 @@ class ProbeFit:
     folds: int
     cv_log_loss: dict[float, float] = field(default_factory=dict)
     seconds: float = 0.0
+    pseudo_labels: dict | None = None  # data.unlabeled: what joined the final fit (pseudo_labels.py)
 
     def summary(self) -> dict:
-        return {
+        out = {
             "solver": "lbfgs",
             "C": self.C,
             "l2": self.l2,
@@ -52,6 +62,7 @@ class ProbeFit:
             "cv_log_loss": {f"{c:.4g}": round(v, 5) for c, v in self.cv_log_loss.items()},
             "seconds": round(self.seconds, 2),
         }
+        return out if self.pseudo_labels is None else {**out, "pseudo_labels": self.pseudo_labels}
 
 
 def _targets(labels: torch.Tensor, num_classes: int, smoothing: float) -> torch.Tensor:
@@ -119,18 +130,21 @@ def fit_probe(
     folds: int = 5,
     seed: int = 0,
     max_iter: int = 100,
+    extra: Extra | None = None,
 ) -> ProbeFit:
     """Fit the head on ``features`` ``[N, F]`` or ``[views, N, F]`` (views of the same images)
     and integer ``labels`` ``[N]``. With one C, or too few images per class for two folds, no
-    cross-validation runs (the middle of ``Cs`` is used when it cannot)."""
+    cross-validation runs (the middle of ``Cs`` is used when it cannot). ``extra``: more samples
+    (pseudo-labelled images) that join the final fit only, each with its weight; C is chosen
+    on the labelled images alone and held-out folds never contain an extra sample."""
     size = features.shape[-2] * features.shape[-1] * num_classes * (features.shape[0] if features.ndim == 3 else 1)
     with _threads(1 if size < SMALL_PROBLEM else torch.get_num_threads()):
-        return _fit_probe(features, labels, num_classes, label_smoothing, class_weights, Cs, folds, seed, max_iter)
+        return _fit_probe(features, labels, num_classes, label_smoothing, class_weights, Cs, folds, seed, max_iter, extra)
 
 
 def _fit_probe(
     features: torch.Tensor, labels: torch.Tensor, num_classes: int, label_smoothing: float, class_weights: torch.Tensor | None,
-    Cs: Sequence[float], folds: int, seed: int, max_iter: int,
+    Cs: Sequence[float], folds: int, seed: int, max_iter: int, extra: Extra | None = None,
 ) -> ProbeFit:
     started = time.perf_counter()
     feats = features if features.ndim == 3 else features[None]
@@ -170,6 +184,19 @@ def _fit_probe(
     else:
         best_c = Cs[len(Cs) // 2]
     l2 = 1.0 / (best_c * n)
+    if extra is not None and len(extra.labels):
+        # the labelled samples and the extra ones, standardised alike, in the span of all of them
+        z = (torch.cat([x, extra.features.to(torch.float64).cpu()]) - mean) / std
+        basis = None
+        if z.shape[0] < z.shape[1]:
+            _, s, vh = torch.linalg.svd(z, full_matrices=False)
+            basis = vh[s > s[0] * 1e-10]
+            z = z @ basis.T
+        extra_targets = _targets(extra.labels.to(torch.long).cpu(), num_classes, label_smoothing)
+        labelled_weight = float(sample_w.sum())
+        targets = torch.cat([targets, extra_targets])
+        sample_w = torch.cat([sample_w, _sample_weights(extra_targets, class_weights) * extra.weights.to(torch.float64).cpu()])
+        l2 = 1.0 / (best_c * n * float(sample_w.sum()) / labelled_weight)  # C on the summed loss, as sklearn's
     w, b = _minimise(z, targets, sample_w, l2, None, max_iter * 2)
     if basis is not None:
         w = basis.T @ w

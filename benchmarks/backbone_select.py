@@ -1,0 +1,138 @@
+"""Does ``transferkit select`` rank backbones as fine-tuning them would?
+
+    .venv/bin/python benchmarks/backbone_select.py ROOT [ROOT ...] --out benchmarks/SELECT.md
+        [--backbones timm/tf_efficientnet_lite0,timm/tf_efficientnet_lite1,timm/tf_efficientnet_lite2]
+        [--recipe recipes/flowers.toml] [--work DIR] [--set KEY=VALUE ...]
+
+For every ImageFolder ROOT (``train/`` + ``test/``), in one run:
+
+- ``select``: ``transferkit select RECIPE --backbones ...`` on ROOT's training images only (a
+  converged probe's cross-validated accuracy and log-loss per backbone, at each one's native
+  resolution), through the real command, with its wall time;
+- ``fine-tuned``: ``transferkit finetune RECIPE --set backbone.name=B`` for each backbone (the
+  recipe as shipped, ``train.folds = 1`` unless ``--set`` says otherwise: cross-fitting every
+  backbone would cost 5 fine-tunings each), scored on ``test/``: the final model's top-1 and the
+  fine-tuned phase's; each run in its own process (``transfer_cases.py recipe``).
+
+It then says, per folder, whether select's first choice is the fine-tuned best (or within one test
+image of it), and Spearman's rank correlation of the two orders. Finished fine-tuning runs are
+kept in ``--work`` and reused when the script runs again with the same settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BACKBONES = "timm/tf_efficientnet_lite0,timm/tf_efficientnet_lite1,timm/tf_efficientnet_lite2"
+
+
+def finetuned(root: Path, backbone: str, args: argparse.Namespace) -> dict:
+    work = Path(args.work) / root.name / backbone.replace("/", "_")
+    done = work / "result.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    work.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, str(HERE / "transfer_cases.py"), "recipe", str(root), "--recipe", args.recipe,
+               "--tmp", str(work), "--set", f"backbone.name={backbone}", "--set", "train.folds=1",
+               *[x for item in args.set for x in ("--set", item)]]
+    out = subprocess.run(command, capture_output=True, text=True)
+    line = next((l for l in out.stdout.splitlines() if l.startswith("RESULT ")), None)
+    if out.returncode != 0 or line is None:
+        raise SystemExit(f"{root.name} {backbone}: fine-tuning failed: {(out.stderr.strip().splitlines() or ['?'])[-1]}")
+    result = json.loads(line[len("RESULT "):])
+    done.write_text(json.dumps(result))
+    return result
+
+
+def select(root: Path, args: argparse.Namespace) -> dict:
+    report = Path(args.work) / root.name / "select"
+    command = [sys.executable, "-m", "transferkit", "select", args.recipe, "--set", f"data.root={root}",
+               "--backbones", args.backbones, "--output", str(report),
+               *[x for item in args.set for x in ("--set", item)]]
+    started = time.perf_counter()
+    out = subprocess.run(command, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"{root.name}: transferkit select failed: {(out.stderr.strip().splitlines() or ['?'])[-1]}")
+    result = json.loads((report / "select.json").read_text())
+    result["wall_seconds"] = time.perf_counter() - started
+    return result
+
+
+def spearman(a: list[float], b: list[float]) -> float:
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(a, b).statistic) if len(set(a)) > 1 and len(set(b)) > 1 else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("roots", nargs="+")
+    parser.add_argument("--backbones", default=BACKBONES)
+    parser.add_argument("--recipe", default=str(HERE.parent / "recipes" / "flowers.toml"))
+    parser.add_argument("--work", default=None, help="where fine-tuning runs are kept (default: a new temporary folder)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--only", default="select,finetune")
+    parser.add_argument("--out", default=None, help="Markdown table (and .json beside it)")
+    args = parser.parse_args()
+    args.work = args.work or tempfile.mkdtemp(prefix="transferkit-select-")
+    backbones = args.backbones.split(",")
+    rows = []
+    for root in map(Path, args.roots):
+        print(f"{root.name}", flush=True)
+        row: dict = {"folder": root.name, "finetuned": {}}
+        if "select" in args.only:
+            row["select"] = select(root, args)
+            print(f"  select: {[c['backbone'] for c in row['select']['ranking']]} in {row['select']['wall_seconds']:.0f} s", flush=True)
+        if "finetune" in args.only:
+            for backbone in backbones:
+                row["finetuned"][backbone] = finetuned(root, backbone, args)
+                r = row["finetuned"][backbone]
+                print(f"  {backbone}: final {r['top1']:.4f}, fine-tuned {r['finetune_top1']}, {r['seconds']:.0f} s", flush=True)
+        rows.append(row)
+    if args.out:
+        write(rows, backbones, args)
+
+
+def write(rows: list[dict], backbones: list[str], args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
+    short = {b: b.split("/")[-1].replace("tf_efficientnet_", "") for b in backbones}
+    lines = ["# Backbone selection benchmark", "",
+             f"Machine: {platform.machine()}, {platform.processor() or 'CPU'}; "
+             f"`python benchmarks/backbone_select.py {' '.join(r['folder'] for r in rows)} --out {out}`; "
+             f"{time.strftime('%Y-%m-%d')}.", ""]
+    header = "| folder | " + " | ".join(f"{short[b]}: select CV top-1 / log-loss | {short[b]}: fine-tuned final (phase 2)" for b in backbones)
+    lines += [header + " | select's pick | fine-tuned best | pick's test gap | Spearman | select time |",
+              "|" + "---|" * (2 * len(backbones) + 6)]
+    agree = 0
+    for row in rows:
+        sel = {c["backbone"]: c for c in row["select"]["ranking"]}
+        fin = row["finetuned"]
+        cells = []
+        for b in backbones:
+            c = sel[b]
+            cells.append(f"{c['cv_top1']:.4f} / {c['cv_log_loss']:.4f}")
+            cells.append(f"{fin[b]['top1']:.4f} ({fin[b]['finetune_top1']:.4f})")
+        pick = row["select"]["ranking"][0]["backbone"]
+        best = max(backbones, key=lambda b: fin[b]["top1"])
+        gap = fin[best]["top1"] - fin[pick]["top1"]
+        test_n = fin[best].get("test_images") or row["select"].get("test_images")
+        agree += gap <= (1.0 / test_n if test_n else 0.0) + 1e-9
+        rho = spearman([-sel[b]["rank"] for b in backbones], [fin[b]["top1"] for b in backbones])
+        lines.append(f"| {row['folder']} | " + " | ".join(cells) +
+                     f" | {short[pick]} | {short[best]} | {gap:+.4f} | {rho:.2f} | {row['select']['wall_seconds']:.0f} s |")
+    lines += ["", f"select's pick is the fine-tuned best (or within one test image of it) on {agree} of {len(rows)} folders."]
+    out.write_text("\n".join(lines) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""``data.unlabeled``: images nobody labelled, used by phase 1's probe through pseudo-labels.
+
+The probe is first fitted on the labelled training images as always (C by cross-validation). It
+then labels every unlabelled image; those it labels with confidence at least
+``phases.extract.pseudo_label_threshold`` join a second, final fit with their predicted class, each
+weighing ``pseudo_label_weight`` (a labelled image weighs 1), at the same C. Cross-validation never
+holds out a pseudo-labelled image, and phase 2 starts from the head this fit gives. Features of
+the unlabelled images are computed once per run, at the probe's preprocessing (one forward pass
+each). What was measured and why these defaults: ``benchmarks/UNLABELED.md``.
+
+The folder must hold no image of the data's own splits (by path: refused, one line); a
+byte-identical copy of one (a validation or test image among them would leak) is left out and
+counted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import torch
+
+from ...data.sources import IMAGE_EXTENSIONS, DatasetSplits, FileImages
+from ...errors import DataError
+from .feature_cache import FeatureCache
+from .probe import Extra, ProbeFit, fit_probe
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ...recipe import Recipe
+    from ..prepare import Prepared
+
+
+def _digest(path: Path) -> str:
+    try:
+        return hashlib.sha1(path.read_bytes()).hexdigest()
+    except OSError:
+        return ""
+
+
+def _own_files(splits: DatasetSplits) -> dict[Path, str]:
+    own: dict[Path, str] = {}
+    for name, images in splits.parts().items():
+        for path in getattr(images, "paths", []):
+            own[Path(path).resolve()] = name
+    return own
+
+
+def unlabeled_images(recipe: Recipe, splits: DatasetSplits) -> tuple[FileImages | None, int]:
+    """``data.unlabeled``'s image files (none of the splits' own), and how many copies of the
+    splits' images were left out; ``(None, 0)`` without it."""
+    if recipe.data.unlabeled is None:
+        return None, 0
+    root = Path(recipe.data.unlabeled)
+    if not root.is_dir():
+        raise DataError(f"data.unlabeled: {root} is not a folder; give a folder of images nobody labelled, or leave it out")
+    files = sorted(f for f in root.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file()
+                   and not any(part.startswith(".") for part in f.relative_to(root).parts))
+    if not files:
+        raise DataError(f"data.unlabeled: {root} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
+    own = _own_files(splits)
+    inside = [f for f in files if f.resolve() in own]
+    if inside:
+        names = "/".join(sorted({own[f.resolve()] for f in inside}))
+        raise DataError(f"data.unlabeled: {root} holds {len(inside)} of the data's own {names} images (first: {inside[0]});"
+                        " give a folder of images nobody labelled (not data.root itself)")
+    sizes: dict[int, list[Path]] = {}
+    for path in own:
+        if path.is_file():
+            sizes.setdefault(path.stat().st_size, []).append(path)
+    maybe = [f for f in files if f.stat().st_size in sizes]  # only a file of the same size can be a copy
+    digests = {_digest(p) for f in maybe for p in sizes[f.stat().st_size]} - {""}
+    copies = {f for f in maybe if _digest(f) in digests}
+    kept = [f for f in files if f not in copies]
+    if not kept:
+        raise DataError(f"data.unlabeled: every image in {root} is a copy of one of the data's own images; nothing unlabelled")
+    return FileImages(kept, [0] * len(kept), splits.classes), len(copies)
+
+
+def unlabeled_features(prepared: Prepared, backbone: nn.Module) -> torch.Tensor:
+    """The unlabelled images' features at the probe's preprocessing, computed once per run."""
+    if prepared.unlabeled_features is None:
+        recipe = prepared.recipe
+        cache = FeatureCache.compute(backbone, prepared.unlabeled, prepared.probe_preprocessing, prepared.runtime,
+                                     batch_size=recipe.data.eval_batch_size or recipe.data.batch_size * 2,
+                                     num_workers=recipe.data.num_workers, desc="unlabeled features")
+        prepared.unlabeled_features = cache.features[0]
+    return prepared.unlabeled_features
+
+
+def refit_with_pseudo_labels(
+    fit: ProbeFit, features: torch.Tensor, labels: torch.Tensor, unlabeled: torch.Tensor, classes: Sequence[str], *,
+    threshold: float, weight: float, label_smoothing: float = 0.0, class_weights: torch.Tensor | None = None,
+    copies_left_out: int = 0,
+) -> ProbeFit:
+    """The final fit again, with the unlabelled images ``fit`` labels confidently enough; C and
+    the cross-validation record stay ``fit``'s. ``summary()["pseudo_labels"]`` says what was used."""
+    with torch.no_grad():
+        probs = torch.softmax(unlabeled.float() @ fit.weight.T + fit.bias, dim=1)
+    confidence, predicted = probs.max(dim=1)
+    keep = confidence >= threshold
+    record = {"unlabeled_images": len(unlabeled), "used": int(keep.sum()), "threshold": threshold, "weight": weight,
+              "per_class": {c: int((predicted[keep] == i).sum()) for i, c in enumerate(classes)},
+              "copies_left_out": copies_left_out}
+    if not bool(keep.any()):
+        fit.pseudo_labels = record
+        return fit
+    refit = fit_probe(features, labels, len(classes), label_smoothing=label_smoothing, class_weights=class_weights, Cs=(fit.C,),
+                      extra=Extra(unlabeled[keep], predicted[keep], torch.full((int(keep.sum()),), float(weight))))
+    refit.folds, refit.cv_log_loss, refit.seconds = fit.folds, fit.cv_log_loss, fit.seconds + refit.seconds
+    refit.pseudo_labels = record
+    return refit
