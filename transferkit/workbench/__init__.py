@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-COMMAND_MODULES = ("check", "lr_find", "sweep", "report", "export", "audit", "runs", "compare")
+COMMAND_MODULES = ("check", "lr_find", "sweep", "report", "export", "audit", "runs", "compare", "select", "suggest")
 
 
 def command_modules() -> list[ModuleType]:
