@@ -36,7 +36,7 @@ LAYERS = (
           " the test helpers",
           ("transferkit/__init__", "transferkit/__main__", "transferkit/cli", "transferkit/testing",
            "transferkit/workbench/__init__", "transferkit/workbench/*/__init__")),
-    Layer("the commands' work", "finetune, and what check, lr-find, sweep, report, export, audit, runs, compare do",
+    Layer("the commands' work", "finetune, and what check, lr-find, sweep, report, export, audit, runs, compare, select, suggest do",
           ("transferkit/api", "transferkit/workbench/*/[!_]*")),
     Layer("finished runs", "load a run, predict, predict files, evaluate on a run's test data or --data",
           ("transferkit/inference", "transferkit/predict_files", "transferkit/evaluate_run")),

@@ -1,5 +1,5 @@
 """The trainer's workbench: commands around a run (check, lr-find, sweep, report, export, audit,
-runs, compare).
+runs, compare, select, suggest).
 
 Each command is a folder whose ``__init__`` is its argparse shell: ``NAME``, ``HELP``,
 ``add_arguments(parser)`` and ``run(args) -> int``; ``transferkit.cli`` adds one subcommand per
@@ -8,7 +8,8 @@ and ``transferkit``'s lazy public API); its work lives in the folder's other mod
 ``sanity_checks``, ``lr_find/`` ``steps``, ``range_test``, ``plot_files``; ``sweep/`` ``trials``,
 ``space``, ``results``; ``report/`` ``content``, ``html_markdown``; ``export/`` ``verified_file``,
 ``backends``; ``audit/`` ``scan``, ``label_scores``, ``similarity``, ``findings``, ``html_csv``;
-``runs/`` ``table``; ``compare/`` ``paired``), which ``run`` imports or reaches through
+``runs/`` ``table``; ``compare/`` ``paired``; ``select/`` ``ranking_files``; ``suggest/`` ``picking``,
+``pool``, ``sheet``), which ``run`` imports or reaches through
 ``transferkit.<name>``.
 tests/test_startup.py checks that ``--help`` imports no torch.
 """
