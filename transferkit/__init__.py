@@ -60,6 +60,8 @@ _LAZY = {
     "check": "transferkit.workbench.check.sanity_checks",
     "lr_find": "transferkit.workbench.lr_find.steps",
     "report": "transferkit.workbench.report.content",
+    "select": "transferkit.workbench.select.ranking_files",
+    "suggest": "transferkit.workbench.suggest.pool",
 }
 
 __all__ = [
@@ -111,6 +113,8 @@ __all__ = [
     "read_image",
     "register_plugin",
     "report",
+    "select",
+    "suggest",
     "to_rgb_array",
 ]
 
@@ -156,3 +160,5 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from .workbench.check.sanity_checks import check
     from .workbench.lr_find.steps import lr_find
     from .workbench.report.content import report
+    from .workbench.select.ranking_files import select
+    from .workbench.suggest.pool import suggest
