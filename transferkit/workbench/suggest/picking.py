@@ -7,6 +7,13 @@ the distances are updated with the picked image counted as labelled (k-center gr
 does not spend its labels on near-copies of one confusing image. With ``uncertainty = 0`` it is
 plain k-center (coreset); with every distance equal it is margin sampling.
 
+Chosen on flowers12 and a 10-class product-photo folder (5 labels per class to start, 4 rounds
+of 2 more per class, the phase-1 probe as the model; mean test top-1 over the rounds): centred
+features and a linear uncertainty weight (0.9401 / 0.7619) against random labelling (0.9208 /
+0.7621), margin alone (0.9430 / 0.7503), k-center alone (0.9289 on flowers12), squared or fourth
+power weights (0.9427 / 0.7608, 0.9417 / 0.7518), and margin's 3N or 5N candidates then k-center
+(0.9378, 0.9372 on flowers12). Measured on other folders: ``benchmarks/SUGGEST.md``.
+
 Pure numpy on features and probabilities: ``transferkit suggest`` and
 ``benchmarks/active_labels.py`` call the same ``pick``.
 """
@@ -57,8 +64,11 @@ def pick(
     """``count`` pool images (all of them when fewer), most useful first."""
     if count < 1:
         raise ValueError(f"count {count}: give 1 or more")
-    pool = _unit(pool_features)
-    distance = _nearest_distance(pool, _unit(labelled_features))
+    # cosine about the features' mean: pooled post-ReLU features all point into one orthant, where
+    # raw cosines crowd near 1 (centred: flowers12 0.9401 against 0.9380 raw, mean over rounds)
+    centre = np.concatenate([pool_features, labelled_features]).mean(axis=0)
+    pool = _unit(pool_features - centre)
+    distance = _nearest_distance(pool, _unit(labelled_features - centre))
     margin = margins(pool_probs)
     need = 1.0 - uncertainty * margin  # in [1 - uncertainty, 1]
     count = min(count, len(pool))
