@@ -62,3 +62,28 @@ def read_regular_file(path: str | Path, limit: int, what: str) -> bytes:
         raise DataError(f"{path}: unreadable ({exc.strerror})") from None
     finally:
         os.close(fd)
+
+
+def byte_copies(files: list[Path], originals: list[Path]) -> set[Path]:
+    """The ``files`` whose bytes equal one of ``originals``' (compared by size, then SHA-1; a file
+    that cannot be read is no copy)."""
+    import hashlib
+
+    def digest(path: Path) -> str:
+        try:
+            return hashlib.sha1(path.read_bytes()).hexdigest()
+        except OSError:
+            return ""
+
+    def size(path: Path) -> int:
+        try:
+            return path.stat().st_size
+        except OSError:
+            return -1
+
+    by_size: dict[int, list[Path]] = {}
+    for path in originals:
+        by_size.setdefault(size(path), []).append(path)
+    maybe = [f for f in files if size(f) in by_size and size(f) >= 0]  # only a file of the same size can be a copy
+    digests = {digest(p) for s in {size(f) for f in maybe} for p in by_size[s]} - {""}
+    return {f for f in maybe if digest(f) in digests}

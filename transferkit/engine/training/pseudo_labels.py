@@ -24,12 +24,12 @@ counted.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 import torch
 
+from ...data.image_files import byte_copies
 from ...data.sources import IMAGE_EXTENSIONS, DatasetSplits, FileImages
 from ...errors import DataError
 from .feature_cache import FeatureCache
@@ -40,13 +40,6 @@ if TYPE_CHECKING:
 
     from ...recipe import Recipe
     from ..prepare import Prepared
-
-
-def _digest(path: Path) -> str:
-    try:
-        return hashlib.sha1(path.read_bytes()).hexdigest()
-    except OSError:
-        return ""
 
 
 def _own_files(splits: DatasetSplits) -> dict[Path, str]:
@@ -75,13 +68,7 @@ def unlabeled_images(recipe: Recipe, splits: DatasetSplits) -> tuple[FileImages 
         names = "/".join(sorted({own[f.resolve()] for f in inside}))
         raise DataError(f"data.unlabeled: {root} holds {len(inside)} of the data's own {names} images (first: {inside[0]});"
                         " give a folder of images nobody labelled (not data.root itself)")
-    sizes: dict[int, list[Path]] = {}
-    for path in own:
-        if path.is_file():
-            sizes.setdefault(path.stat().st_size, []).append(path)
-    maybe = [f for f in files if f.stat().st_size in sizes]  # only a file of the same size can be a copy
-    digests = {_digest(p) for f in maybe for p in sizes[f.stat().st_size]} - {""}
-    copies = {f for f in maybe if _digest(f) in digests}
+    copies = byte_copies(files, list(own))
     kept = [f for f in files if f not in copies]
     if not kept:
         raise DataError(f"data.unlabeled: every image in {root} is a copy of one of the data's own images; nothing unlabelled")

@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ...data.image_files import byte_copies
 from ...engine.evaluation.predict import inference_runtime
 from ...engine.rundir.run_dir import RunDir
 from ...engine.training.feature_cache import FeatureCache
 from ...errors import DataError, UsageError
 from ...inference import InputImages, TrainedModel, image_files, load
-from ..audit.similarity import file_digest
 from .picking import Picked, pick
 from .sheet import write_suggestions
 
@@ -68,11 +68,7 @@ def pool_files(pool: str | Path, own: dict[str, list[Path]]) -> tuple[list[Path]
         splits = sorted({labelled[f.resolve()] for f in inside})
         raise DataError(f"--pool {pool}: {len(inside)} of its images are the run's own {'/'.join(splits)} images"
                         f" (first: {inside[0]}); give a folder of images nobody labelled yet")
-    sizes = {p.stat().st_size for paths in own.values() for p in paths if p.is_file()}
-    candidates = [f for f in files if f.stat().st_size in sizes]  # only these can be copies
-    digests = {file_digest(p) for paths in own.values() for p in paths if p.is_file() and p.stat().st_size in
-               {f.stat().st_size for f in candidates}} - {""}
-    copies = {f for f in candidates if file_digest(f) in digests}
+    copies = byte_copies(files, [p for paths in own.values() for p in paths])
     kept = [f for f in files if f not in copies]
     if not kept:
         raise DataError(f"--pool {pool}: every image in it is a copy of one of the run's images; nothing left to label")
