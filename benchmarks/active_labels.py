@@ -143,7 +143,7 @@ def write(results: list[dict], args: argparse.Namespace) -> None:
             labelled = [row["classes"] * (args.start + r * args.per_round) for r in rounds]
             cells = " | ".join(f"{v:.4f}" for v in mean)
             lines.append(f"| {row['folder']} ({row['classes']} classes) | {strategy} | {cells} | {gain:+.4f} |")
-        lines.append(f"| | labelled images | " + " | ".join(str(n) for n in labelled) + " | |")
+        lines.append("| | labelled images | " + " | ".join(str(n) for n in labelled) + " | |")
     mean_gain = np.mean([row["suggest"]["mean"][-1] - row["random"]["mean"][-1] for row in results])
     lines += ["", f"Mean gain of `suggest` over random labelling after the last round: {mean_gain:+.4f}"
               f" over {len(results)} folders."]

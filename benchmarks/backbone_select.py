@@ -44,7 +44,7 @@ def finetuned(root: Path, backbone: str, args: argparse.Namespace) -> dict:
                "--tmp", str(work), "--set", f"backbone.name={backbone}", "--set", "train.folds=1",
                *[x for item in args.set for x in ("--set", item)]]
     out = subprocess.run(command, capture_output=True, text=True)
-    line = next((l for l in out.stdout.splitlines() if l.startswith("RESULT ")), None)
+    line = next((text for text in out.stdout.splitlines() if text.startswith("RESULT ")), None)
     if out.returncode != 0 or line is None:
         raise SystemExit(f"{root.name} {backbone}: fine-tuning failed: {(out.stderr.strip().splitlines() or ['?'])[-1]}")
     result = json.loads(line[len("RESULT "):])
@@ -87,7 +87,8 @@ def main() -> None:
     rows = []
     for root in map(Path, args.roots):
         print(f"{root.name}", flush=True)
-        row: dict = {"folder": root.name, "finetuned": {}}
+        row: dict = {"folder": root.name, "finetuned": {},
+                     "test_images": sum(1 for f in (root / "test").rglob("*") if f.is_file())}
         if "select" in args.only:
             row["select"] = select(root, args)
             print(f"  select: {[c['backbone'] for c in row['select']['ranking']]} in {row['select']['wall_seconds']:.0f} s", flush=True)
@@ -109,27 +110,30 @@ def write(rows: list[dict], backbones: list[str], args: argparse.Namespace) -> N
              f"Machine: {platform.machine()}, {platform.processor() or 'CPU'}; "
              f"`python benchmarks/backbone_select.py {' '.join(r['folder'] for r in rows)} --out {out}`; "
              f"{time.strftime('%Y-%m-%d')}.", ""]
-    header = "| folder | " + " | ".join(f"{short[b]}: select CV top-1 / log-loss | {short[b]}: fine-tuned final (phase 2)" for b in backbones)
-    lines += [header + " | select's pick | fine-tuned best | pick's test gap | Spearman | select time |",
-              "|" + "---|" * (2 * len(backbones) + 6)]
-    agree = 0
+    header = "| folder | " + " | ".join(f"{short[b]}: select CV top-1 / log-loss | {short[b]}: test final (fine-tuned)" for b in backbones)
+    lines += [header + " | select's pick | best final | best fine-tuned | pick's gap: final / fine-tuned | Spearman: final / fine-tuned"
+              " | select time |", "|" + "---|" * (2 * len(backbones) + 7)]
+    agree = {"final": 0, "fine-tuned": 0}
     for row in rows:
         sel = {c["backbone"]: c for c in row["select"]["ranking"]}
         fin = row["finetuned"]
         cells = []
         for b in backbones:
-            c = sel[b]
-            cells.append(f"{c['cv_top1']:.4f} / {c['cv_log_loss']:.4f}")
+            cells.append(f"{sel[b]['cv_top1']:.4f} / {sel[b]['cv_log_loss']:.4f}")
             cells.append(f"{fin[b]['top1']:.4f} ({fin[b]['finetune_top1']:.4f})")
         pick = row["select"]["ranking"][0]["backbone"]
-        best = max(backbones, key=lambda b: fin[b]["top1"])
-        gap = fin[best]["top1"] - fin[pick]["top1"]
-        test_n = fin[best].get("test_images") or row["select"].get("test_images")
-        agree += gap <= (1.0 / test_n if test_n else 0.0) + 1e-9
-        rho = spearman([-sel[b]["rank"] for b in backbones], [fin[b]["top1"] for b in backbones])
-        lines.append(f"| {row['folder']} | " + " | ".join(cells) +
-                     f" | {short[pick]} | {short[best]} | {gap:+.4f} | {rho:.2f} | {row['select']['wall_seconds']:.0f} s |")
-    lines += ["", f"select's pick is the fine-tuned best (or within one test image of it) on {agree} of {len(rows)} folders."]
+        one_image = 1.0 / row["test_images"]
+        gaps, rhos, bests = {}, {}, {}
+        for kind, key in (("final", "top1"), ("fine-tuned", "finetune_top1")):
+            bests[kind] = max(backbones, key=lambda b: fin[b][key])
+            gaps[kind] = fin[bests[kind]][key] - fin[pick][key]
+            agree[kind] += gaps[kind] <= one_image + 1e-9
+            rhos[kind] = spearman([-sel[b]["rank"] for b in backbones], [fin[b][key] for b in backbones])
+        lines.append(f"| {row['folder']} | " + " | ".join(cells) + f" | {short[pick]} | {short[bests['final']]} |"
+                     f" {short[bests['fine-tuned']]} | {gaps['final']:+.4f} / {gaps['fine-tuned']:+.4f} |"
+                     f" {rhos['final']:.2f} / {rhos['fine-tuned']:.2f} | {row['select']['wall_seconds']:.0f} s |")
+    lines += ["", f"select's pick is the best backbone, or within one test image of it, on {agree['final']} of {len(rows)} folders"
+              f" by the final model and on {agree['fine-tuned']} of {len(rows)} by the fine-tuned weights."]
     out.write_text("\n".join(lines) + "\n")
     print(f"wrote {out}")
 
