@@ -157,7 +157,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     memory = check_recipe_memory(recipe, args.recipe)  # an image size the device cannot hold fails here
     p = recipe.phases
     print(
-        f"{args.recipe}: ok ({recipe.name}: {recipe.backbone.name} [{recipe.backbone.weights}], data {recipe.data.source}"
+        f"{args.recipe}: ok ({recipe.name}: {_backbone_words(recipe)} [{recipe.backbone.weights}], data {recipe.data.source}"
         f"{' ' + recipe.data.root if recipe.data.root else ''}, extract {p.extract.epochs} + finetune {p.finetune.epochs} epochs)"
     )
     print(f"memory: {memory.describe()}")
@@ -166,19 +166,34 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backbone_words(recipe: Any) -> str:
+    spec = recipe.backbone
+    return f"auto, the best of {', '.join(spec.candidates)}" if spec.name == "auto" else spec.name
+
+
 def _weights_lines(recipe: Any) -> list[str]:
     """A warning when the backbone's ImageNet weights are not on this machine (finetune downloads them)."""
     from .models.weight_sources import local_weights  # no torch
 
-    found = local_weights(recipe.backbone.name) if recipe.backbone.weights == "imagenet" else None
-    if found is None or found[0] is not None:
+    if recipe.backbone.weights != "imagenet":
         return []
-    name = recipe.backbone.name
-    if not found[1]:
-        return [f"warning: backbone.weights: no ImageNet weights are known for {name!r}; set backbone.weights to a file,"
-                ' or "none" (transferkit list backbones --available: those with weights here)']
-    return [f"warning: backbone.weights: no ImageNet weights for {name!r} on this machine (looked in: {', '.join(found[1])});"
-            " finetune downloads them, which needs the network (transferkit list backbones --available: those here)"]
+    auto = recipe.backbone.name == "auto"
+    lines = []
+    for name in recipe.backbone.candidates if auto else [recipe.backbone.name]:
+        found = local_weights(name)
+        if found is None or found[0] is not None:
+            continue
+        if auto:  # the ranking needs every candidate's weights here
+            lines.append(f"warning: backbone.candidates: no ImageNet weights for {name!r} on this machine; finetune will refuse"
+                         " it: leave it out (transferkit list backbones --available: those here)")
+        elif not found[1]:
+            lines.append(f"warning: backbone.weights: no ImageNet weights are known for {name!r}; set backbone.weights to a file,"
+                         ' or "none" (transferkit list backbones --available: those with weights here)')
+        else:
+            lines.append(f"warning: backbone.weights: no ImageNet weights for {name!r} on this machine (looked in:"
+                         f" {', '.join(found[1])}); finetune downloads them, which needs the network"
+                         " (transferkit list backbones --available: those here)")
+    return lines
 
 
 def cmd_plan(args: argparse.Namespace) -> int:

@@ -98,3 +98,14 @@ def test_auto_recipe_names_the_fix_where_one_backbone_is_needed(image_folder):
         recipe = load_recipe(make_recipe(image_folder, "auto", backbone={"candidates": [good], "weights": "imagenet"}))
         with pytest.raises(RecipeError, match="transferkit select RECIPE --backbones tiny/cnn"):
             build_backbone(recipe)
+
+
+def test_validate_reads_an_auto_recipe(image_folder, tmp_path, capsys):
+    from transferkit.cli import main
+    from transferkit.testing import write_recipe
+
+    with two_backbones() as (good, noise):
+        path = write_recipe(tmp_path / "auto.toml", make_recipe(image_folder, "auto", backbone={"candidates": [good, noise],
+                                                                                                "weights": "imagenet"}))
+        assert main(["validate", str(path)]) == 0
+    assert f"auto, the best of {good}, {noise}" in capsys.readouterr().out
