@@ -190,8 +190,10 @@ def _training_rate(backbone: torch.nn.Module, recipe: Recipe, num_classes: int, 
     """Images per second of full fine-tuning steps (forward, backward, AdamW) at the recipe's size."""
     size = int(recipe.data.image_size or data_config(backbone)["input_size"][-1])
     batch = recipe.data.batch_size
-    probe = backbone(torch.zeros(1, 3, size, size, device=runtime.device))
-    head = torch.nn.Linear(probe.shape[1], num_classes).to(runtime.device)
+    backbone.eval()  # BatchNorm as phase 2 keeps it
+    with torch.no_grad():
+        width = backbone(torch.zeros(1, 3, size, size, device=runtime.device)).shape[1]
+    head = torch.nn.Linear(width, num_classes).to(runtime.device)
     params = list(backbone.parameters()) + list(head.parameters())
     optimizer = torch.optim.AdamW(params, lr=1e-5)
     inputs = torch.randn(batch, 3, size, size, device=runtime.device)
@@ -199,7 +201,6 @@ def _training_rate(backbone: torch.nn.Module, recipe: Recipe, num_classes: int, 
         inputs = inputs.contiguous(memory_format=torch.channels_last)
     targets = torch.randint(0, num_classes, (batch,), device=runtime.device)
     state = {k: v.detach().clone() for k, v in backbone.state_dict().items()}
-    backbone.eval()  # BatchNorm as phase 2 keeps it
     elapsed = 0.0
     for step in range(TIMED_STEPS + 1):
         if runtime.device.type == "cuda":
