@@ -134,19 +134,27 @@ def write(results: list[dict], args: argparse.Namespace) -> None:
              f"Start: {args.start} labelled images per class, drawn at random; each round labels {args.per_round} more per class"
              " (as many images in all) chosen by each strategy; the model after each round is transferkit's phase-1 probe."
              f" Test top-1, mean of {args.repeats} repeats (different starting images).", ""]
-    header = "| folder | strategy | " + " | ".join(f"round {r}" for r in rounds) + " | gain over random, last round |"
-    lines += [header, "|" + "---|" * (len(rounds) + 3)]
+    header = ("| folder | strategy | " + " | ".join(f"round {r}" for r in rounds)
+              + f" | mean of rounds 1-{args.rounds} | gain over random: last round / mean |")
+    lines += [header, "|" + "---|" * (len(rounds) + 4)]
+    gains: dict[str, list[tuple[float, float]]] = {s: [] for s in STRATEGIES}
     for row in results:
+        labelled = [row["classes"] * (args.start + r * args.per_round) for r in rounds]
+        base = row["random"]["mean"]
         for strategy in STRATEGIES:
             mean = row[strategy]["mean"]
-            gain = mean[-1] - row["random"]["mean"][-1]
-            labelled = [row["classes"] * (args.start + r * args.per_round) for r in rounds]
+            gain = (mean[-1] - base[-1], float(np.mean(mean[1:]) - np.mean(base[1:])))
+            gains[strategy].append(gain)
             cells = " | ".join(f"{v:.4f}" for v in mean)
-            lines.append(f"| {row['folder']} ({row['classes']} classes) | {strategy} | {cells} | {gain:+.4f} |")
-        lines.append("| | labelled images | " + " | ".join(str(n) for n in labelled) + " | |")
-    mean_gain = np.mean([row["suggest"]["mean"][-1] - row["random"]["mean"][-1] for row in results])
-    lines += ["", f"Mean gain of `suggest` over random labelling after the last round: {mean_gain:+.4f}"
-              f" over {len(results)} folders."]
+            lines.append(f"| {row['folder']} ({row['classes']} classes) | {strategy} | {cells} | {np.mean(mean[1:]):.4f} |"
+                         f" {gain[0]:+.4f} / {gain[1]:+.4f} |")
+        lines.append("| | labelled images | " + " | ".join(str(n) for n in labelled) + " | | |")
+    lines.append("")
+    for strategy in ("suggest", "margin"):
+        last, mean = np.mean([g[0] for g in gains[strategy]]), np.mean([g[1] for g in gains[strategy]])
+        worst = min(g[0] for g in gains[strategy])
+        lines.append(f"`{strategy}` against random labelling, mean over {len(results)} folders: {last:+.4f} after the last round"
+                     f" (lowest {worst:+.4f}), {mean:+.4f} averaged over rounds 1-{args.rounds}.")
     out.write_text("\n".join(lines) + "\n")
     print(f"wrote {out}")
 
