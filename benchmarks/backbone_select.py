@@ -16,7 +16,8 @@ For every ImageFolder ROOT (``train/`` + ``test/``), in one run:
 
 It then says, per folder, whether select's first choice is the fine-tuned best (or within one test
 image of it), and Spearman's rank correlation of the two orders. Finished fine-tuning runs are
-kept in ``--work`` and reused when the script runs again with the same settings.
+kept in ``--work`` and reused when the script runs again with the same settings, as are
+finished ``select`` reports.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ def finetuned(root: Path, backbone: str, args: argparse.Namespace) -> dict:
 
 def select(root: Path, args: argparse.Namespace) -> dict:
     report = Path(args.work) / root.name / "select"
+    if (report / "select.json").is_file() and (report / "wall_seconds").is_file():
+        return {**json.loads((report / "select.json").read_text()), "wall_seconds": float((report / "wall_seconds").read_text())}
     command = [sys.executable, "-m", "transferkit", "select", args.recipe, "--set", f"data.root={root}",
                "--backbones", args.backbones, "--output", str(report),
                *[x for item in args.set for x in ("--set", item)]]
@@ -61,9 +64,9 @@ def select(root: Path, args: argparse.Namespace) -> dict:
     out = subprocess.run(command, capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"{root.name}: transferkit select failed: {(out.stderr.strip().splitlines() or ['?'])[-1]}")
-    result = json.loads((report / "select.json").read_text())
-    result["wall_seconds"] = time.perf_counter() - started
-    return result
+    wall = time.perf_counter() - started
+    (report / "wall_seconds").write_text(f"{wall:.1f}")
+    return {**json.loads((report / "select.json").read_text()), "wall_seconds": wall}
 
 
 def spearman(a: list[float], b: list[float]) -> float:
