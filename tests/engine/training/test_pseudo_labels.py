@@ -83,3 +83,21 @@ def test_unlabeled_needs_the_probe(image_folder, tiny_backbone):
     with pytest.raises(RecipeError, match="data.unlabeled: the unlabelled images join phase 1's probe"):
         load_recipe(make_recipe(image_folder, "tiny/cnn", data={"unlabeled": str(image_folder)},
                                 phases={"extract": {"solver": "sgd"}}), check_data=False)
+
+
+def test_a_feature_constant_on_the_labelled_images_does_not_blow_up_the_extra_ones():
+    """Post-ReLU features are often zero on all of a few labelled images and not on the others:
+    standardised by the labelled images' statistics alone, such a feature scaled the extra samples
+    by 1e6 and true labels at weight 0.3 cost points instead of adding them."""
+    x, y = _blobs(4, 0)
+    unlabeled, truth = _blobs(200, 1)
+    test, test_y = _blobs(500, 2)
+    rng = np.random.default_rng(3)
+    x = torch.cat([x, torch.zeros(len(x), 1)], 1)  # zero on every labelled image
+    unlabeled = torch.cat([unlabeled, torch.as_tensor(rng.random((len(unlabeled), 1)), dtype=torch.float32)], 1)
+    test = torch.cat([test, torch.as_tensor(rng.random((len(test), 1)), dtype=torch.float32)], 1)
+    base = fit_probe(x, y, 3, Cs=(1.0,))
+    oracle = fit_probe(x, y, 3, Cs=(1.0,), extra=Extra(unlabeled, truth, torch.full((len(truth),), 0.3)))
+    accuracy = lambda f: float(((test @ f.weight.T + f.bias).argmax(1) == test_y).float().mean())  # noqa: E731
+    assert torch.isfinite(oracle.weight).all() and oracle.weight.abs().max() < 100
+    assert accuracy(oracle) >= accuracy(base) - 0.01

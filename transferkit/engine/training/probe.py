@@ -185,8 +185,11 @@ def _fit_probe(
         best_c = Cs[len(Cs) // 2]
     l2 = 1.0 / (best_c * n)
     if extra is not None and len(extra.labels):
-        # the labelled samples and the extra ones, standardised alike, in the span of all of them
-        z = (torch.cat([x, extra.features.to(torch.float64).cpu()]) - mean) / std
+        # the labelled samples and the extra ones, standardised by the statistics of all of them (a
+        # feature nearly constant on a few labelled images would blow the others up), in their span
+        both = torch.cat([x, extra.features.to(torch.float64).cpu()])
+        mean, std = both.mean(0), both.std(0).clamp_min(1e-6)
+        z = (both - mean) / std
         basis = None
         if z.shape[0] < z.shape[1]:
             _, s, vh = torch.linalg.svd(z, full_matrices=False)
