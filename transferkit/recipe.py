@@ -169,7 +169,7 @@ EXTRACT, FINETUNE = "extract", "finetune"
 PHASES = (EXTRACT, FINETUNE)
 
 
-PSEUDO_THRESHOLD, PSEUDO_WEIGHT = 0.5, 0.3  # data.unlabeled's defaults: see training/pseudo_labels.py
+PSEUDO_THRESHOLD, PSEUDO_WEIGHT = 0.9, 0.3  # data.unlabeled's defaults: see training/pseudo_labels.py
 
 
 class ExtractPhase(_Strict):

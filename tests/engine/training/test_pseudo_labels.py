@@ -76,7 +76,7 @@ def test_a_run_records_its_pseudo_labels(image_folder, tiny_backbone, tmp_path):
     recipe = make_recipe(image_folder, tiny_backbone, data={"unlabeled": str(pool)}, phases={"finetune": {"epochs": 1}})
     summary = transferkit.finetune(recipe, output=tmp_path / "run", quiet=True).summary
     record = summary["phases"]["extract"]["probe"]["pseudo_labels"]
-    assert record["unlabeled_images"] == 15 and 0 <= record["used"] <= 15 and record["threshold"] == 0.5 and record["weight"] == 0.3
+    assert record["unlabeled_images"] == 15 and 0 <= record["used"] <= 15 and record["threshold"] == 0.9 and record["weight"] == 0.3
 
 
 def test_unlabeled_needs_the_probe(image_folder, tiny_backbone):
