@@ -20,7 +20,7 @@ import torch
 from .components import create_tta
 from .data.decoding import decode_file
 from .data.preprocessing import preprocessing_from_manifest
-from .data.sources import IMAGE_EXTENSIONS, ImageSet, to_rgb_array
+from .data.sources import IMAGE_EXTENSIONS, ImageSet, image_files_in, to_rgb_array
 from .engine.evaluation.predict import Predictions, inference_runtime, predict
 from .engine.final.calibration import manifest_temperature
 from .engine.final.rejection import RejectionRule, max_probability
@@ -271,8 +271,7 @@ def image_files(paths: Iterable[str | Path]) -> list[Path]:
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            out += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file()
-                          and not any(part.startswith(".") for part in f.relative_to(p).parts))
+            out += image_files_in(p)
         else:
             out.append(p)
     return out

@@ -196,6 +196,14 @@ class ImageSet:
         return SubsetImages(self, list(indices))
 
 
+def image_files_in(folder: Path) -> list[Path]:
+    """The image files under ``folder`` (recursively, sorted; hidden files and folders, whose names
+    start with ".", left out)."""
+    folder = Path(folder)
+    return sorted(f for f in folder.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file()
+                  and not any(part.startswith(".") for part in f.relative_to(folder).parts))
+
+
 class FileImages(ImageSet):
     """Images on disk, decoded on demand."""
 

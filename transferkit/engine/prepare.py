@@ -12,7 +12,7 @@ from torch import nn
 from ..components import create_augmentation
 from ..data.decoding import DecodeReport, decode_splits
 from ..data.preprocessing import Preprocessing, native_or_larger, preprocessing_for
-from ..data.sources import IMAGE_EXTENSIONS, DatasetSplits, FileImages, ImageSet
+from ..data.sources import IMAGE_EXTENSIONS, DatasetSplits, FileImages, ImageSet, image_files_in
 from ..data.transforms import ImageTransform, train_transform
 from ..errors import DataError, RecipeError, WeightsError
 from ..models.backbone import create_backbone, data_config, probe_features
@@ -163,7 +163,7 @@ def unknown_images(recipe: Recipe, classes: Sequence[str]) -> ImageSet | None:
     root = Path(recipe.data.unknown)
     if not root.is_dir():
         raise DataError(f"data.unknown: {root} is not a folder; give a folder of images of none of the classes, or leave it out")
-    files = sorted(f for f in root.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file())
+    files = image_files_in(root)
     if not files:
         raise DataError(f"data.unknown: {root} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
     return FileImages(files, [0] * len(files), classes)

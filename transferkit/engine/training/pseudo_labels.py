@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Sequence
 import torch
 
 from ...data.image_files import byte_copies
-from ...data.sources import IMAGE_EXTENSIONS, DatasetSplits, FileImages
+from ...data.sources import IMAGE_EXTENSIONS, DatasetSplits, FileImages, image_files_in
 from ...errors import DataError
 from .feature_cache import FeatureCache
 from .probe import Extra, ProbeFit, fit_probe
@@ -58,8 +58,7 @@ def unlabeled_images(recipe: Recipe, splits: DatasetSplits) -> tuple[FileImages 
     root = Path(recipe.data.unlabeled)
     if not root.is_dir():
         raise DataError(f"data.unlabeled: {root} is not a folder; give a folder of images nobody labelled, or leave it out")
-    files = sorted(f for f in root.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file()
-                   and not any(part.startswith(".") for part in f.relative_to(root).parts))
+    files = image_files_in(root)
     if not files:
         raise DataError(f"data.unlabeled: {root} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
     own = _own_files(splits)

@@ -18,7 +18,7 @@ from ...engine.preflight.backbone_ranking import DEFAULT_FOLDS, BackboneRanking,
 from ...engine.rundir.artifacts import atomic_write
 from ...engine.rundir.run_dir import RunDir
 from ...errors import RecipeError, UsageError
-from ...recipe import AUTO_BACKBONE
+from ...recipe import AUTO_BACKBONE, with_backbone
 from ...recipe_loading import RecipeSource, load_recipe
 
 COLUMNS = ("rank", "backbone", "native_size", "cv_top1", "cv_log_loss", "log_loss_gap", "log_loss_gap_se", "C",
@@ -50,7 +50,7 @@ def select(
     resolved = load_recipe(recipe, list(overrides))
     names = candidate_names(backbones, resolved.backbone.candidates, str(recipe))
     if resolved.backbone.name == AUTO_BACKBONE:  # the data and settings are the recipe's; the candidates these
-        resolved.backbone = resolved.backbone.model_copy(update={"name": names[0], "candidates": []})
+        resolved = with_backbone(resolved, names[0])
     target = Path(output) if output is not None else RunDir.timestamped("select")
     if target.exists() and any(target.iterdir()):
         raise RecipeError(f"--output {target}: exists and is not empty; choose a new folder")

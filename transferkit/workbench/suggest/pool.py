@@ -81,8 +81,7 @@ def features_and_probs(model: TrainedModel, files: list[Path], desc: str) -> tup
     cache = FeatureCache.compute(model.model.backbone, images, model.preprocessing, runtime, batch_size=BATCH, desc=desc)
     features = cache.features[0]
     with torch.inference_mode():
-        head = model.model.head
-        logits = features.to(head.weight.device) @ head.weight.T.float() + head.bias.float()
+        logits = model.model.forward_head(features.to(model.model.head.weight.device))
         probs = torch.softmax(logits.float().cpu() / model.temperature, dim=1)
     return features.numpy(), probs.numpy()
 
