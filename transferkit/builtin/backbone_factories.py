@@ -48,7 +48,10 @@ def create_timm(model_name: str, pretrained: bool = False, **params: Any) -> Fea
     classifier = body.pretrained_cfg.get("classifier", "classifier") if body.pretrained_cfg else "classifier"
     prefixes = tuple(classifier) if isinstance(classifier, (list, tuple)) else (classifier,)
     data_config = {k: cfg[k] for k in ("mean", "std", "input_size", "crop_pct", "interpolation") if k in cfg}
-    return FeatureBackbone(body, body.num_features, data_config, prefixes)
+    # timm's pooled output is ``head_hidden_size`` wide where a head block follows the pooling
+    # (MobileNetV3's conv_head: 1024 for mobilenetv3_small_050, whose num_features is 288)
+    width = getattr(body, "head_hidden_size", None) or body.num_features
+    return FeatureBackbone(body, width, data_config, prefixes)
 
 
 # Vision transformers (ViT, DeiT, CLIP, DINOv2, Swin...) are built for one input size (DINOv2: 518
