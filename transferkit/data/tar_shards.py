@@ -162,10 +162,10 @@ def _scan(path: Path, fh: Any, file_size: int, label_ext: str, label_of: Callabl
                 close_sample()
                 group, key = [], parts[0]
             group.append((parts[1], info))
-        close_sample()
     except (tarfile.ReadError, tarfile.HeaderError) as exc:
         raise DataError(f"{path}: truncated or corrupt after {last!r} ({exc}); copy or write the shard again") from None
-    _check_end(path, fh, tar.offset, file_size, last)
+    _check_end(path, fh, tar.offset, file_size, last)  # before the last sample: a cut shard may have cut its label off
+    close_sample()
     return samples, skipped
 
 
