@@ -1,5 +1,5 @@
 """The ``webdataset`` source: tar shards in WebDataset's layout, their labels and classes, their
-splits, and a bad shard in one line naming it."""
+splits, a bad shard in one line naming it, and a run trained on shards."""
 
 from __future__ import annotations
 
@@ -8,10 +8,16 @@ import tarfile
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+import transferkit
+from transferkit.builtin.shard_writer import write_shards
 from transferkit.builtin.tar_shards import webdataset
+from transferkit.engine.preflight.data_checks import check_data
 from transferkit.errors import DataError
+from transferkit.recipe_loading import load_recipe
+from transferkit.testing import write_recipe
 
 from ..data.test_tar_shards import numbered_shards, png, write_tar
 
@@ -145,3 +151,34 @@ def test_a_bad_classes_txt_is_named(tmp_path):
     one_line_error(tmp_path, "classes.txt: line 2 is empty")
     (tmp_path / "classes.txt").write_text("cat\ndog\ncat\n")
     one_line_error(tmp_path, "classes.txt: class 'cat' is on lines 1 and 3")
+
+
+def test_write_shards_writes_an_image_folder_the_source_reads_back(image_folder, tmp_path):
+    written = write_shards(image_folder, tmp_path / "shards", per_shard=10)
+    assert {k: len(v) for k, v in written.items()} == {"train": 4, "test": 2}  # 36 and 12 images
+    splits = webdataset(str(tmp_path / "shards"), val_fraction=0.25)
+    assert splits.classes == ["blue", "green", "red"] and (len(splits.train), len(splits.val), len(splits.test)) == (27, 9, 12)
+    originals = sorted(p.read_bytes() for p in (image_folder / "test").rglob("*.png"))
+    assert sorted(splits.test.read_bytes(i) for i in range(12)) == originals  # the files' own bytes
+    colour = {"red": 0, "green": 1, "blue": 2}
+    assert all(int(np.argmax(splits.test.load(i).mean(axis=(0, 1)))) == colour[splits.classes[t]]
+               for i, t in enumerate(splits.test.targets))
+    with pytest.raises(DataError, match="not an empty folder"):
+        write_shards(image_folder, tmp_path / "shards")
+
+
+def test_validate_counts_the_shards_images(image_folder, tiny_recipe, tmp_path):
+    write_shards(image_folder, tmp_path / "shards", per_shard=16)
+    tiny_recipe["data"].update(source="webdataset", root=str(tmp_path / "shards"))
+    lines = check_data(load_recipe(write_recipe(tmp_path / "r.toml", tiny_recipe)))
+    assert lines == ["data: 27 train, 9 val, 12 test images, 3 classes"]
+
+
+def test_a_run_trains_on_shards_and_reports_its_test_accuracy(image_folder, tiny_recipe, tmp_path):
+    write_shards(image_folder, tmp_path / "shards", per_shard=16)
+    tiny_recipe["data"].update(source="webdataset", root=str(tmp_path / "shards"))
+    tiny_recipe["phases"]["finetune"]["epochs"] = 1
+    result = transferkit.finetune(tiny_recipe, output=tmp_path / "run", quiet=True)
+    assert result.test_accuracy is not None and result.test_accuracy >= 0.9, result.summary["test"]
+    rows = (result.run_dir / "splits.csv").read_text().splitlines()
+    assert len(rows) == 49 and rows[-1].startswith("test,") and ".tar:" in rows[-1]
