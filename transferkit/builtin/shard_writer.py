@@ -29,9 +29,9 @@ def write_shards(folder: str | Path, out: str | Path, *, per_shard: int = 1000, 
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise DataError(f"{target}: not an empty folder; write the shards into a new one")
     if (source / "train").is_dir():
-        splits = {"train": source / "train"}
-        splits.update({"val": source / n for n in EVAL_DIRS[::-1] if (source / n).is_dir()})
-        splits.update({"test": source / n for n in TEST_DIRS if (source / n).is_dir()})
+        found = {"train": ("train",), "val": EVAL_DIRS, "test": TEST_DIRS}
+        splits = {split: next((source / n for n in names if (source / n).is_dir()), None) for split, names in found.items()}
+        splits = {split: folder for split, folder in splits.items() if folder is not None}
     else:
         splits = {"all": source}
     sets = {split: _scan_folder(path) for split, path in splits.items()}
