@@ -182,3 +182,5 @@ def test_a_run_trains_on_shards_and_reports_its_test_accuracy(image_folder, tiny
     assert result.test_accuracy is not None and result.test_accuracy >= 0.9, result.summary["test"]
     rows = (result.run_dir / "splits.csv").read_text().splitlines()
     assert len(rows) == 49 and rows[-1].startswith("test,") and ".tar:" in rows[-1]
+    again = transferkit.evaluate(result.run_dir)  # its test split, read from the shards again
+    assert again["n"] == 12 and again["top1"] == pytest.approx(result.test_accuracy), again

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import re
 import tarfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -37,6 +38,14 @@ COMPRESSED = (  # magic bytes of what a .tar shard may be instead of an uncompre
     (b"\x1f\x8b", "gzip-compressed", "gunzip"), (b"BZh", "bzip2-compressed", "bunzip2"),
     (b"\xfd7zXZ\x00", "xz-compressed", "unxz"), (b"\x28\xb5\x2f\xfd", "zstd-compressed", "unzstd"),
 )
+
+SHARD_ITEM = re.compile(r"^(.+?\.tar):(.+)$", re.IGNORECASE)  # TarShardImages.describe: "shard.tar:member"
+
+
+def is_shard_item(described: str) -> bool:
+    """Whether ``described`` names a member of an existing tar shard (``TarShardImages.describe``)."""
+    match = SHARD_ITEM.match(described)
+    return match is not None and Path(match.group(1)).is_file()
 
 
 def split_key(name: str) -> tuple[str, str] | None:
