@@ -12,6 +12,7 @@ from typing import Any, Sequence
 from .builtin.csv_manifest import read_manifest
 from .builtin.datasets import imagefolder
 from .data.sources import FileImages, ImageSet
+from .data.tar_shards import is_shard_item
 from .data.user_datasets import WrappedDataset
 from .engine.evaluation.predict import Predictions
 from .engine.prepare import build_splits
@@ -93,8 +94,8 @@ def _recorded_splits(run: RunDir) -> dict[str, ImageSet] | None:
             f"{run.path}: the run was trained on a Python dataset, whose images are not files: evaluate it with"
             f" transferkit.evaluate({str(run.path)!r}, dataset=your_test_set), or give --data DIR|CSV"
         )
-    if not all(Path(r["image"]).is_absolute() for r in rows):
-        return None  # images in memory (e.g. the digits source): rebuilt from the recipe
+    if not all(Path(r["image"]).is_absolute() for r in rows) or any(is_shard_item(r["image"]) for r in rows):
+        return None  # images in memory (e.g. the digits source) or in tar shards: rebuilt from the recipe
     missing = [r["image"] for r in rows if not Path(r["image"]).is_file()]
     if missing:
         raise DataError(f"{run.path}: {len(missing)} of its evaluation images are gone (e.g. {missing[0]}); give --data DIR|CSV")

@@ -92,3 +92,23 @@ def test_persistent_workers_see_every_epochs_seeds():
     got, pids = _epochs(2, plan)
     assert got == expected
     assert main == {os.getpid()} and os.getpid() not in pids and len(pids) <= 2  # the same two workers throughout
+
+
+class _BadImage(_Images):
+    def __getitem__(self, index: int):
+        from transferkit.errors import DataError
+
+        if index == 13:
+            raise DataError("shard.tar:000013.png: not an image; fix or remove this sample from the shard")
+        return super().__getitem__(index)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_an_error_raised_in_a_worker_reaches_the_caller_as_the_one_line_it_was(workers):
+    from transferkit.data.loaders import make_loader
+    from transferkit.errors import DataError
+
+    loader = make_loader(_BadImage(), EpochBatchSampler(20, 4, shuffle=False), num_workers=workers)
+    with pytest.raises(DataError) as caught:
+        list(loader)
+    assert caught.value.args == ("shard.tar:000013.png: not an image; fix or remove this sample from the shard",)

@@ -1,4 +1,5 @@
-"""Built-in dataset sources: ImageFolder, CSV manifest, Oxford Flowers-102 and handwritten digits.
+"""Built-in dataset sources: ImageFolder, CSV manifest, Oxford Flowers-102, handwritten digits and
+tar shards (``webdataset``, in its own module).
 
 A source is ``factory(root, seed=0, val_fraction=0.1, **params) -> DatasetSplits``.
 """
@@ -15,6 +16,7 @@ from ..data.sources import IMAGE_EXTENSIONS, UNSUPPORTED_FORMATS, ArrayImages, D
 from ..errors import DataError
 from ..hookspecs import hookimpl
 from .csv_manifest import read_manifest
+from .tar_shards import webdataset
 
 EVAL_DIRS = ("val", "valid", "validation")
 TEST_DIRS = ("test",)
@@ -174,3 +176,4 @@ def register_datasets(register: Callable[..., None]) -> None:
     register("flowers102", flowers102, description="Oxford Flowers-102 (torchvision download into an empty or absent folder)",
              check_root=flowers102_root_problem)
     register("digits", digits, description="scikit-learn's handwritten digits, rendered as images (offline)")
+    register("webdataset", webdataset, description="uncompressed tar shards (WebDataset's layout), read image by image each epoch")

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from ..errors import TransferkitError
 from .sources import ImageSet
 from .transforms import ImageTransform
 
@@ -90,6 +91,43 @@ class EpochBatchSampler(Sampler[list[int]]):
         return max(0, min(self.batches_per_epoch, len(range(self.rank, self.n, self.world_size))) - self.start_batch)
 
 
+class _Loader(DataLoader):
+    """A DataLoader whose workers' transferkit errors reach the caller as they were raised: torch
+    raises them again as "Caught DataError in DataLoader worker process 0. Original Traceback..."
+    with the worker's traceback inside the message, which would no longer be one line naming the
+    image (an image read on demand, e.g. from a tar shard, is found bad only when a worker reads it)."""
+
+    def __iter__(self) -> Iterator[Any]:
+        return _WorkerErrors(super().__iter__())
+
+
+class _WorkerErrors:
+    def __init__(self, iterator: Iterator[Any]) -> None:
+        self.iterator = iterator
+
+    def __iter__(self) -> "_WorkerErrors":
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            return next(self.iterator)
+        except TransferkitError as exc:
+            raise worker_error(exc) from None
+
+
+def worker_error(exc: TransferkitError) -> TransferkitError:
+    """The error a DataLoader worker raised, without torch's "Caught ... in DataLoader worker"
+    wrapping (the message's last line is the worker's own "module.Error: message")."""
+    raw = str(exc.args[0]) if exc.args else ""
+    marker = f"{type(exc).__module__}.{type(exc).__qualname__}: "
+    if not raw.startswith("Caught ") or marker not in raw:
+        return exc
+    try:
+        return type(exc)(raw.rsplit(marker, 1)[1].strip())
+    except TypeError:
+        return exc
+
+
 def make_loader(
     dataset: Dataset, sampler: EpochBatchSampler, num_workers: int = 0, pin_memory: bool = False,
     *, persistent_workers: bool = True,
@@ -104,4 +142,4 @@ def make_loader(
     # its own generator: creating an iterator must not draw from the global RNG, or a resumed run
     # (whose RNG state is restored mid-epoch) would diverge from an uninterrupted one
     generator = torch.Generator().manual_seed(sampler.seed)
-    return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, pin_memory=pin_memory, generator=generator, **kwargs)
+    return _Loader(dataset, batch_sampler=sampler, num_workers=num_workers, pin_memory=pin_memory, generator=generator, **kwargs)
