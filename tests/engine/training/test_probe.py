@@ -13,8 +13,9 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from transferkit.engine.prepare import prepare
+from transferkit.engine.training import probe
 from transferkit.engine.training.feature_cache import FeatureCache
-from transferkit.engine.training.probe import fit_probe
+from transferkit.engine.training.probe import cv_sample, fit_probe
 from transferkit.recipe_loading import load_recipe
 
 
@@ -90,6 +91,40 @@ def test_views_of_one_image_stay_in_one_fold_and_all_views_are_fitted():
     fit = fit_probe(views, torch.from_numpy(y), 6)
     assert fit.folds == 5 and len(fit.cv_log_loss) >= 3
     assert _accuracy(fit, xt, yt) > 0.5
+
+
+def test_above_cv_images_c_is_chosen_on_a_stratified_sample_and_the_final_fit_uses_every_image():
+    (x, y), (xt, yt) = _blobs(200, seed=6)
+    x, y = torch.from_numpy(x), torch.from_numpy(y)
+    sampled = fit_probe(x, y, 6, cv_images=300)
+    full = fit_probe(x, y, 6)
+    assert abs(_accuracy(sampled, xt, yt) - _accuracy(full, xt, yt)) <= 0.01
+    # the final fit is the whole set's optimum at the chosen C (warm-started from the sample's fit)
+    same_c = fit_probe(x, y, 6, Cs=(sampled.C,), max_iter=500)
+    ours, theirs = (torch.from_numpy(xt) @ f.weight.T + f.bias for f in (sampled, same_c))
+    ours, theirs = ours - ours.mean(1, keepdim=True), theirs - theirs.mean(1, keepdim=True)
+    assert (ours - theirs).abs().max() < 2e-2 * max(1.0, float(theirs.abs().max()))
+
+
+def test_the_cv_sample_keeps_every_class_in_proportion_and_at_least_two_of_each():
+    labels = np.array([0] * 900 + [1] * 90 + [2] * 3 + [3])
+    picked = cv_sample(labels, 100, seed=0)
+    counts = np.bincount(labels[picked], minlength=4)
+    assert counts.tolist() == [91, 9, 2, 1] and len(set(picked)) == len(picked)
+    assert (cv_sample(labels, 100, seed=0) == picked).all() and (cv_sample(labels, 5000, seed=0) == np.arange(994)).all()
+
+
+def test_a_large_problem_fits_in_float32_chunk_by_chunk_from_a_memory_mapped_cache_to_the_same_model(monkeypatch, tmp_path):
+    (x, y), (xt, _) = _blobs(60, seed=7)
+    reference = fit_probe(torch.from_numpy(x), torch.from_numpy(y), 6, Cs=(0.5,), max_iter=500)
+    monkeypatch.setattr(probe, "FLOAT64_UP_TO", 0)  # float32, standardised 50 rows at a time
+    monkeypatch.setattr(probe, "ROWS_PER_CHUNK", 50)
+    on_disk = np.lib.format.open_memmap(tmp_path / "features.npy", mode="w+", dtype=np.float32, shape=x.shape)
+    on_disk[:] = x
+    single = fit_probe(torch.from_numpy(on_disk), torch.from_numpy(y), 6, Cs=(0.5,), max_iter=500)
+    ours, theirs = (torch.from_numpy(xt) @ f.weight.T + f.bias for f in (single, reference))
+    ours, theirs = ours - ours.mean(1, keepdim=True), theirs - theirs.mean(1, keepdim=True)
+    assert (ours - theirs).abs().max() < 1e-2 * max(1.0, float(theirs.abs().max()))
 
 
 def test_the_run_fits_phase_1_as_the_probe_on_its_cached_features(tiny_recipe, tmp_path):

@@ -12,6 +12,12 @@ Label smoothing and class weights keep their training meaning: targets are smoot
 sample weighs ``sum_c target_c * w_c`` exactly as in ``loop.soft_cross_entropy``. The fold score
 is the held-out log-loss of hard labels (smooth, so small folds rarely tie; ties go to the
 stronger penalty, the simpler model).
+
+Large problems (``benchmarks/SCALE.md``): above ``CV_IMAGES`` images C is chosen on a stratified
+sample of that many (C is scikit-learn's, on the summed loss, so it carries to the whole set) and
+the final fit on every image starts from the sample's fit at that C; above ``FLOAT64_UP_TO``
+(samples x features x classes) the fit runs in float32. Targets are never materialised as an
+``N x classes`` matrix: label smoothing enters through the loss.
 """
 
 from __future__ import annotations
@@ -25,10 +31,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ...progress import progress
+
 # scikit-learn C values (1 / (l2 * n)) tried by cross-validation, strong to weak: on standardised
 # features accuracy is flat within a decade, so decades suffice
 DEFAULT_CS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 SMALL_PROBLEM = 5e7  # samples x features x classes below which one thread is faster (no thread hand-offs)
+# float64 (scikit-learn's precision) up to this many samples x features x classes; above it float32:
+# half the memory and about twice the speed, where the sums run over enough samples not to need it
+FLOAT64_UP_TO = 2e9
+# C is chosen by cross-validation on at most this many images (stratified); every image joins the
+# final fit. The fold fits cost folds x C points x images: capped, they stop growing with the data
+CV_IMAGES = 10_000
 
 
 @dataclass
@@ -65,19 +79,69 @@ class ProbeFit:
         return out if self.pseudo_labels is None else {**out, "pseudo_labels": self.pseudo_labels}
 
 
-def _targets(labels: torch.Tensor, num_classes: int, smoothing: float) -> torch.Tensor:
-    targets = F.one_hot(labels, num_classes).to(torch.float64)
-    return targets * (1.0 - smoothing) + smoothing / num_classes if smoothing > 0 else targets
+def _sample_weights(labels: torch.Tensor, num_classes: int, smoothing: float, class_weights: torch.Tensor | None,
+                    dtype: torch.dtype) -> torch.Tensor:
+    """``sum_c target_c * w_c`` of each sample's smoothed target: ``(1 - s) w_y + s mean(w)``."""
+    if class_weights is None:
+        return torch.ones(labels.shape[0], dtype=dtype)
+    w = class_weights.to(dtype).cpu()
+    return (1.0 - smoothing) * w[labels] + smoothing * w.mean()
+
+
+ROWS_PER_CHUNK = 16_384  # a large fit standardises and scores this many rows at a time
+
+
+@dataclass
+class Standardised:
+    """``(x - mean) / std`` made chunk by chunk from the raw features ``x`` (which may be a
+    memory-mapped cache): a large fit never holds every standardised row at once."""
+
+    x: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.mean.dtype
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.x.shape[0], self.x.shape[1])
+
+    def rows(self, index: torch.Tensor | slice) -> torch.Tensor:
+        return (self.x[index].to(self.dtype) - self.mean) / self.std
+
+    def chunks(self) -> Iterator[tuple[slice, torch.Tensor]]:
+        for start in range(0, self.x.shape[0], ROWS_PER_CHUNK):
+            part = slice(start, start + ROWS_PER_CHUNK)
+            yield part, self.rows(part)
+
+
+def moments(x: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-feature mean and (unbiased) standard deviation of ``x``'s rows, two passes in chunks with
+    float64 sums, floored at 1e-6."""
+    n = x.shape[0]
+    total = torch.zeros(x.shape[1], dtype=torch.float64)
+    for start in range(0, n, ROWS_PER_CHUNK):
+        total += x[start:start + ROWS_PER_CHUNK].to(torch.float64).sum(0)
+    mean = total / n
+    squares = torch.zeros_like(total)
+    for start in range(0, n, ROWS_PER_CHUNK):
+        squares += ((x[start:start + ROWS_PER_CHUNK].to(torch.float64) - mean) ** 2).sum(0)
+    std = (squares / max(n - 1, 1)).sqrt().clamp_min(1e-6)
+    return mean.to(dtype), std.to(dtype)
 
 
 def _minimise(
-    x: torch.Tensor, targets: torch.Tensor, sample_w: torch.Tensor, l2: float,
+    x: torch.Tensor | Standardised, labels: torch.Tensor, num_classes: int, smoothing: float, sample_w: torch.Tensor, l2: float,
     start: tuple[torch.Tensor, torch.Tensor] | None, max_iter: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """argmin over (W, b) of sum_i s_i CE(x_i W + b, t_i) / sum_i s_i + l2 / 2 ||W||^2."""
-    d, c = x.shape[1], targets.shape[1]
-    weight = (start[0].clone() if start else torch.zeros(d, c, dtype=x.dtype)).requires_grad_(True)
-    bias = (start[1].clone() if start else torch.zeros(c, dtype=x.dtype)).requires_grad_(True)
+    """argmin over (W, b) of sum_i s_i CE_smooth(x_i W + b, y_i) / sum_i s_i + l2 / 2 ||W||^2 (the
+    smoothed cross-entropy is PyTorch's ``label_smoothing``: the same as soft targets, with no
+    ``N x classes`` target matrix). ``x``: the rows, or a ``Standardised`` made chunk by chunk."""
+    d, dtype = x.shape[1], x.dtype
+    weight = (start[0].clone() if start else torch.zeros(d, num_classes, dtype=dtype)).requires_grad_(True)
+    bias = (start[1].clone() if start else torch.zeros(num_classes, dtype=dtype)).requires_grad_(True)
     optimizer = torch.optim.LBFGS(
         [weight, bias], lr=1.0, max_iter=max_iter, tolerance_grad=1e-6, tolerance_change=1e-10,
         history_size=10, line_search_fn="strong_wolfe",
@@ -86,19 +150,33 @@ def _minimise(
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
-        per_sample = -(targets * torch.log_softmax(x @ weight + bias, dim=1)).sum(dim=1)
-        loss = (per_sample * sample_w).sum() / total + 0.5 * l2 * (weight * weight).sum()
-        loss.backward()
-        return loss
+        value = torch.zeros((), dtype=dtype)
+        for part, z in x.chunks() if isinstance(x, Standardised) else [(slice(None), x)]:
+            per_sample = F.cross_entropy(z @ weight + bias, labels[part], reduction="none", label_smoothing=smoothing)
+            loss = (per_sample * sample_w[part]).sum() / total
+            loss.backward()  # the gradient sums over chunks; no chunk's graph outlives it
+            value += loss.detach()
+        penalty = 0.5 * l2 * (weight * weight).sum()
+        penalty.backward()
+        return value + penalty.detach()
 
     optimizer.step(closure)
     return weight.detach(), bias.detach()
 
 
-def _sample_weights(targets: torch.Tensor, class_weights: torch.Tensor | None) -> torch.Tensor:
-    if class_weights is None:
-        return torch.ones(targets.shape[0], dtype=torch.float64)
-    return targets @ class_weights.to(torch.float64)
+def cv_sample(labels: np.ndarray, limit: int, seed: int) -> np.ndarray:
+    """Indices of about ``limit`` images, every class in proportion (at least two of each class
+    that has two, so it can still be split into folds), seeded; all of them when there are fewer."""
+    n = len(labels)
+    if n <= limit:
+        return np.arange(n)
+    rng = np.random.default_rng(seed)
+    keep = []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        take = min(len(members), max(2, int(round(len(members) * limit / n))))
+        keep.append(rng.choice(members, size=take, replace=False))
+    return np.sort(np.concatenate(keep))
 
 
 def _folds(labels: np.ndarray, groups: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -131,76 +209,95 @@ def fit_probe(
     seed: int = 0,
     max_iter: int = 100,
     extra: Extra | None = None,
+    cv_images: int = CV_IMAGES,
 ) -> ProbeFit:
     """Fit the head on ``features`` ``[N, F]`` or ``[views, N, F]`` (views of the same images)
     and integer ``labels`` ``[N]``. With one C, or too few images per class for two folds, no
     cross-validation runs (the middle of ``Cs`` is used when it cannot). ``extra``: more samples
     (pseudo-labelled images) that join the final fit only, each with its weight; C is chosen
-    on the labelled images alone and held-out folds never contain an extra sample."""
+    on the labelled images alone and held-out folds never contain an extra sample. ``cv_images``:
+    more images than this choose C on a stratified sample of that many (the module's docstring)."""
     size = features.shape[-2] * features.shape[-1] * num_classes * (features.shape[0] if features.ndim == 3 else 1)
     with _threads(1 if size < SMALL_PROBLEM else torch.get_num_threads()):
-        return _fit_probe(features, labels, num_classes, label_smoothing, class_weights, Cs, folds, seed, max_iter, extra)
+        return _fit_probe(features, labels, num_classes, label_smoothing, class_weights, Cs, folds, seed, max_iter, extra, cv_images)
 
 
 def _fit_probe(
     features: torch.Tensor, labels: torch.Tensor, num_classes: int, label_smoothing: float, class_weights: torch.Tensor | None,
-    Cs: Sequence[float], folds: int, seed: int, max_iter: int, extra: Extra | None = None,
+    Cs: Sequence[float], folds: int, seed: int, max_iter: int, extra: Extra | None = None, cv_images: int = CV_IMAGES,
 ) -> ProbeFit:
     started = time.perf_counter()
     feats = features if features.ndim == 3 else features[None]
-    views, n, _ = feats.shape
-    x = feats.reshape(views * n, -1).to(torch.float64).cpu()
+    views, n, d = feats.shape
+    dtype = torch.float64 if views * n * d * num_classes <= FLOAT64_UP_TO else torch.float32
+    x = feats.reshape(views * n, d).cpu()  # a view: a memory-mapped cache stays on disk
     y = labels.to(torch.long).cpu().repeat(views)
     groups = np.tile(np.arange(n), views)
-    mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
-    z = (x - mean) / std
+    mean, std = moments(x, dtype)
     basis = None
-    if z.shape[0] < z.shape[1]:  # fit in the samples' span: exact for an L2 penalty, and smaller
-        _, s, vh = torch.linalg.svd(z, full_matrices=False)
-        keep = s > s[0] * 1e-10
-        basis = vh[keep]  # [r, F]
-        z = z @ basis.T
-    targets = _targets(y, num_classes, label_smoothing)
-    sample_w = _sample_weights(targets, class_weights)
+    design: torch.Tensor | Standardised = Standardised(x, mean, std)
+    if dtype == torch.float64:  # small: every standardised row at once
+        design = design.rows(slice(None))
+        if design.shape[0] < design.shape[1]:  # fit in the samples' span: exact for an L2 penalty, and smaller
+            _, s, vh = torch.linalg.svd(design, full_matrices=False)
+            basis = vh[s > s[0] * 1e-10]  # [r, F]
+            design = design @ basis.T
+    sample_w = _sample_weights(y, num_classes, label_smoothing, class_weights, dtype)
     Cs = sorted(float(c) for c in Cs)
     counts = np.bincount(y.numpy()[:n], minlength=num_classes)
     k = int(min(folds, counts[counts > 0].min())) if len(Cs) > 1 else 1
     cv: dict[float, float] = {}
+    sampled = cv_sample(y.numpy()[:n], cv_images, seed)
+    at_c: dict[float, tuple[torch.Tensor, torch.Tensor]] = {}  # the first fold's fit at each C
     if k >= 2:
-        folds_idx = [(torch.as_tensor(tr), torch.as_tensor(he), len(np.unique(groups[tr])))
-                     for tr, he in _folds(y.numpy(), groups, k, seed)]
+        rows = np.flatnonzero(np.isin(groups, sampled)) if len(sampled) < n else np.arange(len(y))
+        every = len(rows) == len(y)
+        z = design if every and isinstance(design, torch.Tensor) else (
+            design.rows(torch.as_tensor(rows)) if isinstance(design, Standardised) else design[torch.as_tensor(rows)])
+        y_cv, w_cv = (y, sample_w) if every else (y[rows], sample_w[rows])
+        folds_idx = [(torch.as_tensor(tr), torch.as_tensor(he), len(np.unique(groups[rows][tr])))
+                     for tr, he in _folds(y_cv.numpy(), groups[rows], k, seed)]
         starts: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(folds_idx)
+        bar = progress(total=len(Cs) * len(folds_idx), desc="probe: C by cross-validation", unit="fit") if n > cv_images else None
         for c in Cs:  # strong to weak; each fold warm-starts from its previous fit
             total = 0.0
             for f, (tr, he, n_images) in enumerate(folds_idx):
-                starts[f] = _minimise(z[tr], targets[tr], sample_w[tr], 1.0 / (c * n_images), starts[f], max_iter)
+                starts[f] = _minimise(z[tr], y_cv[tr], num_classes, label_smoothing, w_cv[tr], 1.0 / (c * n_images), starts[f], max_iter)
                 weight, bias = starts[f]
-                total += F.cross_entropy(z[he] @ weight + bias, y[he], reduction="sum").item()
-            cv[c] = total / len(y)
+                total += F.cross_entropy(z[he] @ weight + bias, y_cv[he], reduction="sum").item()
+                if bar is not None:
+                    bar.update(1)
+            at_c[c] = starts[0]
+            cv[c] = total / len(rows)
             losses = list(cv.values())
             if len(losses) >= 3 and losses[-1] > losses[-2] > losses[-3]:
                 break  # past the minimum: weaker penalties only fit slower and score worse
+        if bar is not None:
+            bar.close()
         best_c = min(cv, key=lambda c: (cv[c], c))  # ties: the stronger penalty
     else:
         best_c = Cs[len(Cs) // 2]
     l2 = 1.0 / (best_c * n)
+    # on a sample, the final fit on every image starts from the sample's fit at the chosen C
+    start = at_c.get(best_c) if len(sampled) < n else None
     if extra is not None and len(extra.labels):
         # the labelled samples and the extra ones, standardised by the statistics of all of them (a
         # feature nearly constant on a few labelled images would blow the others up), in their span
-        both = torch.cat([x, extra.features.to(torch.float64).cpu()])
-        mean, std = both.mean(0), both.std(0).clamp_min(1e-6)
-        z = (both - mean) / std
-        basis = None
-        if z.shape[0] < z.shape[1]:
-            _, s, vh = torch.linalg.svd(z, full_matrices=False)
+        both = torch.cat([x.to(dtype), extra.features.to(dtype).cpu()])
+        mean, std = moments(both, dtype)
+        design = (both - mean) / std
+        basis, start = None, None
+        if design.shape[0] < design.shape[1]:
+            _, s, vh = torch.linalg.svd(design, full_matrices=False)
             basis = vh[s > s[0] * 1e-10]
-            z = z @ basis.T
-        extra_targets = _targets(extra.labels.to(torch.long).cpu(), num_classes, label_smoothing)
+            design = design @ basis.T
+        extra_labels = extra.labels.to(torch.long).cpu()
         labelled_weight = float(sample_w.sum())
-        targets = torch.cat([targets, extra_targets])
-        sample_w = torch.cat([sample_w, _sample_weights(extra_targets, class_weights) * extra.weights.to(torch.float64).cpu()])
+        y = torch.cat([y, extra_labels])
+        extra_w = _sample_weights(extra_labels, num_classes, label_smoothing, class_weights, dtype) * extra.weights.to(dtype).cpu()
+        sample_w = torch.cat([sample_w, extra_w])
         l2 = 1.0 / (best_c * n * float(sample_w.sum()) / labelled_weight)  # C on the summed loss, as sklearn's
-    w, b = _minimise(z, targets, sample_w, l2, None, max_iter * 2)
+    w, b = _minimise(design, y, num_classes, label_smoothing, sample_w, l2, start, max_iter * 2)
     if basis is not None:
         w = basis.T @ w
     # undo the standardisation: z = (x - mean) / std  ->  logits = x @ (w / std) + (b - mean / std @ w)
