@@ -77,7 +77,9 @@ class DataConfig(_Strict):
     split_seed: Seed = 0
     batch_size: Annotated[int, Field(gt=0, le=65536)] = 32
     eval_batch_size: Annotated[int, Field(gt=0, le=65536)] | None = None
-    num_workers: Annotated[int, Field(ge=0, le=1024)] = 0
+    # loader processes: a count, or "auto": on CUDA the process's cores less one (at most 8), on the CPU
+    # none (the model's threads use every core; data/loaders.py loader_workers)
+    num_workers: Annotated[int, Field(ge=0, le=1024)] | Literal["auto"] = "auto"
     crop_scale: tuple[float, float] = (0.25, 1.0)
     hflip: bool = True
     # evaluation: resize the shorter side to image_size / crop_pct, then centre-crop; unset: the backbone's own

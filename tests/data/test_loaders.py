@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
-from transferkit.data.loaders import EpochBatchSampler
+from transferkit.data.loaders import EpochBatchSampler, loader_workers
+from transferkit.errors import RecipeError
+from transferkit.recipe_loading import load_recipe
 
 
 @pytest.mark.parametrize("n,batch,world", [(27, 8, 1), (27, 8, 2), (17, 8, 2), (100, 7, 3), (5, 8, 2)])
@@ -112,3 +116,21 @@ def test_an_error_raised_in_a_worker_reaches_the_caller_as_the_one_line_it_was(w
     with pytest.raises(DataError) as caught:
         list(loader)
     assert caught.value.args == ("shard.tar:000013.png: not an image; fix or remove this sample from the shard",)
+
+
+def test_auto_workers_are_none_on_the_cpu_and_the_processs_cores_less_one_on_cuda(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert loader_workers("auto", cuda=False) == 0
+    assert loader_workers("auto", cuda=True) == 8  # 15 cores free, at most 8
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # torchrun: 4 processes share the 16 cores
+    assert loader_workers("auto", cuda=True) == 3
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert loader_workers("auto", cuda=True) == 1
+    assert loader_workers(5, cuda=False) == 5 and loader_workers(0, cuda=True) == 0
+
+
+def test_auto_is_the_default_and_other_words_are_one_line(tiny_recipe):
+    assert load_recipe(tiny_recipe).data.num_workers == "auto"
+    with pytest.raises(RecipeError, match="data.num_workers"):
+        load_recipe(tiny_recipe, ["data.num_workers=many"])

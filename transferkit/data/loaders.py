@@ -3,6 +3,7 @@ the middle of an epoch sees exactly the batches an uninterrupted one would, with
 
 from __future__ import annotations
 
+import os
 from typing import Any, Iterator
 
 import numpy as np
@@ -128,15 +129,34 @@ def worker_error(exc: TransferkitError) -> TransferkitError:
         return exc
 
 
+AUTO_WORKERS_MAX = 8
+
+
+def loader_workers(setting: int | str, cuda: bool) -> int:
+    """``data.num_workers``: a count, or ``"auto"``: on CUDA the cores this process may use (its
+    share under torchrun) less one for the training loop, at most ``AUTO_WORKERS_MAX``, so decoding
+    and augmentation run beside the GPU's work; on the CPU none, since the model's own threads use
+    every core and workers would take them from it (``benchmarks/SCALE.md``)."""
+    if setting != "auto":
+        return int(setting)
+    if not cuda:
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    per_process = cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(1, min(AUTO_WORKERS_MAX, per_process - 1))
+
+
 def make_loader(
-    dataset: Dataset, sampler: EpochBatchSampler, num_workers: int = 0, pin_memory: bool = False,
+    dataset: Dataset, sampler: EpochBatchSampler, num_workers: int | str = 0, pin_memory: bool = False,
     *, persistent_workers: bool = True,
 ) -> DataLoader:
-    """With workers, they are persistent by default: started once and kept across epochs (a
-    ``TransformedDataset``'s epoch reaches them through shared memory), instead of a fresh set of
-    processes, each importing its copy of the dataset, at every epoch. ``pin_memory`` (the caller
-    passes True on CUDA) lets the host-to-device copy run asynchronously."""
+    """``num_workers``: a count or ``"auto"`` (``loader_workers``). Workers are persistent by
+    default: started once and kept across epochs (a ``TransformedDataset``'s epoch reaches them
+    through shared memory), instead of a fresh set of processes, each importing its copy of the
+    dataset, at every epoch. ``pin_memory`` (the caller passes True on CUDA, which is also what
+    ``"auto"`` asks) lets the host-to-device copy run asynchronously."""
     kwargs: dict[str, Any] = {}
+    num_workers = loader_workers(num_workers, cuda=pin_memory)
     if num_workers > 0:
         kwargs.update(persistent_workers=persistent_workers, prefetch_factor=2)
     # its own generator: creating an iterator must not draw from the global RNG, or a resumed run

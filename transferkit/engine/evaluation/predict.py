@@ -82,7 +82,7 @@ def predict(
     classes: Sequence[str] | None = None,
     runtime: Runtime | None = None,
     batch_size: int = 64,
-    num_workers: int = 0,
+    num_workers: int | str = 0,
     features: FeatureCache | None = None,
     dist: DistContext | None = None,
     temperature: float = 1.0,

@@ -46,7 +46,7 @@ class FeatureCache:
         runtime: Runtime,
         *,
         batch_size: int,
-        num_workers: int = 0,
+        num_workers: int | str = 0,
         views: int = 1,
         seed: int | None = None,
         desc: str = "features",
@@ -62,7 +62,7 @@ class FeatureCache:
             rank, world = (dist.rank, dist.world_size) if dist is not None else (0, 1)
             sampler = EpochBatchSampler(len(dataset), batch_size, shuffle=False, rank=rank, world_size=world)
             chunks = []
-            loader = make_loader(dataset, sampler, num_workers)
+            loader = make_loader(dataset, sampler, num_workers, runtime.device.type == "cuda")
             for inputs, _ in progress(loader, total=len(sampler), desc=f"{desc} {view + 1}/{views}"):
                 with runtime.autocast():
                     chunks.append(backbone(runtime.to_device(inputs)).float().cpu())
