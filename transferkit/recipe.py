@@ -199,6 +199,9 @@ class ExtractPhase(_Strict):
     # better-calibrated probe and chose better C on the transfer benchmark
     label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     cv_folds: Annotated[int, Field(ge=2, le=20)] = 5
+    # phase 1's cached features above this size go to a memory-mapped file (a temporary folder)
+    # instead of memory: about 400,000 images of 1280 features fit under the default
+    feature_cache_mb: Annotated[float, Field(ge=0.0, le=1e9)] = 2048.0
     # with data.unlabeled: the probe's confidence an unlabelled image needs to join the final fit
     # with its predicted class, and the weight it joins with (a labelled image weighs 1)
     pseudo_label_threshold: Annotated[float, Field(ge=0.0, lt=1.0)] = PSEUDO_THRESHOLD

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import torch
 
 from transferkit.data.loaders import EpochBatchSampler
@@ -51,3 +53,31 @@ def test_phase1_with_and_without_cache_both_leave_the_backbone_untouched(tiny_re
         result = run_recipe(recipe, output=tmp_path / f"run-{cached}", log=lambda m: None)
         after = result.model.backbone.state_dict()
         assert all(torch.equal(initial[k], after[k]) for k in initial)
+
+
+def test_above_its_budget_the_cache_is_memory_mapped_with_the_same_features_and_removed_with_it(tiny_recipe):
+    prepared = prepare(load_recipe(tiny_recipe))
+    args = (prepared.model.backbone, prepared.splits.train, prepared.train_transform, prepared.runtime)
+    in_memory = FeatureCache.compute(*args, batch_size=5, views=2, seed=1)
+    on_disk = FeatureCache.compute(*args, batch_size=5, views=2, seed=1, memory_mb=0.0)
+    assert not in_memory.on_disk and on_disk.on_disk
+    file = on_disk.folder / "features.npy"
+    assert file.is_file() and torch.equal(on_disk.features, in_memory.features)
+    n = len(on_disk)
+    assert [len(x) for x, _ in on_disk.chunks(rows=7)] == ([7] * (n // 7) + [n % 7]) * 2 and on_disk.all_finite()
+    del on_disk
+    gc.collect()
+    assert not file.parent.exists()
+
+
+def test_a_run_fits_its_probe_on_a_memory_mapped_cache_to_the_same_head(tiny_recipe, tmp_path):
+    import json
+
+    import transferkit
+
+    heads = []
+    for name, budget in (("memory", 2048.0), ("disk", 0.0)):
+        transferkit.finetune(tiny_recipe, output=tmp_path / name, quiet=True,
+                             **{"phases.extract.feature_cache_mb": budget, "phases.finetune.epochs": 0})
+        heads.append(json.loads((tmp_path / name / "summary.json").read_text())["phases"]["extract"]["probe"])
+    assert heads[0]["C"] == heads[1]["C"] and heads[0]["cv_log_loss"] == heads[1]["cv_log_loss"]

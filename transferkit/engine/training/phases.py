@@ -256,14 +256,16 @@ def phase1_caches(
     train = FeatureCache.compute(
         backbone, prepared.splits.train, prepared.probe_preprocessing if exact else prepared.train_transform,
         prepared.runtime, batch_size=size, num_workers=workers, views=cfg.cache_views,
-        seed=None if exact else recipe.seed, desc="train features", dist=dist,
+        seed=None if exact else recipe.seed, desc="train features", dist=dist, memory_mb=cfg.feature_cache_mb,
     )
     val = None
     if prepared.splits.val is not None:
         val = FeatureCache.compute(backbone, prepared.splits.val, prepared.probe_preprocessing, prepared.runtime,
-                                   batch_size=size, num_workers=workers, desc="val features", dist=dist)
+                                   batch_size=size, num_workers=workers, desc="val features", dist=dist, memory_mb=cfg.feature_cache_mb)
     kind = f"{prepared.probe_preprocessing.image_size} px evaluation transform" if exact else f"{cfg.cache_views} augmented views"
-    log(f"  cached {len(train)} train features ({kind}) for phase 1")
+    mb = train.features.numel() * 4 / 2**20
+    where = f"; {mb:.0f} MB memory-mapped on disk (phases.extract.feature_cache_mb)" if train.on_disk else ""
+    log(f"  cached {len(train)} train features ({kind}) for phase 1{where}")
     return train, val
 
 
@@ -296,7 +298,7 @@ def fit_probe_head(prepared: Prepared, model: Classifier, cache: FeatureCache, c
     ``phases.extract.C``); the head's weights are set in place."""
     recipe = prepared.recipe
     cfg = recipe.phases.extract
-    if not torch.isfinite(cache.features).all():  # what the SGD head would meet as a NaN loss
+    if not cache.all_finite():  # what the SGD head would meet as a NaN loss
         raise NonFiniteLossError(
             "phase extract, the probe: the backbone's features hold NaN or infinite values, so the loss is nan; check the"
             " backbone's weights and the data"

@@ -232,14 +232,18 @@ class Trainer:
         self.log(f"  fitting the head as a logistic probe on {len(cache) * cache.views} cached features"
                  + (f" (C by {cfg.cv_folds}-fold cross-validation)" if cfg.C is None else ""))
         fit = fit_probe_head(self.prepared, self.model, cache, self.class_weights)
-        with torch.no_grad():
-            features = cache.features.flatten(0, 1)
-            labels = cache.targets.repeat(cache.views)
-            logits = self.model.forward_head(features.to(self.prepared.runtime.device)).float().cpu()
-            targets = make_targets(labels, len(self.prepared.splits.classes), self.prepared.recipe.train.label_smoothing)
-            loss = soft_cross_entropy(logits, targets, weights_tensor(self.class_weights, torch.device("cpu"))).item()
-        stats = {"loss": loss, "acc": float((logits.argmax(1) == labels).float().mean()), "images": len(labels),
-                 "seconds": time.perf_counter() - started}
+        loss_sum, weight_sum, correct, rows = 0.0, 0.0, 0, 0
+        weights = weights_tensor(self.class_weights, torch.device("cpu"))
+        with torch.no_grad():  # in chunks: a large cache's logits are never all in memory at once
+            for features, labels in cache.chunks():
+                logits = self.model.forward_head(features.to(self.prepared.runtime.device)).float().cpu()
+                targets = make_targets(labels, len(self.prepared.splits.classes), self.prepared.recipe.train.label_smoothing)
+                chunk_weight = float(targets.sum()) if weights is None else float((targets @ weights.float()).sum())
+                loss_sum += soft_cross_entropy(logits, targets, weights).item() * chunk_weight  # the weighted mean's sum
+                weight_sum += chunk_weight
+                correct += int((logits.argmax(1) == labels).sum())
+                rows += len(labels)
+        stats = {"loss": loss_sum / weight_sum, "acc": correct / rows, "images": rows, "seconds": time.perf_counter() - started}
         info.probe = fit.summary()
         how = f"C by {fit.folds}-fold cross-validation" if fit.folds > 1 else "C from the recipe"
         self.log(f"  logistic probe fitted by L-BFGS: C = {fit.C:g} ({how}), {fit.seconds:.1f} s")
