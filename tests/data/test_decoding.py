@@ -250,3 +250,21 @@ def test_a_csv_manifest_that_is_a_fifo_is_one_line(tmp_path):
     finally:
         import signal
         signal.alarm(0)
+
+
+def test_over_its_budget_the_pass_keeps_nothing_and_its_memory_stays_under_the_budget(tmp_path):
+    """The pass used to hold every decoded array until its end, then drop them all: memory grew
+    with the data whatever the budget. Now it lets them go the moment they stop fitting."""
+    import tracemalloc
+
+    root = write_image_folder(tmp_path / "data", {"train": 100, "test": 10}, size=96)  # 27 KB decoded each, 9 MB in all
+    splits = imagefolder(str(root), val_fraction=0.1)
+    peaks = {}
+    for budget in (0.5, 100.0):
+        tracemalloc.start()
+        out, report = decode_splits(splits, shorter=None, on_bad="error", budget_mb=budget, workers=1)
+        peaks[budget] = tracemalloc.get_traced_memory()[1] / 2**20
+        tracemalloc.stop()
+        assert report.kept_in_memory == (budget == 100.0) and report.decoded_mb > 8.5
+        assert isinstance(out.train, DecodedImages) == (budget == 100.0)
+    assert peaks[0.5] < 2.5 and peaks[100.0] > 8.5, peaks  # the rest of the 2.5: decoding's own buffers

@@ -131,7 +131,9 @@ def decode_splits(
     splits: DatasetSplits, *, shorter: int | None, on_bad: str, budget_mb: float, workers: int = 4
 ) -> tuple[DatasetSplits, DecodeReport]:
     """Decode every file of every split; raise (``on_bad="error"``) naming all bad files, or
-    drop them (``"skip"``). Keep the decoded arrays when they fit ``budget_mb``."""
+    drop them (``"skip"``). Keep the decoded arrays when they fit ``budget_mb``: the moment they
+    stop fitting, those kept so far are let go and the pass goes on checking the files alone, so
+    its memory never exceeds the budget (it held every array until the end before)."""
     report = DecodeReport()
     started = time.perf_counter()
     decoded: dict[str, tuple[list, list[int], list[str], list[str]]] = {}
@@ -140,6 +142,7 @@ def decode_splits(
     if not jobs or any(job is None for job in jobs.values()):
         return splits, report  # in-memory or user datasets: nothing to decode
     total = sum(len(idx) for _, idx in jobs.values())
+    total_bytes, keeping = 0, True
     with ThreadPoolExecutor(max_workers=workers) as pool, progress(total=total, desc="decoding images", unit="image") as bar:
         for name, (files, indices) in jobs.items():
             arrays, targets, names, digests = [], [], [], set()
@@ -151,7 +154,14 @@ def decode_splits(
                 if array is None:
                     report.bad.append((str(path), reason))
                     continue
-                arrays.append(array)
+                total_bytes += array.nbytes
+                if keeping and total_bytes > budget_mb * 2**20:
+                    keeping = False  # over the budget: keep none (the epochs read the files instead)
+                    arrays.clear()
+                    for kept, *_ in decoded.values():
+                        kept.clear()
+                if keeping:
+                    arrays.append(array)
                 targets.append(files.targets[i])
                 names.append(str(path))
             decoded[name] = (arrays, targets, names, list(files.classes))
@@ -163,11 +173,11 @@ def decode_splits(
         if common:
             report.leaks[f"{a}/{b}"] = len(common)
     report.seconds = time.perf_counter() - started
-    report.decoded_mb = sum(a.nbytes for arrays, *_ in decoded.values() for a in arrays) / 2**20
+    report.decoded_mb = total_bytes / 2**20
     for name, (arrays, targets, names, classes) in decoded.items():
-        if not arrays:
+        if not targets:
             raise DataError(f"the {name} split has no readable images left after skipping bad files")
-    if report.decoded_mb > budget_mb:
+    if not keeping:
         return _without_bad(splits, report), report
     report.kept_in_memory = True
     out = {name: DecodedImages(*decoded[name][:2], decoded[name][3], decoded[name][2]) for name in decoded}
