@@ -71,7 +71,7 @@ def run_recipe(
     log = _printable(log) if dist.is_main else _silent
     if extend and resume is None:
         raise TransferkitError("--extend: give the run to train further with --resume RUN_DIR")
-    reopened = reopen(recipe, resume, extend, dataset) if resume is not None else None
+    reopened = reopen(recipe, resume, extend, dataset, dist.world_size) if resume is not None else None
     ranking = None
     if reopened is not None:
         if reopened.finished:

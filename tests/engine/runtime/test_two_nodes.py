@@ -21,6 +21,7 @@ import pytest
 from safetensors.torch import load_file
 
 import transferkit
+from transferkit.errors import TransferkitError
 from transferkit.testing import registered, write_image_folder, write_recipe
 
 from ...conftest import SUBPROCESS_PLUGIN, installed_tiny_plugin
@@ -97,6 +98,8 @@ def test_two_nodes_match_one_process_write_once_and_resume_after_losing_a_node(t
         for proc, _log in nodes:
             _kill_node(proc)
     assert not (cut / "summary.json").exists(), "the run ended before the kill; nothing was resumed"
+    with registered(plugin, "subprocesstiny"), pytest.raises(TransferkitError, match="trained as 2 process"):
+        transferkit.finetune(resume=cut, quiet=True)  # the surviving node alone would see other batches
     logs = _run_nodes(["--resume", str(cut)], env, tmp_path / "resumed")
     resumed_at = [line for log in logs for line in log.splitlines() if line.startswith("resuming ")]
     assert len(resumed_at) == 1, logs
