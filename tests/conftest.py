@@ -35,14 +35,15 @@ def register_backbones(register):
 """
 
 
-def installed_tiny_plugin(root: Path) -> Path:
+def installed_tiny_plugin(root: Path, source: str = SUBPROCESS_PLUGIN) -> Path:
     """A folder to put on PYTHONPATH: an installed-looking distribution whose entry point
-    registers backbone ``subprocess/tiny`` (for tests that run transferkit in other processes)."""
+    registers backbone ``subprocess/tiny`` (for tests that run transferkit in other processes);
+    ``source``: the plugin module's code, ``SUBPROCESS_PLUGIN`` or a variant of it."""
     dist = root / "subprocesstiny-0.1.dist-info"
     dist.mkdir(parents=True)
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: subprocesstiny\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[transferkit]\nsubprocesstiny = subprocesstiny_plugin\n")
-    (root / "subprocesstiny_plugin.py").write_text(SUBPROCESS_PLUGIN)
+    (root / "subprocesstiny_plugin.py").write_text(source)
     return root
 
 

@@ -79,3 +79,18 @@ def test_resume_requires_a_checkpoint(tmp_path, tiny_recipe):
 
     with pytest.raises(TransferkitError, match="nothing to resume"):
         run_recipe(load_recipe(tiny_recipe), resume=tmp_path, log=lambda m: None)
+
+
+def test_resume_with_another_number_of_processes_is_refused_naming_the_number(tiny_recipe, tmp_path):
+    """Each process's share of an epoch, and the steps in it, depend on the number of processes: a
+    run trained by one process is not resumed by two (torchrun), nor the other way round."""
+    from transferkit.engine.resume import reopen
+    from transferkit.errors import TransferkitError
+
+    tiny_recipe["train"]["checkpoint_every_steps"] = 1
+    recipe = load_recipe(tiny_recipe)
+    with pytest.raises(Stop):
+        run_recipe(recipe, output=tmp_path / "cut", on_step=[_stop_at("finetune", 0, 1)], log=lambda m: None)
+    assert reopen(recipe, tmp_path / "cut", None, None, world_size=1).checkpoint["world_size"] == 1
+    with pytest.raises(TransferkitError, match=r"trained as 1 process\(es\), this is 2; resume it with 1 \(torchrun"):
+        reopen(recipe, tmp_path / "cut", None, None, world_size=2)

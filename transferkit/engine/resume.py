@@ -45,9 +45,10 @@ class Reopened:
         return self.run.is_finished and not self.extended
 
 
-def reopen(recipe: Recipe, resume: str | Path, extend: Mapping[str, str] | None, dataset: Any) -> Reopened:
+def reopen(recipe: Recipe, resume: str | Path, extend: Mapping[str, str] | None, dataset: Any, world_size: int = 1) -> Reopened:
     """The run at ``resume``, checked: it has a checkpoint, ``recipe`` is its own (but for what
-    ``extend`` adds), and a run trained on a Python dataset is given it again."""
+    ``extend`` adds), it goes on with as many processes as it trained with (``world_size``), and a
+    run trained on a Python dataset is given it again."""
     run = RunDir(resume)
     _check_resumable(run, resume)
     checkpoint = load_checkpoint(run.last_checkpoint)
@@ -56,6 +57,8 @@ def reopen(recipe: Recipe, resume: str | Path, extend: Mapping[str, str] | None,
         recipe, extended = extended_recipe(recipe, extend, checkpoint)
     recipe = _check_same_recipe(recipe, checkpoint, run, ignore=extended)
     reopened = Reopened(run, checkpoint, recipe, extended)
+    if not reopened.finished:
+        _check_same_world_size(checkpoint, world_size, run)
     if not reopened.finished and dataset is None and any(r["image"].startswith("dataset[") for r in run.read_splits()):
         raise TransferkitError(f"--resume {run.path}: the run was trained on a Python dataset; give it again:"
                                " transferkit.finetune(resume=RUN_DIR, dataset=...)")
@@ -130,6 +133,18 @@ def _check_resumable(run: RunDir, resume: str | Path) -> None:
             f" with transferkit finetune RECIPE --output {resume} (what it left is removed)"
         )
     raise TransferkitError(f"--resume {resume}: no checkpoints/last.pt in it; nothing to resume")
+
+
+def _check_same_world_size(checkpoint: Mapping[str, Any], world_size: int, run: RunDir) -> None:
+    """Each process's share of an epoch and the steps in it depend on the number of processes: with
+    another number the run would skip or repeat images and its schedule would not fit. (A checkpoint
+    from before this record: not checked.)"""
+    trained = checkpoint.get("world_size")
+    if trained is not None and int(trained) != world_size:
+        raise TransferkitError(
+            f"--resume {run.path}: the run trained as {int(trained)} process(es), this is {world_size}; resume it with"
+            f" {int(trained)} (torchrun --nnodes x --nproc_per_node), or start a new run"
+        )
 
 
 def _check_same_recipe(recipe: Recipe, checkpoint: dict[str, Any], run: RunDir, ignore: Sequence[str] = ()) -> Recipe:

@@ -71,10 +71,11 @@ def run_recipe(
     log = _printable(log) if dist.is_main else _silent
     if extend and resume is None:
         raise TransferkitError("--extend: give the run to train further with --resume RUN_DIR")
-    reopened = reopen(recipe, resume, extend, dataset) if resume is not None else None
+    reopened = reopen(recipe, resume, extend, dataset, dist.world_size) if resume is not None else None
     ranking = None
     if reopened is not None:
         if reopened.finished:
+            dist.leave_at_exit()
             return finished_result(reopened.run, log)
         recipe = reopened.recipe
     else:
@@ -99,6 +100,7 @@ def run_recipe(
                 write_outputs(prepared, run, trained.summary, final.model, trained.best_top1, confidence,
                               wall_seconds=lambda: time.perf_counter() - started, log=log)
             dist.barrier()  # rank 0 wrote the outputs
+            dist.leave_at_exit()
             return RunResult(run.path, trained.summary.to_dict(), final.model.cpu().eval())
 
 

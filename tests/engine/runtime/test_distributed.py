@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import types
+from pathlib import Path
 
 import pytest
 
@@ -53,3 +54,31 @@ def test_two_process_gloo_run_matches_one_process(tiny_recipe, tmp_path):
     acc_two = json.loads((two / "summary.json").read_text())["test"]["top1"]
     assert abs(acc_one - acc_two) <= TOLERANCE, (acc_one, acc_two)
     assert (two / "model.safetensors").is_file() and (two / "checkpoints" / "last.pt").is_file()
+
+
+# a finished rank whose collectives' tensors are alive at exit (as a run's model is)
+LEAVING = """
+import torch
+import torch.distributed as dist
+from transferkit.engine.runtime.distributed import init_distributed
+
+ctx = init_distributed("cpu")
+kept = torch.ones(1000)
+for _ in range(20):
+    dist.all_reduce(kept)
+ctx.barrier()
+ctx.leave_at_exit()
+"""
+
+
+def test_finished_ranks_leave_the_process_group_at_exit(tmp_path):
+    """Left to the interpreter's teardown, gloo aborts most such processes ("terminate called without
+    an active exception", exit -6: 6 launches of 8 without ``leave_at_exit``), and torchrun calls the
+    run failed; with it, both launches end well."""
+    script = tmp_path / "leaving.py"
+    script.write_text(LEAVING)
+    env = {**os.environ, "PYTHONPATH": str(Path(transferkit.__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)],
+                              env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-3000:]

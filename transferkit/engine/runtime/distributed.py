@@ -7,6 +7,8 @@ write the run directory.
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +35,15 @@ class DistContext:
     def barrier(self) -> None:
         if self.enabled:
             dist.barrier()
+
+    def leave_at_exit(self) -> None:
+        """Every rank is done: leave the process group when the process exits. Left to the
+        interpreter's teardown, gloo's threads can abort a finished process (SIGABRT, exit code -6:
+        torchrun reports the run failed, and the other nodes wait out their exit barrier). At exit,
+        not now: another run in this process (a sweep) goes on in the same group. Not after an
+        error: there a teardown could wait on collectives the other ranks never join (NCCL)."""
+        if self.enabled:
+            _leave_at_exit()
 
     def broadcast(self, value: Any) -> Any:
         """Rank 0's ``value`` on every rank."""
@@ -74,3 +85,13 @@ def init_distributed(device_type: str) -> DistContext:
             torch.cuda.set_device(local_rank)
         dist.init_process_group(backend=backend)
     return DistContext(rank, world_size, local_rank)
+
+
+@functools.cache  # registered once, however many runs end in this process
+def _leave_at_exit() -> None:
+    atexit.register(_leave)
+
+
+def _leave() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()

@@ -113,6 +113,7 @@ class Trainer:
             "step": step,
             "best_top1": self.keeper.best_score,
             "rng": rng_state(),
+            "world_size": self.dist.world_size,  # a resume needs as many processes (``resume.reopen``)
             "batch_augs": [_state_of(aug) for aug in self.prepared.batch_augs],
             "early_stopping": phase.stopper.state_dict() if phase.stopper is not None else {},
             "summary_json": json.dumps(self.summary.to_dict()),
