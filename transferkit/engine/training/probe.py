@@ -15,8 +15,11 @@ stronger penalty, the simpler model).
 
 Large problems (``benchmarks/SCALE.md``): above ``CV_IMAGES`` images C is chosen on a stratified
 sample of that many (C is scikit-learn's, on the summed loss, so it carries to the whole set) and
-the final fit on every image starts from the sample's fit at that C; above ``FLOAT64_UP_TO``
-(samples x features x classes) the fit runs in float32. Targets are never materialised as an
+the final fit on every image starts from the sample's fit at that C; above ``MATERIALISE_UP_TO``
+bytes of standardised rows it standardises them chunk by chunk (``Standardised``), never all at
+once. Every fit runs in float64: in float32 L-BFGS cannot meet its tolerances and runs to its
+iteration limit (on 10,000 images of 1024 features, 100 classes, the weaker penalties' fold fits
+took 55-85 s each in float32; the whole float64 probe, 30 fits, 98 s). Targets are never an
 ``N x classes`` matrix: label smoothing enters through the loss.
 """
 
@@ -25,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -37,9 +40,9 @@ from ...progress import progress
 # features accuracy is flat within a decade, so decades suffice
 DEFAULT_CS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 SMALL_PROBLEM = 5e7  # samples x features x classes below which one thread is faster (no thread hand-offs)
-# float64 (scikit-learn's precision) up to this many samples x features x classes; above it float32:
-# half the memory and about twice the speed, where the sums run over enough samples not to need it
-FLOAT64_UP_TO = 2e9
+# standardised float64 rows held at once up to this many bytes; above it, made chunk by chunk (at
+# 2**30, 90,000 rows of 1024 features were held, and their float64 copy beside them: +1.4 GB)
+MATERIALISE_UP_TO = 2**28
 # C is chosen by cross-validation on at most this many images (stratified); every image joins the
 # final fit. The fold fits cost folds x C points x images: capped, they stop growing with the data
 CV_IMAGES = 10_000
@@ -88,7 +91,7 @@ def _sample_weights(labels: torch.Tensor, num_classes: int, smoothing: float, cl
     return (1.0 - smoothing) * w[labels] + smoothing * w.mean()
 
 
-ROWS_PER_CHUNK = 16_384  # a large fit standardises and scores this many rows at a time
+ROWS_PER_CHUNK = 4096  # a large fit standardises and scores this many rows at a time (16,384: +0.74 GB)
 
 
 @dataclass
@@ -134,11 +137,12 @@ def moments(x: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Te
 
 def _minimise(
     x: torch.Tensor | Standardised, labels: torch.Tensor, num_classes: int, smoothing: float, sample_w: torch.Tensor, l2: float,
-    start: tuple[torch.Tensor, torch.Tensor] | None, max_iter: int,
+    start: tuple[torch.Tensor, torch.Tensor] | None, max_iter: int, bar: Any = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """argmin over (W, b) of sum_i s_i CE_smooth(x_i W + b, y_i) / sum_i s_i + l2 / 2 ||W||^2 (the
     smoothed cross-entropy is PyTorch's ``label_smoothing``: the same as soft targets, with no
-    ``N x classes`` target matrix). ``x``: the rows, or a ``Standardised`` made chunk by chunk."""
+    ``N x classes`` target matrix). ``x``: the rows, or a ``Standardised`` made chunk by chunk.
+    ``bar``: a progress bar told of every evaluation of the loss."""
     d, dtype = x.shape[1], x.dtype
     weight = (start[0].clone() if start else torch.zeros(d, num_classes, dtype=dtype)).requires_grad_(True)
     bias = (start[1].clone() if start else torch.zeros(num_classes, dtype=dtype)).requires_grad_(True)
@@ -158,6 +162,8 @@ def _minimise(
             value += loss.detach()
         penalty = 0.5 * l2 * (weight * weight).sum()
         penalty.backward()
+        if bar is not None:
+            bar.update(1)
         return value + penalty.detach()
 
     optimizer.step(closure)
@@ -229,14 +235,14 @@ def _fit_probe(
     started = time.perf_counter()
     feats = features if features.ndim == 3 else features[None]
     views, n, d = feats.shape
-    dtype = torch.float64 if views * n * d * num_classes <= FLOAT64_UP_TO else torch.float32
+    dtype = torch.float64
     x = feats.reshape(views * n, d).cpu()  # a view: a memory-mapped cache stays on disk
     y = labels.to(torch.long).cpu().repeat(views)
     groups = np.tile(np.arange(n), views)
     mean, std = moments(x, dtype)
     basis = None
     design: torch.Tensor | Standardised = Standardised(x, mean, std)
-    if dtype == torch.float64:  # small: every standardised row at once
+    if views * n * d * 8 <= MATERIALISE_UP_TO:  # every standardised row at once
         design = design.rows(slice(None))
         if design.shape[0] < design.shape[1]:  # fit in the samples' span: exact for an L2 penalty, and smaller
             _, s, vh = torch.linalg.svd(design, full_matrices=False)
@@ -297,7 +303,11 @@ def _fit_probe(
         extra_w = _sample_weights(extra_labels, num_classes, label_smoothing, class_weights, dtype) * extra.weights.to(dtype).cpu()
         sample_w = torch.cat([sample_w, extra_w])
         l2 = 1.0 / (best_c * n * float(sample_w.sum()) / labelled_weight)  # C on the summed loss, as sklearn's
-    w, b = _minimise(design, y, num_classes, label_smoothing, sample_w, l2, start, max_iter * 2)
+    # a large fit says how far it is (at most 5/4 evaluations per iteration: LBFGS's max_eval)
+    bar = progress(total=max_iter * 2 * 5 // 4, desc=f"probe: fit on {len(y):,} samples", unit="pass") if n > cv_images else None
+    w, b = _minimise(design, y, num_classes, label_smoothing, sample_w, l2, start, max_iter * 2, bar)
+    if bar is not None:
+        bar.close()
     if basis is not None:
         w = basis.T @ w
     # undo the standardisation: z = (x - mean) / std  ->  logits = x @ (w / std) + (b - mean / std @ w)
