@@ -141,7 +141,8 @@ def write_report(results: dict[int, dict], out: Path, *, machine: str, args: dic
         text += [f"## Before and after (`--before-tag {args.get('before_tag')}`: the same script on the code before the change)", "",
                  *_before_rows(results, before), ""]
     out.write_text("\n".join(text))
-    out.with_suffix(".json").write_text(json.dumps({"machine": machine, "args": args, "slopes": slopes,
+    settings = {k: v for k, v in args.items() if k not in ("work", "out", "recipe", "root", "json", "child")}  # no local paths
+    out.with_suffix(".json").write_text(json.dumps({"machine": machine, "args": settings, "slopes": slopes,
                                                      "results": {str(n): results[n] for n in ns},
                                                      "before": {str(n): r for n, r in (before or {}).items()}}, indent=1))
     print("\n".join(rows))
