@@ -82,12 +82,11 @@ class ProbeFit:
         return out if self.pseudo_labels is None else {**out, "pseudo_labels": self.pseudo_labels}
 
 
-def _sample_weights(labels: torch.Tensor, num_classes: int, smoothing: float, class_weights: torch.Tensor | None,
-                    dtype: torch.dtype) -> torch.Tensor:
+def _sample_weights(labels: torch.Tensor, smoothing: float, class_weights: torch.Tensor | None) -> torch.Tensor:
     """``sum_c target_c * w_c`` of each sample's smoothed target: ``(1 - s) w_y + s mean(w)``."""
     if class_weights is None:
-        return torch.ones(labels.shape[0], dtype=dtype)
-    w = class_weights.to(dtype).cpu()
+        return torch.ones(labels.shape[0], dtype=torch.float64)
+    w = class_weights.to(torch.float64).cpu()
     return (1.0 - smoothing) * w[labels] + smoothing * w.mean()
 
 
@@ -104,15 +103,11 @@ class Standardised:
     std: torch.Tensor
 
     @property
-    def dtype(self) -> torch.dtype:
-        return self.mean.dtype
-
-    @property
     def shape(self) -> tuple[int, int]:
         return (self.x.shape[0], self.x.shape[1])
 
     def rows(self, index: torch.Tensor | slice) -> torch.Tensor:
-        return (self.x[index].to(self.dtype) - self.mean) / self.std
+        return (self.x[index].to(torch.float64) - self.mean) / self.std
 
     def chunks(self) -> Iterator[tuple[slice, torch.Tensor]]:
         for start in range(0, self.x.shape[0], ROWS_PER_CHUNK):
@@ -120,7 +115,7 @@ class Standardised:
             yield part, self.rows(part)
 
 
-def moments(x: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+def moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-feature mean and (unbiased) standard deviation of ``x``'s rows, two passes in chunks with
     float64 sums, floored at 1e-6."""
     n = x.shape[0]
@@ -132,7 +127,7 @@ def moments(x: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Te
     for start in range(0, n, ROWS_PER_CHUNK):
         squares += ((x[start:start + ROWS_PER_CHUNK].to(torch.float64) - mean) ** 2).sum(0)
     std = (squares / max(n - 1, 1)).sqrt().clamp_min(1e-6)
-    return mean.to(dtype), std.to(dtype)
+    return mean, std
 
 
 def _minimise(
@@ -143,7 +138,7 @@ def _minimise(
     smoothed cross-entropy is PyTorch's ``label_smoothing``: the same as soft targets, with no
     ``N x classes`` target matrix). ``x``: the rows, or a ``Standardised`` made chunk by chunk.
     ``bar``: a progress bar told of every evaluation of the loss."""
-    d, dtype = x.shape[1], x.dtype
+    d, dtype = x.shape[1], torch.float64
     weight = (start[0].clone() if start else torch.zeros(d, num_classes, dtype=dtype)).requires_grad_(True)
     bias = (start[1].clone() if start else torch.zeros(num_classes, dtype=dtype)).requires_grad_(True)
     optimizer = torch.optim.LBFGS(
@@ -235,11 +230,10 @@ def _fit_probe(
     started = time.perf_counter()
     feats = features if features.ndim == 3 else features[None]
     views, n, d = feats.shape
-    dtype = torch.float64
     x = feats.reshape(views * n, d).cpu()  # a view: a memory-mapped cache stays on disk
     y = labels.to(torch.long).cpu().repeat(views)
     groups = np.tile(np.arange(n), views)
-    mean, std = moments(x, dtype)
+    mean, std = moments(x)
     basis = None
     design: torch.Tensor | Standardised = Standardised(x, mean, std)
     if views * n * d * 8 <= MATERIALISE_UP_TO:  # every standardised row at once
@@ -248,7 +242,7 @@ def _fit_probe(
             _, s, vh = torch.linalg.svd(design, full_matrices=False)
             basis = vh[s > s[0] * 1e-10]  # [r, F]
             design = design @ basis.T
-    sample_w = _sample_weights(y, num_classes, label_smoothing, class_weights, dtype)
+    sample_w = _sample_weights(y, label_smoothing, class_weights)
     Cs = sorted(float(c) for c in Cs)
     counts = np.bincount(y.numpy()[:n], minlength=num_classes)
     k = int(min(folds, counts[counts > 0].min())) if len(Cs) > 1 else 1
@@ -289,8 +283,8 @@ def _fit_probe(
     if extra is not None and len(extra.labels):
         # the labelled samples and the extra ones, standardised by the statistics of all of them (a
         # feature nearly constant on a few labelled images would blow the others up), in their span
-        both = torch.cat([x.to(dtype), extra.features.to(dtype).cpu()])
-        mean, std = moments(both, dtype)
+        both = torch.cat([x.to(torch.float64), extra.features.to(torch.float64).cpu()])
+        mean, std = moments(both)
         design = (both - mean) / std
         basis, start = None, None
         if design.shape[0] < design.shape[1]:
@@ -300,7 +294,7 @@ def _fit_probe(
         extra_labels = extra.labels.to(torch.long).cpu()
         labelled_weight = float(sample_w.sum())
         y = torch.cat([y, extra_labels])
-        extra_w = _sample_weights(extra_labels, num_classes, label_smoothing, class_weights, dtype) * extra.weights.to(dtype).cpu()
+        extra_w = _sample_weights(extra_labels, label_smoothing, class_weights) * extra.weights.to(torch.float64).cpu()
         sample_w = torch.cat([sample_w, extra_w])
         l2 = 1.0 / (best_c * n * float(sample_w.sum()) / labelled_weight)  # C on the summed loss, as sklearn's
     # a large fit says how far it is (at most 5/4 evaluations per iteration: LBFGS's max_eval)
