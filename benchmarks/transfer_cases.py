@@ -46,7 +46,8 @@ def probe(args: argparse.Namespace) -> dict:
     from transferkit.engine.prepare import prepare
 
     base = _recipe(args)
-    recipe = load_recipe(base.to_dict(), ["data.val_fraction=0.0"], check_data=False)
+    # the features a user's probe reads (the pooled ones), at the recipe's evaluation transform
+    recipe = load_recipe(base.to_dict(), ["data.val_fraction=0.0", "backbone.readout=pooled"], check_data=False)
     started = time.perf_counter()
     prepared = prepare(recipe, log=lambda m: None)
     feats = {}

@@ -134,6 +134,9 @@ class BackboneConfig(_Strict):
     weights: str = "imagenet"
     sha256: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
+    # what the head reads: the pooled features, or those and the last stages' averaged outputs
+    # ("auto": the stages where the backbone can give them; models/readout.py)
+    readout: Literal["auto", "pooled", "stages"] = "auto"
     head_dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     candidates: list[str] = Field(default_factory=list)
 

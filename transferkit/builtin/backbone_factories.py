@@ -15,7 +15,11 @@ from ..models.weights import StateDict
 
 
 class FeatureBackbone(nn.Module):
-    """A classification network with its classifier removed, exposing the backbone contract."""
+    """A classification network with its classifier removed, exposing the backbone contract.
+
+    ``read_stages(k)`` (timm networks with ``forward_intermediates``): the features become the
+    pooled output followed by the global average of each of the last ``k`` feature stages' outputs
+    (``backbone.readout = "stages"``, models/readout.py)."""
 
     def __init__(self, body: nn.Module, num_features: int, data_config: dict[str, Any], classifier_prefixes: tuple[str, ...]):
         super().__init__()
@@ -23,9 +27,29 @@ class FeatureBackbone(nn.Module):
         self.num_features = int(num_features)
         self.data_config = data_config
         self._classifier_prefixes = classifier_prefixes
+        self.readout_stages = 0
+
+    def stage_widths(self) -> list[int] | None:
+        """The channels of each feature stage, input to output, or None when the network cannot
+        return its stages' outputs (no timm ``forward_intermediates``)."""
+        info = getattr(self.body, "feature_info", None)
+        if not hasattr(self.body, "forward_intermediates") or not hasattr(self.body, "forward_head") or not info:
+            return None
+        return [int(stage["num_chs"]) for stage in info]
+
+    def read_stages(self, k: int) -> None:
+        widths = self.stage_widths()
+        if widths is None or not 0 < k <= len(widths) or self.readout_stages:
+            raise ValueError(f"cannot read the last {k} stages of a network with stages {widths} (reading {self.readout_stages})")
+        self.num_features += sum(widths[-k:])
+        self.readout_stages = k
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.body(images)
+        if not self.readout_stages:
+            return self.body(images)
+        final, stages = self.body.forward_intermediates(images, indices=self.readout_stages)
+        pooled = self.body.forward_head(final, pre_logits=True)
+        return torch.cat([pooled.flatten(1), *(stage.mean((2, 3)) for stage in stages)], 1)
 
     def adapt_state_dict(self, state: StateDict) -> StateDict:
         """Accept the wrapped network's own checkpoints: drop its classifier, add our prefix."""

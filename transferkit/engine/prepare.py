@@ -64,12 +64,12 @@ def build_backbone(recipe: Recipe) -> nn.Module:
                           f" (transferkit select RECIPE --backbones {','.join(spec.candidates)} ranks them)")
     run = trained_run(spec.weights)
     if run is None:
-        return create_backbone(spec.name, weights=spec.weights, sha256=spec.sha256, **spec.params)
+        return create_backbone(spec.name, weights=spec.weights, sha256=spec.sha256, readout=spec.readout, **spec.params)
     trained = read_manifest(run)["backbone"]["name"]
     names = registry("backbone")
     if names.canonical(trained) != names.canonical(spec.name):  # a run of `resnet50` is one of `resnets/resnet50`
         raise RecipeError(f"backbone.weights: {run} is a run of backbone {trained!r}, not {spec.name!r}; set backbone.name = {trained!r}")
-    backbone = create_backbone(spec.name, weights="none", **spec.params)
+    backbone = create_backbone(spec.name, weights="none", readout=spec.readout, **spec.params)
     state = read_state_dict(run / WEIGHTS_FILE, spec.sha256)
     own = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
     try:

@@ -18,6 +18,7 @@ from ..errors import PluginError, WeightsError
 from ..imagenet import IMAGENET_INPUT_SIZE, IMAGENET_MEAN, IMAGENET_STD
 from ..plugins import registry
 from ..protocols import check_built
+from .readout import apply_readout
 from .weight_sources import local_weights, resolve_weights, weight_sources  # noqa: F401 - local_weights: its old home
 from .weights import load_into, read_state_dict
 
@@ -32,10 +33,12 @@ def create_backbone(
     *,
     weights: str | None = None,
     sha256: str | None = None,
+    readout: str = "pooled",
     **params: Any,
 ) -> nn.Module:
     """Build a registered backbone. ``weights``: "imagenet" | "none" | a file path
-    (``pretrained=True`` is shorthand for "imagenet")."""
+    (``pretrained=True`` is shorthand for "imagenet"); ``readout``: "pooled" | "stages" | "auto"
+    (models/readout.py)."""
     entry = registry("backbone").get(name)
     weights = weights or ("imagenet" if pretrained else "none")
     declared = entry.extras.get("weights", {})
@@ -47,6 +50,7 @@ def create_backbone(
     except Exception as exc:  # noqa: BLE001
         raise PluginError(f"{label('backbone', entry)} failed to build: {type(exc).__name__}: {exc}") from exc
     check_contract(module, entry.name, entry.provider)
+    apply_readout(module, readout, entry.name, entry.provider)
     if weights == "imagenet" and not self_loading:
         path, source = resolve_weights(name, weight_sources(entry))
         _load_file(module, path, None, f"{source.label}: {path}", source.adapt)

@@ -187,10 +187,11 @@ def test_option_errors_are_one_line(run_dir, tmp_path, capsys):
     assert "no such run directory" in capsys.readouterr().err
 
 
-def _untrained_run(backbone: str, weights: str, folder: Path, size: int) -> Path:
+def _untrained_run(backbone: str, weights: str, folder: Path, size: int, readout: str = "pooled") -> Path:
     """A run directory as a finished run leaves it, for a real backbone (no training needed)."""
-    model = Classifier(create_backbone(backbone, weights=weights), ["a", "b", "c", "d"], dropout=0.2).eval()
-    write_model_files(model, folder, backbone={"name": backbone, "weights": weights, "params": {}}, preprocessing={
+    model = Classifier(create_backbone(backbone, weights=weights, readout=readout), ["a", "b", "c", "d"], dropout=0.2).eval()
+    spec = {"name": backbone, "weights": weights, "params": {}, "readout": readout}
+    write_model_files(model, folder, backbone=spec, preprocessing={
         "image_size": size, "resize_shorter_side": int(round(size / 0.875)), "center_crop": size,
         "mean": list(model.data_config["mean"]), "std": list(model.data_config["std"]), "channels": "RGB", "scale": "pixel / 255",
     })
@@ -198,13 +199,15 @@ def _untrained_run(backbone: str, weights: str, folder: Path, size: int) -> Path
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backbone, weights", [
-    ("timm/tf_efficientnet_lite0", "imagenet"),
-    pytest.param("resnets/resnet18", "none", marks=needs_plugin_component("backbone", "resnets/resnet18", "transferkit-resnets")),
+@pytest.mark.parametrize("backbone, weights, readout", [
+    ("timm/tf_efficientnet_lite0", "imagenet", "pooled"),
+    ("timm/tf_efficientnet_lite0", "imagenet", "stages"),  # the default recipe's: pooled + the last two stages
+    pytest.param("resnets/resnet18", "none", "pooled",
+                 marks=needs_plugin_component("backbone", "resnets/resnet18", "transferkit-resnets")),
 ])
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
-def test_real_backbones_export_within_tolerance(backbone, weights, fmt, tmp_path):
-    run = _untrained_run(backbone, weights, tmp_path / "run", 96)
+def test_real_backbones_export_within_tolerance(backbone, weights, readout, fmt, tmp_path):
+    run = _untrained_run(backbone, weights, tmp_path / "run", 96, readout)
     result = export_run(run, fmt)
     assert result.max_abs_diff <= TOLERANCE and result.path.is_file()
 

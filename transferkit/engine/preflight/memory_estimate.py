@@ -259,7 +259,7 @@ def recipe_profile(recipe: Recipe) -> BackboneProfile:
     if found is None:
         from ...models.backbone import create_backbone
 
-        found = measure_profile(create_backbone(spec.name, weights="none", **spec.params), recipe.data.image_size)
+        found = measure_profile(create_backbone(spec.name, weights="none", readout=spec.readout, **spec.params), recipe.data.image_size)
         if key:
             _keep(key, found)
     return found

@@ -22,6 +22,7 @@ from safetensors.torch import save as save_safetensors
 from ...errors import CorruptFileError, TransferkitError
 from ...models.backbone import create_backbone
 from ...models.classifier import Classifier
+from ...models.readout import readout_of
 from .artifacts import read_verified, read_verified_json, write_verified
 from .layout import MANIFEST_FILE, WEIGHTS_FILE
 
@@ -95,7 +96,8 @@ def write_prepared_model(prepared: Prepared, model: Classifier, folder: Path, co
     write_model_files(
         model,
         Path(folder),
-        backbone={"name": recipe.backbone.name, "weights": model.backbone.weights_origin, "params": recipe.backbone.params},
+        backbone={"name": recipe.backbone.name, "weights": model.backbone.weights_origin, "params": recipe.backbone.params,
+                  "readout": readout_of(model.backbone)},
         preprocessing=preprocessing.to_manifest(),
         confidence=confidence,
     )
@@ -151,7 +153,7 @@ def load_classifier(folder: Path) -> tuple[Classifier, dict[str, Any]]:
             " the two files come from different runs: restore the run's own manifest"
         )
     spec = manifest["backbone"]
-    backbone = create_backbone(spec["name"], weights="none", **spec.get("params", {}))
+    backbone = create_backbone(spec["name"], weights="none", readout=spec.get("readout", "pooled"), **spec.get("params", {}))
     model = Classifier(backbone, manifest["classes"], manifest.get("head_dropout", 0.0))
     model.data_config.update({k: tuple(v) if isinstance(v, list) else v for k, v in manifest["data_config"].items()})
     try:
