@@ -114,7 +114,8 @@ def rank_backbones(
         raise RecipeError(f"{origin}: folds = {folds}; give 2 or more")
     splits = splits if splits is not None else build_splits(recipe)
     splits = dataclasses.replace(splits, test=None)  # never read, not even decoded
-    backbones = {name: create_backbone(name, weights="imagenet") for name in candidates}
+    # the features each candidate would train on: the recipe's readout
+    backbones = {name: create_backbone(name, weights="imagenet", readout=recipe.backbone.readout) for name in candidates}
     native = {name: preprocessing_for(data_config(b), None) for name, b in backbones.items()}
     shorter = max(p.resize_shorter_side for p in native.values())
     splits, report = decode_splits(splits, shorter=shorter, on_bad=recipe.data.on_bad_image, budget_mb=recipe.data.decode_cache_mb)
