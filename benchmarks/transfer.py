@@ -129,6 +129,9 @@ def report(rows: list[dict], args: argparse.Namespace, where: str, minutes: floa
                          + (f"; test of each model: {json.dumps(tested, sort_keys=True)}" if tested else ""))
     lines += [
         "",
+        *([f"Reused from `{Path(args.reuse).name}` (an earlier run of this script on the same folders, not rerun here):"
+           f" {', '.join(sorted(args.reused))}."] if args.reused else []),
+        "",
         "Every probe is fitted on all of `train/`; the recipe and fastai hold out their own validation split from it. Times"
         " on a shared 2-core CPU are indicative only; accuracies are what they are.",
     ]
@@ -144,7 +147,11 @@ def main() -> None:
     parser.add_argument("--only", default="native_probe,probe,fastai,recipe", help="comma-separated cases (also: loop)")
     parser.add_argument("--loop-epochs", type=int, default=6)
     parser.add_argument("--out", default=str(HERE / "TRANSFER.md"))
+    parser.add_argument("--reuse", metavar="JSON", help="a previous run's TRANSFER.json: the cases not in --only are taken from"
+                        " its row of the same folder (the report says which and from where)")
     args = parser.parse_args()
+    earlier = {r["name"]: r for r in json.loads(Path(args.reuse).read_text())} if args.reuse else {}
+    args.reused = set()
     cases = [c for c in args.only.split(",") if c]
     work = Path(tempfile.mkdtemp(prefix="transferkit-transfer-"))
     args.display_roots = [r if r == "digits" else (Path(r).name if Path(r).is_absolute() else r) for r in args.roots]
@@ -163,6 +170,10 @@ def main() -> None:
             if case in ("native_probe", "fastai", "loop"):  # baselines: the recipe's backbone only, none of its settings
                 extra = ["--recipe", args.recipe, "--tmp", str(tmp)] + (["--epochs", str(args.loop_epochs)] if case == "loop" else [])
             row[case] = run_case(case, root, extra)
+        for case, result in earlier.get(root.name, {}).items():
+            if case in ("native_probe", "probe", "fastai", "loop", "recipe") and case not in row:
+                row[case] = result
+                args.reused.add(case)
         for variant in args.variant:
             tmp = work / root.name / variant.replace("/", "_")
             name, _, size = variant.partition("@")
