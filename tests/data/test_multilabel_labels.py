@@ -83,7 +83,7 @@ def test_vocabulary_matrix_and_counts():
 
 
 def test_a_label_outside_the_vocabulary_is_named():
-    with pytest.raises(DataError, match=r"1 label\(s\) not in the vocabulary of 2: 'fox' \(first on image 1\)"):
+    with pytest.raises(DataError, match=r"1 label\(s\) not in the vocabulary of 2: 'fox' \(first in row 1, counting from 0\)"):
         multi_hot([("cat",), ("fox", "dog")], ["cat", "dog"])
 
 

@@ -104,8 +104,8 @@ def multi_hot(label_sets: Sequence[Sequence[str]], vocab: Sequence[str]) -> np.n
                 matrix[i, j] = 1
     if unknown:
         names = capped(sorted(unknown))
-        raise DataError(f"{len(unknown)} label(s) not in the vocabulary of {len(vocab)}: {names} (first on image "
-                        f"{min(unknown.values())}); add them to the training images or remove them from these rows")
+        raise DataError(f"{len(unknown)} label(s) not in the vocabulary of {len(vocab)}: {names} (first in row "
+                        f"{min(unknown.values())}, counting from 0); add them to the training images or remove them from these rows")
     return matrix
 
 
