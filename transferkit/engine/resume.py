@@ -150,12 +150,17 @@ def _check_same_world_size(checkpoint: Mapping[str, Any], world_size: int, run: 
 def _check_same_recipe(recipe: Recipe, checkpoint: dict[str, Any], run: RunDir, ignore: Sequence[str] = ()) -> Recipe:
     """Resuming with other settings would silently mix two runs: refuse, naming the first key
     (``ignore``: the keys ``--extend`` changed). Keys added to transferkit after the run started
-    keep their defaults (and a run from before ``data.split_seed`` keeps splitting with ``seed``)."""
+    keep their defaults (and a run from before ``data.split_seed`` keeps splitting with ``seed``, one from
+    before ``backbone.readout`` reads the pooled features)."""
     stored = json.loads(checkpoint.get("recipe_json", "{}"))
     if stored and "split_seed" not in stored.get("data", {}):
         recipe = recipe.model_copy(deep=True)
         recipe.data.split_seed = int(stored.get("seed", 0))
         ignore = [*ignore, "data.split_seed"]
+    if stored and "readout" not in stored.get("backbone", {}):  # a run from before backbone.readout read the pooled features
+        recipe = recipe.model_copy(deep=True)
+        recipe.backbone.readout = "pooled"
+        ignore = [*ignore, "backbone.readout"]
     new, defaults = recipe.to_dict(), Recipe().to_dict()
     differences = [d for d in _diff(stored, new) if d not in ignore and not _new_default(d, stored, new, defaults)]
     if stored and differences:
