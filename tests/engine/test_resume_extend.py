@@ -3,7 +3,6 @@ and a new run starting from a trained one (``backbone.weights = RUN_DIR``)."""
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 
@@ -14,12 +13,13 @@ from safetensors.torch import load_file
 
 from transferkit.cli import main
 from transferkit.engine.prepare import build_model
-from transferkit.engine.rundir.artifacts import remove_verified, write_verified
 from transferkit.engine.rundir.model_files import write_manifest
 from transferkit.engine.rundir.run_dir import RunDir
 from transferkit.engine.training.early_stopping import EarlyStopper
 from transferkit.recipe_loading import load_recipe
 from transferkit.testing import make_recipe, registered_backbone, write_image_folder, write_recipe
+
+from ..older_runs import as_before_key
 
 
 def _from(recipe: dict, weights) -> dict:
@@ -100,17 +100,7 @@ def test_starting_from_a_run_of_another_backbone_is_refused(tiny_run, tmp_path):
 
 def test_a_run_from_before_split_seed_resumes_splitting_with_its_seed(tiny_run, capsys):
     """Recipes gained data.split_seed; a run started before it resumes (no "recipe differs")."""
-    last = tiny_run / "checkpoints" / "last.pt"
-    state = torch.load(last, weights_only=True)
-    stored = json.loads(state["recipe_json"])
-    del stored["data"]["split_seed"]
-    state["recipe_json"] = json.dumps(stored, sort_keys=True)
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    write_verified(last, buffer.getvalue())  # as a run of that time wrote it, with its checksum
-    recipe = tiny_run / "recipe.toml"
-    write_verified(recipe, recipe.read_text().replace("split_seed = 0\n", "").encode())
-    remove_verified(tiny_run / "summary.json")
+    as_before_key(tiny_run, "data", "split_seed", "split_seed = 0\n")
     assert main(["finetune", "--resume", str(tiny_run)]) == 0, capsys.readouterr().err
 
 

@@ -13,6 +13,8 @@ from transferkit.models.backbone import create_backbone
 from transferkit.models.readout import STAGES
 from transferkit.testing import TINY_BACKBONE, make_recipe, write_image_folder
 
+from ..older_runs import as_before_key
+
 
 def test_stages_are_the_pooled_features_then_each_of_the_last_stages_averaged():
     torch.manual_seed(0)
@@ -74,26 +76,12 @@ def test_a_run_records_its_readout_and_loads_with_it(tmp_path, tiny_backbone):
 def test_a_run_from_before_readout_resumes_reading_the_pooled_features(tmp_path, tiny_backbone, capsys):
     """A run started before backbone.readout (its recipe and checkpoint without the key, its head
     on the pooled features) resumes as it was, not under the new default."""
-    import io
-    import json
-
     from transferkit.cli import main
-    from transferkit.engine.rundir.artifacts import remove_verified, write_verified
 
     root = write_image_folder(tmp_path / "images")
     recipe = make_recipe(root, "timm/mobilenetv3_small_050", backbone={"readout": "pooled"}, phases={"finetune": {"epochs": 1}})
     run = transferkit.finetune(recipe, output=tmp_path / "run", quiet=True).run_dir
-    last = run / "checkpoints" / "last.pt"
-    state = torch.load(last, weights_only=True)
-    stored = json.loads(state["recipe_json"])
-    del stored["backbone"]["readout"]
-    state["recipe_json"] = json.dumps(stored, sort_keys=True)
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    write_verified(last, buffer.getvalue())  # as a run of that time wrote it, with its checksum
-    toml = run / "recipe.toml"
-    write_verified(toml, toml.read_text().replace('readout = "pooled"\n', "").encode())
-    remove_verified(run / "summary.json")
+    as_before_key(run, "backbone", "readout", 'readout = "pooled"\n')
     assert main(["finetune", "--resume", str(run)]) == 0, capsys.readouterr().err
     model, manifest = load_classifier(run)
     assert manifest["backbone"]["readout"] == "pooled" and model.head.in_features == 1024
