@@ -254,7 +254,7 @@ def recipe_profile(recipe: Recipe) -> BackboneProfile:
         from ...builtin.backbone_catalog import library_version
 
         versions = [library_version(d) for d in ("transferkit", "timm", "torchvision", "torch")]
-        key = json.dumps([spec.name, spec.params, recipe.data.image_size, versions], sort_keys=True, default=str)
+        key = json.dumps([spec.name, spec.params, spec.readout, recipe.data.image_size, versions], sort_keys=True, default=str)
     found = _cached(key) if key else None
     if found is None:
         from ...models.backbone import create_backbone
