@@ -61,12 +61,13 @@ def test_a_recipe_with_another_readout_is_refused_in_one_line(tmp_path):
     assert "backbone.readout" in str(caught.value) and "\n" not in str(caught.value).strip()
 
 
-def test_a_run_records_its_readout_and_loads_with_it(tmp_path, tiny_backbone):
+def test_a_run_records_its_readout_and_loads_with_it(tmp_path, tiny_backbone, capsys):
     root = write_image_folder(tmp_path / "images")
     recipe = make_recipe(root, "timm/mobilenetv3_small_050", backbone={"readout": "auto"}, phases={"finetune": {"epochs": 1}})
-    run = transferkit.finetune(recipe, output=tmp_path / "run", quiet=True)
-    manifest = read_manifest(run.run_dir)
+    run = transferkit.finetune(recipe, output=tmp_path / "run")
     widths = [s["num_chs"] for s in timm.create_model("mobilenetv3_small_050").feature_info]
+    assert f"head on {1024 + sum(widths[-STAGES:])} features (pooled + the last 2 stages)" in capsys.readouterr().out
+    manifest = read_manifest(run.run_dir)
     assert manifest["backbone"]["readout"] == "stages"
     assert manifest["num_features"] == 1024 + sum(widths[-STAGES:])
     model, _ = load_classifier(run.run_dir)

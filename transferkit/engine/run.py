@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from ..errors import BadFilesError, TransferkitError
+from ..models.readout import STAGES, readout_of
 from ..recipe import AUTO_BACKBONE, Recipe, with_backbone
 from .final.confidence import fit_confidence
 from .final.final_weights import choose_final_weights
@@ -177,7 +178,8 @@ def _train(
     log(
         f"data: {len(prepared.splits.train)} train, {len(prepared.splits.val or [])} val, "
         f"{len(prepared.splits.test or [])} test images, {len(prepared.splits.classes)} classes; "
-        f"backbone {recipe.backbone.name} ({prepared.model.backbone.weights_origin}); device {prepared.runtime.describe()}"
+        f"backbone {recipe.backbone.name} ({prepared.model.backbone.weights_origin}), {_reads(prepared.model.backbone)};"
+        f" device {prepared.runtime.describe()}"
     )
     if report.bad and dist.is_main:
         run.write_text(run.skipped_images_file, "".join(f"{f}\t{r}\n" for f, r in report.bad))
@@ -220,3 +222,9 @@ def _printable(log: Callable[[str], None]) -> Callable[[str], None]:
     """File names that are not UTF-8 (surrogate escapes) shown as ``\\udcff`` instead of making a
     strict stdout raise in the middle of a run."""
     return lambda message: log(message.encode("utf-8", "backslashreplace").decode("utf-8"))
+
+
+def _reads(backbone: Any) -> str:
+    """What the head reads, in words: "head on 1712 features (pooled + the last 2 stages)"."""
+    what = f"pooled + the last {STAGES} stages" if readout_of(backbone) == "stages" else "pooled"
+    return f"head on {backbone.num_features} features ({what})"
