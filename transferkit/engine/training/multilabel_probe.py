@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from ...data.iterative_stratification import iterative_folds
 from ...data.sources import capped
 from ...errors import DataError
-from .probe import DEFAULT_CS, SMALL_PROBLEM, _threads, moments
+from .probe import DEFAULT_CS, SMALL_PROBLEM, _threads, moments, raw_head, row_span
 
 
 @dataclass
@@ -156,12 +156,7 @@ def _fit(
     if pw is not None and len(pw) != y.shape[1]:
         raise ValueError(f"pos_weight has {len(pw)} entries for {y.shape[1]} labels")
     mean, std = moments(x)
-    z = (x - mean) / std
-    basis = None
-    if n < z.shape[1]:  # the optimum lies in the rows' span: fit there, smaller and exact
-        _, s, vh = torch.linalg.svd(z, full_matrices=False)
-        basis = vh[s > s[0] * 1e-10]
-        z = z @ basis.T
+    z, basis = row_span((x - mean) / std)
     Cs = sorted(float(c) for c in Cs)
     k = min(folds, n // 2) if len(Cs) > 1 else 1
     cv: dict[float, float] = {}
@@ -182,12 +177,5 @@ def _fit(
         best_c = Cs[len(Cs) // 2]
     l2 = 1.0 / (best_c * n)
     w, b = _minimise(z, y, l2, pw, None, max_iter * 2)
-    if basis is not None:
-        w = basis.T @ w
-    # z = (x - mean) / std  ->  logits = x @ (w / std) + (b - mean / std @ w)
-    w_raw = w / std[:, None]
-    b_raw = b - mean @ w_raw
-    return MultiLabelProbeFit(
-        weight=w_raw.T.to(torch.float32).contiguous(), bias=b_raw.to(torch.float32), C=best_c, l2=l2, folds=k,
-        cv_loss=cv, seconds=time.perf_counter() - started,
-    )
+    weight, bias = raw_head(w, b, basis, mean, std)
+    return MultiLabelProbeFit(weight=weight, bias=bias, C=best_c, l2=l2, folds=k, cv_loss=cv, seconds=time.perf_counter() - started)

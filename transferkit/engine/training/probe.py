@@ -115,6 +115,28 @@ class Standardised:
             yield part, self.rows(part)
 
 
+def row_span(design: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """With fewer rows than features, ``design`` in its rows' span and that basis ``[r, F]``: the
+    optimum of an L2-penalised linear fit lies there, so fitting there is exact, and smaller."""
+    if design.shape[0] >= design.shape[1]:
+        return design, None
+    _, s, vh = torch.linalg.svd(design, full_matrices=False)
+    basis = vh[s > s[0] * 1e-10]
+    return design @ basis.T, basis
+
+
+def raw_head(
+    w: torch.Tensor, b: torch.Tensor, basis: torch.Tensor | None, mean: torch.Tensor, std: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The head ``(weight [K, F], bias [K])`` in float32 on the raw features, from a fit ``(w [F or r, K], b)``
+    on standardised ones (in ``basis``' span): z = (x - mean) / std -> x @ (w / std) + (b - mean / std @ w)."""
+    if basis is not None:
+        w = basis.T @ w
+    w_raw = w / std[:, None]
+    b_raw = b - mean @ w_raw
+    return w_raw.T.to(torch.float32).contiguous(), b_raw.to(torch.float32)
+
+
 def moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-feature mean and (unbiased) standard deviation of ``x``'s rows, two passes in chunks with
     float64 sums, floored at 1e-6."""
@@ -237,11 +259,7 @@ def _fit_probe(
     basis = None
     design: torch.Tensor | Standardised = Standardised(x, mean, std)
     if views * n * d * 8 <= MATERIALISE_UP_TO:  # every standardised row at once
-        design = design.rows(slice(None))
-        if design.shape[0] < design.shape[1]:  # fit in the samples' span: exact for an L2 penalty, and smaller
-            _, s, vh = torch.linalg.svd(design, full_matrices=False)
-            basis = vh[s > s[0] * 1e-10]  # [r, F]
-            design = design @ basis.T
+        design, basis = row_span(design.rows(slice(None)))
     sample_w = _sample_weights(y, label_smoothing, class_weights)
     Cs = sorted(float(c) for c in Cs)
     counts = np.bincount(y.numpy()[:n], minlength=num_classes)
@@ -285,12 +303,8 @@ def _fit_probe(
         # feature nearly constant on a few labelled images would blow the others up), in their span
         both = torch.cat([x.to(torch.float64), extra.features.to(torch.float64).cpu()])
         mean, std = moments(both)
-        design = (both - mean) / std
-        basis, start = None, None
-        if design.shape[0] < design.shape[1]:
-            _, s, vh = torch.linalg.svd(design, full_matrices=False)
-            basis = vh[s > s[0] * 1e-10]
-            design = design @ basis.T
+        design, basis = row_span((both - mean) / std)
+        start = None
         extra_labels = extra.labels.to(torch.long).cpu()
         labelled_weight = float(sample_w.sum())
         y = torch.cat([y, extra_labels])
@@ -302,12 +316,5 @@ def _fit_probe(
     w, b = _minimise(design, y, num_classes, label_smoothing, sample_w, l2, start, max_iter * 2, bar)
     if bar is not None:
         bar.close()
-    if basis is not None:
-        w = basis.T @ w
-    # undo the standardisation: z = (x - mean) / std  ->  logits = x @ (w / std) + (b - mean / std @ w)
-    w_raw = w / std[:, None]
-    b_raw = b - mean @ w_raw
-    return ProbeFit(
-        weight=w_raw.T.to(torch.float32).contiguous(), bias=b_raw.to(torch.float32), C=best_c, l2=l2, folds=k,
-        cv_log_loss=cv, seconds=time.perf_counter() - started,
-    )
+    weight, bias = raw_head(w, b, basis, mean, std)
+    return ProbeFit(weight=weight, bias=bias, C=best_c, l2=l2, folds=k, cv_log_loss=cv, seconds=time.perf_counter() - started)
