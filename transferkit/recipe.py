@@ -88,6 +88,8 @@ class DataConfig(_Strict):
     on_bad_image: Literal["error", "skip"] = "error"
     # decoded images are kept in memory (uint8, working resolution) up to this size
     decode_cache_mb: Annotated[float, Field(ge=0.0, le=1e9)] = 4096.0
+    # task = "multilabel": what separates the labels of one image in a CSV's label cell
+    label_separator: Annotated[str, Field(min_length=1, max_length=3, pattern=r"^[^,\s\w]+$")] = ";"
 
     @field_validator("params")
     @classmethod
@@ -352,6 +354,15 @@ class ComponentSpec(BaseModel):
         return dict(self.model_extra or {})
 
 
+class MultilabelConfig(_Strict):
+    """``task = "multilabel"``: how each label's decision is made (``engine/multilabel``)."""
+
+    # per-label thresholds on validation: each label's best F1, or a precision target in (0, 1]
+    threshold: Literal["f1"] | Annotated[float, Field(gt=0.0, le=1.0)] = "f1"
+    # "balanced": each label's positives weigh as much as its negatives in the loss (both phases)
+    pos_weight: Literal["none", "balanced"] = "none"
+
+
 class AugmentConfig(_Strict):
     image: list[ComponentSpec] = Field(default_factory=list)
     batch: list[ComponentSpec] = Field(default_factory=list)
@@ -362,6 +373,9 @@ class Recipe(_Strict):
 
     name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")] = "run"
     seed: Seed = 0
+    # "multilabel": several labels per image (a CSV manifest's label cells), sigmoid head, mAP
+    task: Literal["single", "multilabel"] = "single"
+    multilabel: MultilabelConfig | None = None  # task = "multilabel"'s settings (unset: the defaults)
     data: DataConfig = Field(default_factory=DataConfig)
     backbone: BackboneConfig = Field(default_factory=BackboneConfig)
     phases: Phases = Field(default_factory=Phases)
@@ -381,6 +395,15 @@ class Recipe(_Strict):
         if self.data.unlabeled is not None and (not extract.probe or extract.epochs == 0):
             raise ValueError("data.unlabeled: the unlabelled images join phase 1's probe (pseudo-labels); it needs"
                              ' phases.extract.solver = "auto" or "lbfgs", cache_features = true and epochs >= 1')
+        return self
+
+    @model_validator(mode="after")
+    def _task_settings(self) -> "Recipe":
+        from .recipe_tasks import task_refusal
+
+        refusal = task_refusal(self)
+        if refusal is not None:
+            raise ValueError(refusal)
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -253,6 +253,25 @@ def write_image_folder(
     return Path(root)
 
 
+def write_multilabel_csv(root: Path, per_split: Mapping[str, int] = TINY_SPLITS, seed: int = 0, *, size: int = 40,
+                         colours: Mapping[str, tuple[int, int, int]] = COLOURS) -> Path:
+    """A multi-label CSV manifest ``root/labels.csv`` (``path,label,split``; ``per_split[split]`` x 3
+    images each): each image's left and right halves are noisy squares of two colours (alike or
+    not), its labels the colours it shows (``red;blue``); deterministic for a seed."""
+    rng = np.random.default_rng(seed)
+    names = list(colours)
+    rows = ["path,label,split"]
+    (Path(root) / "images").mkdir(parents=True, exist_ok=True)
+    for split, count in per_split.items():
+        for i in range(count * len(names)):
+            left, right = names[i % len(names)], names[int(rng.integers(len(names)))]
+            halves = [np.asarray(make_image(colours[c], rng, (size, size // 2))) for c in (left, right)]
+            Image.fromarray(np.concatenate(halves, axis=1)).save(Path(root) / "images" / f"{split}_{i}.png")
+            rows.append(f"images/{split}_{i}.png,{';'.join(sorted({left, right}))},{split}")
+    (Path(root) / "labels.csv").write_text("\n".join(rows) + "\n")
+    return Path(root) / "labels.csv"
+
+
 def make_recipe(root: Path, backbone: str = TINY_BACKBONE, /, **sections: Any) -> dict[str, Any]:
     """A recipe dict that trains in seconds on ``write_image_folder``'s images (32 px, 2 + 2
     epochs) with backbone ``backbone``; ``sections`` update its tables, e.g.

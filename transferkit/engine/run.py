@@ -22,9 +22,11 @@ from typing import Any, Callable, Iterator, Mapping
 from ..errors import BadFilesError, TransferkitError
 from ..models.readout import STAGES, readout_of
 from ..recipe import AUTO_BACKBONE, Recipe, with_backbone
+from ..recipe_tasks import MULTILABEL
 from .final.confidence import fit_confidence
 from .final.final_weights import choose_final_weights
 from .finish import write_outputs
+from .multilabel.run import refuse_unsupported, run_multilabel
 from .preflight.backbone_ranking import BackboneRanking, resolve_auto_backbone
 from .prepare import Prepared, prepare
 from .resume import Reopened, reopen, reopen_for_more_epochs
@@ -50,8 +52,15 @@ class RunResult:
 
     @property
     def test_accuracy(self) -> float | None:
+        """Test top-1 (None without a test split, and for a multi-label run: ``test_map``)."""
         test = self.summary.get("test")
-        return test["top1"] if test else None
+        return test.get("top1") if test else None
+
+    @property
+    def test_map(self) -> float | None:
+        """A multi-label run's test macro mean average precision."""
+        test = self.summary.get("test")
+        return test.get("macro_map") if test else None
 
 
 def run_recipe(
@@ -69,6 +78,9 @@ def run_recipe(
     started = time.perf_counter()
     require_tensorboard(recipe)
     dist = init_distributed(resolve_runtime(recipe.train).device.type)
+    if recipe.task == MULTILABEL:  # its own flow: a single-label run does not change
+        refuse_unsupported(resume, dataset, dist.enabled)
+        return RunResult(*run_multilabel(recipe, output=output, log=_printable(log)))
     log = _printable(log) if dist.is_main else _silent
     if extend and resume is None:
         raise TransferkitError("--extend: give the run to train further with --resume RUN_DIR")

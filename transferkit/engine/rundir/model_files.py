@@ -69,10 +69,11 @@ def uncalibrated(manifest: Mapping[str, Any]) -> dict[str, Any]:
 
 def write_model_files(
     model: Classifier, folder: Path, *, backbone: dict[str, Any], preprocessing: dict[str, Any],
-    confidence: Mapping[str, Any] | None = None,
+    confidence: Mapping[str, Any] | None = None, task: Mapping[str, Any] | None = None,
 ) -> None:
     """Write ``model.safetensors`` and ``manifest.json`` into ``folder``; ``confidence``: the
-    ``calibration`` and ``rejection`` entries fitted to these weights."""
+    ``calibration`` and ``rejection`` entries fitted to these weights; ``task``: a multi-label
+    model's ``task`` and ``thresholds`` (a manifest without them is single-label)."""
     write_weights(model.state_dict(), folder)
     manifest = {
         "format": "transferkit.classifier",
@@ -84,11 +85,15 @@ def write_model_files(
         "data_config": {k: list(v) if isinstance(v, tuple) else v for k, v in model.data_config.items()},
         "preprocessing": preprocessing,
         **{k: v for k, v in (confidence or {}).items() if k in FITTED_TO_WEIGHTS and v is not None},
+        **(task or {}),
     }
     write_manifest(manifest, Path(folder))
 
 
-def write_prepared_model(prepared: Prepared, model: Classifier, folder: Path, confidence: Mapping[str, Any] | None = None) -> None:
+def write_prepared_model(
+    prepared: Prepared, model: Classifier, folder: Path, confidence: Mapping[str, Any] | None = None,
+    task: Mapping[str, Any] | None = None,
+) -> None:
     """``model``'s files with the backbone spec and the evaluation preprocessing of a prepared run
     (and, for the final model, its calibration and rejection rule)."""
     recipe = prepared.recipe
@@ -100,6 +105,7 @@ def write_prepared_model(prepared: Prepared, model: Classifier, folder: Path, co
                   "readout": readout_of(model.backbone)},
         preprocessing=preprocessing.to_manifest(),
         confidence=confidence,
+        task=task,
     )
 
 
