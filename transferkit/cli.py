@@ -245,6 +245,10 @@ def _list_backbones(entries: Sequence[Any], args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"evaluating {' + '.join(args.run_dirs)} ...", file=sys.stderr, flush=True)
+    from .evaluate_multilabel import is_multilabel_run  # the engine: not for --help
+
+    if any(is_multilabel_run(run) for run in args.run_dirs):
+        return _evaluate_multilabel(args)
     model = _predictor(args.run_dirs, args)
     started = time.perf_counter()
     metrics = transferkit.evaluate(args.run_dirs, args.data, tta=args.tta, model=model, raw=args.raw)
@@ -262,6 +266,23 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"skipped {len(bad)} image(s) that could not be read (not in the figures): {shown}")
     worst = sorted((v, k) for k, v in metrics["per_class_accuracy"].items() if v is not None)[:3]
     print("lowest per-class accuracy: " + ", ".join(f"{k} {v:.3f}" for v, k in worst))
+    return 0
+
+
+def _evaluate_multilabel(args: argparse.Namespace) -> int:
+    from .evaluate_multilabel import evaluate_multilabel
+
+    if len(args.run_dirs) > 1 or args.tta or args.raw:
+        given = "several runs" if len(args.run_dirs) > 1 else "--tta" if args.tta else "--raw"
+        raise UsageError(f"{given}: a multi-label run is evaluated alone, without test-time views or calibration; give one run")
+    started = time.perf_counter()
+    m = evaluate_multilabel(args.run_dirs[0], args.data)
+    print(f"{args.run_dirs[0]}: macro mAP {m['macro_map']:.4f}, micro mAP {m['micro_map']:.4f}; at its thresholds macro-F1"
+          f" {m['macro_f1']:.4f}, subset accuracy {m['subset_accuracy']:.4f} on {m['where']} ({time.perf_counter() - started:.1f} s)")
+    worst = sorted((v, k) for k, v in m["per_label_ap"].items() if v is not None)[:3]
+    print("lowest average precision: " + ", ".join(f"{k} {v:.3f}" for v, k in worst))
+    if m["labels_without_positives"]:
+        print(f"no positive image (left out of the macro mean): {', '.join(m['labels_without_positives'])}")
     return 0
 
 

@@ -12,6 +12,8 @@ if TYPE_CHECKING:
     from .recipe import Recipe
 
 MULTILABEL = "multilabel"
+# what a multi-label recipe or run can go through, for the commands that refuse one
+MULTILABEL_COMMANDS = "finetune, validate, evaluate, predict, export, report and runs take multi-label ones"
 WHY = 'task = "multilabel"'
 
 # (the setting, whether the recipe asks for something a multi-label run does not do, what to set)
@@ -47,6 +49,8 @@ def task_refusal(recipe: "Recipe") -> str | None:
     if recipe.data.source != "csv":
         return (f'data.source: {WHY} reads a CSV manifest (path,label[,split], each label cell listing the image\'s labels'
                 f' separated by {recipe.data.label_separator!r}); set data.source = "csv" and data.root = the CSV file')
+    if recipe.data.root is None:
+        return f'data.root: {WHY} reads a CSV manifest; set data.root = "path/to/labels.csv"'
     for key, refused, fix in _REFUSED:
         if refused(recipe):
             return f"{key}: not available with {WHY}; {fix}"

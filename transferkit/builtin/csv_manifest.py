@@ -64,5 +64,5 @@ def label_warnings(manifest: Path, classes: list[str]) -> list[str]:
     several = [name for name in classes if MULTI_LABEL.search(name)]
     if several:
         notes.append(f"{manifest}: labels {capped(several)} look like several labels in one; each image gets one label"
-                     " (the whole text is its class)")
+                     ' (the whole text is its class); for several labels per image set task = "multilabel"')
     return notes

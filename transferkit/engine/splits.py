@@ -10,6 +10,7 @@ from ..data.sources import DatasetSplits, ImageSet, stratified_split
 from ..errors import DataError, PluginError, RecipeError
 from ..plugins import registry
 from ..recipe import Recipe
+from ..recipe_tasks import MULTILABEL, MULTILABEL_COMMANDS
 from ..registry import factory_parameters
 
 
@@ -17,7 +18,10 @@ def build_splits(
     recipe: Recipe, dataset: Any = None, val_dataset: Any = None, test_dataset: Any = None, *, shorter: int | None = None
 ) -> DatasetSplits:
     """The recipe's data source, or datasets handed in through the Python API (read once,
-    images shrunk to ``shorter``: see ``data.user_datasets``)."""
+    images shrunk to ``shorter``: see ``data.user_datasets``). Single-label: a multi-label
+    recipe's data is ``data.multilabel_csv``'s, and the commands that come here refuse it."""
+    if recipe.task == MULTILABEL:
+        raise RecipeError(f'task = "multilabel": this command takes single-label recipes for now; {MULTILABEL_COMMANDS}')
     if dataset is not None:
         splits = _user_splits(recipe, dataset, val_dataset, test_dataset, shorter)
     else:

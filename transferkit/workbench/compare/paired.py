@@ -18,7 +18,8 @@ import numpy as np
 from scipy.stats import binom
 from sklearn.metrics import f1_score
 
-from ...errors import DataError, printable
+from ...errors import DataError, TransferkitError, printable
+from ...evaluate_multilabel import is_multilabel_run
 from ...evaluate_run import predictions
 from ...inference import load
 
@@ -77,6 +78,10 @@ def mcnemar_exact(b: int, c: int) -> float:
 
 def compare_runs(run_a: str | Path, run_b: str | Path, data: str | Path | None = None, split: str | None = None) -> Comparison:
     """Predict with both runs on RUN_A's evaluation images (``transferkit.evaluate``'s choice)."""
+    multilabel = [str(run) for run in (run_a, run_b) if is_multilabel_run(run)]
+    if multilabel:
+        raise TransferkitError(f"compare: {multilabel[0]} is a multi-label run, and compare pairs single-label answers; compare"
+                               " multi-label runs by their mAP: transferkit evaluate RUN (or transferkit runs)")
     model_a, model_b = load(run_a), load(run_b)
     if sorted(model_a.classes) != sorted(model_b.classes):
         only_a = sorted(set(model_a.classes) - set(model_b.classes))

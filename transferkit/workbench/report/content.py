@@ -28,9 +28,11 @@ from ...engine.final.rejection import DEFAULT_RATE, max_probability, tradeoff_cu
 from ...engine.rundir.output_paths import check_output_file
 from ...engine.rundir.run_dir import RunDir
 from ...errors import TransferkitError, printable
+from ...evaluate_multilabel import is_multilabel_run
 from ...evaluate_run import predictions
 from ...inference import load
 from .html_markdown import write_report
+from .multilabel_report import build_multilabel_report
 
 
 @dataclass
@@ -157,6 +159,8 @@ def build_report(
         raise TransferkitError(f"--output {html_path}: name an .html file; the Markdown is written beside it as .md")
     for target in (html_path, html_path.with_suffix(".md")):
         check_output_file(target, "--output")  # writable, not a run's own file: before any image is decoded
+    if dataset is None and is_multilabel_run(run_dir):
+        return build_multilabel_report(run_dir, html_path, data, log)
     content = gather(run_dir, data, top_wrong, dataset)
     md_path = write_report(content, html_path)
     pred = content.predictions

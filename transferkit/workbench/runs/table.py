@@ -112,13 +112,17 @@ def _row(path: Path, summary: dict[str, Any]) -> RunRow:
     else:
         status = "not started"
     # validation accuracy of the weights the run ended with, where known; else of its last epoch
+    # (a multi-label run's: macro mean average precision, marked "mAP")
+    multilabel = summary.get("task") == "multilabel" or recipe.get("task") == "multilabel"
+    on_val, on_test = ("val_macro_map", "macro_map") if multilabel else ("val_top1", "top1")
     chosen = summary.get("final", {})
-    val = chosen.get("candidates", {}).get(chosen.get("chosen"), {}).get("val_top1")
+    val = chosen.get("candidates", {}).get(chosen.get("chosen"), {}).get(on_val)
     if val is None and summary.get("val"):
-        val = summary["val"]["top1"]
+        val = summary["val"][on_test]
     if val is None:
-        val = next((r.get("val_top1") for r in reversed(epochs) if r.get("val_top1") is not None), None)
-    test = summary.get("test", {}).get("top1") if summary.get("test") else None
+        val = next((r.get(on_val) for r in reversed(epochs) if r.get(on_val) is not None), None)
+    test = summary.get("test", {}).get(on_test) if summary.get("test") else None
+    mark = " mAP" if multilabel else ""
     classes = summary.get("classes")
     started = (path / "recipe.toml").stat().st_mtime
     return RunRow(
@@ -126,8 +130,8 @@ def _row(path: Path, summary: dict[str, Any]) -> RunRow:
         status=status,
         backbone=str(recipe.get("backbone", {}).get("name", "?")),
         classes=str(len(classes)) if classes else "-",
-        val=_figure(val),
-        test=_figure(test),
+        val=_figure(val) + (mark if val is not None else ""),
+        test=_figure(test) + (mark if test is not None else ""),
         final=str(summary.get("final", {}).get("chosen", "-")) if summary else "-",
         epochs=epoch_text,
         seconds=f"{summary['wall_seconds']:.0f} s" if summary.get("wall_seconds") is not None else "-",
