@@ -70,27 +70,41 @@ def probe(args: argparse.Namespace) -> dict:
 
 
 # -- (i b) the probe a user writes: the backbone's own pretrained preprocessing (timm) ------------------
+def native_backbone(name: str) -> tuple[nn.Module, dict, object]:
+    """The backbone's body with transferkit's packaged ImageNet weights (pooled features, eval
+    mode), timm's data config for it and the transform that config gives (the pretrained size,
+    crop_pct and interpolation): what a user's own probe script builds. Also used by
+    ``multilabel.py``."""
+    from timm.data import create_transform, resolve_data_config
+
+    from transferkit import create_backbone
+
+    body = create_backbone(name, weights="imagenet").body.eval()
+    config = resolve_data_config({}, model=body)
+    return body, config, create_transform(**config)
+
+
+def pooled_features(body: nn.Module, dataset: torch.utils.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """``body``'s features of every ``(image, target)`` of ``dataset`` in order, and the targets."""
+    loader = torch.utils.data.DataLoader(dataset, batch_size=64)
+    with torch.no_grad():
+        chunks = [(body(x), y) for x, y in loader]
+    return torch.cat([c[0] for c in chunks]).numpy(), torch.cat([c[1] for c in chunks]).numpy()
+
+
 def native_probe(args: argparse.Namespace) -> dict:
     """scikit-learn on features at the backbone's native preprocessing, as a user's script computes
     them: timm's ``resolve_data_config`` + ``create_transform`` (the pretrained size, crop_pct and
     interpolation), torchvision's ImageFolder, the same packaged weights."""
     from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
-    from timm.data import create_transform, resolve_data_config
     from torchvision import datasets
 
-    from transferkit import create_backbone
-
     started = time.perf_counter()
-    body = create_backbone(_recipe(args).backbone.name, weights="imagenet").body.eval()
-    config = resolve_data_config({}, model=body)
-    transform = create_transform(**config)
+    body, config, transform = native_backbone(_recipe(args).backbone.name)
     feats = {}
     for split in ("train", "test"):
         folder = datasets.ImageFolder(str(Path(args.root) / split), transform, loader=lambda p: datasets.folder.default_loader(p))
-        loader = torch.utils.data.DataLoader(folder, batch_size=64)
-        with torch.no_grad():
-            chunks = [(body(x), y) for x, y in loader]
-        feats[split] = (torch.cat([c[0] for c in chunks]).numpy(), torch.cat([c[1] for c in chunks]).numpy())
+        feats[split] = pooled_features(body, folder)
     feature_seconds = time.perf_counter() - started
     (x, y), (xt, yt) = feats["train"], feats["test"]
     out = {"feature_seconds": feature_seconds, "train_images": len(y), "test_images": len(yt), "classes": int(y.max()) + 1,
