@@ -39,7 +39,7 @@ LAYERS = (
     Layer("the commands' work", "finetune, and what check, lr-find, sweep, report, export, audit, runs, compare, select, suggest do",
           ("transferkit/api", "transferkit/workbench/*/[!_]*")),
     Layer("finished runs", "load a run, predict, predict files, evaluate on a run's test data or --data",
-          ("transferkit/inference", "transferkit/predict_files", "transferkit/evaluate_run")),
+          ("transferkit/inference", "transferkit/predict_files", "transferkit/evaluate_run", "transferkit/evaluate_multilabel")),
     Layer("recipe loading", "TOML and --set into a Recipe, checked against the registries and runs' files",
           ("transferkit/recipe_loading",)),
     Layer("engine", "a run: prepare, training, the final weights, confidence, the run directory, runtime, preflight checks",
@@ -52,7 +52,7 @@ LAYERS = (
           ("transferkit/plugins", "transferkit/plugin_guard", "transferkit/hookspecs", "transferkit/protocols",
            "transferkit/registry", "transferkit/components")),
     Layer("foundation", "the recipe schema, errors, progress, ImageNet constants",
-          ("transferkit/recipe", "transferkit/errors", "transferkit/progress", "transferkit/imagenet")),
+          ("transferkit/recipe", "transferkit/recipe_tasks", "transferkit/errors", "transferkit/progress", "transferkit/imagenet")),
 )
 # (importer, imported) -> why this upward import stays; each entry must still be one
 EXCEPTIONS: dict[tuple[str, str], str] = {}
