@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import transferkit
+from transferkit.cli import main
 from transferkit.engine.rundir.manifest_task import (
     activation_of,
     multilabel_entries,
@@ -15,6 +17,8 @@ from transferkit.engine.rundir.manifest_task import (
     thresholds_of,
 )
 from transferkit.errors import CorruptFileError
+
+from ...multilabel_runs import LABELS, edit_manifest, labelled_images, multilabel_run  # noqa: F401 (fixtures)
 
 CLASSES = ["a", "b", "c"]
 
@@ -61,3 +65,17 @@ def test_an_unknown_task_is_refused_naming_the_file():
     with pytest.raises(CorruptFileError, match=r"^run/manifest.json: \"task\" is 'multiclass', which this transferkit does not know"):
         task_of({"task": "multiclass"}, "run/manifest.json")
 
+
+def test_loading_a_run_with_bad_thresholds_is_refused_in_one_line(multilabel_run, labelled_images, capsys):
+    assert transferkit.load(multilabel_run).task == "multilabel"
+    edit_manifest(multilabel_run, thresholds={"rule": "f1", "values": [0.5] * (len(LABELS) - 1)})
+    with pytest.raises(CorruptFileError, match=f"{multilabel_run / 'manifest.json'}: a multilabel manifest needs"):
+        transferkit.load(multilabel_run)
+    commands = (["predict", str(multilabel_run), str(labelled_images / "test")],
+                ["export", str(multilabel_run), "--format", "torchscript"])
+    for command in commands:
+        assert main(command) == 2
+        err = "".join(line for line in capsys.readouterr().err.splitlines(keepends=True) if not line.startswith("predicting with"))
+        assert err.count("\n") == 1 and f"it has {len(LABELS) - 1} values for {len(LABELS)} classes" in err
+        assert err.startswith(f"transferkit: error: {multilabel_run / 'manifest.json'}: ")
+    assert not (multilabel_run / "model.torchscript.pt").exists()
