@@ -47,6 +47,7 @@ _LAZY = {
     "create_tta": "transferkit.components",
     "load": "transferkit.inference",
     "load_ensemble": "transferkit.inference",
+    "LabelSetPrediction": "transferkit.label_sets",
     "get_plugins": "transferkit.plugins",
     "Averager": "transferkit.protocols",
     "Backbone": "transferkit.protocols",
@@ -77,6 +78,7 @@ __all__ = [
     "IMAGENET_STD",
     "ImageSet",
     "KeptCheckpoint",
+    "LabelSetPrediction",
     "PluginError",
     "Prediction",
     "Predictions",
@@ -151,6 +153,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from .engine.rundir.run_dir import KeptCheckpoint, RunDir
     from .evaluate_run import evaluate
     from .inference import Ensemble, Prediction, TrainedModel, load, load_ensemble
+    from .label_sets import LabelSetPrediction
     from .models.backbone import create_backbone
     from .plugins import get_plugins, register_plugin
     from .protocols import Averager, Backbone, BatchAugmentation, Register, TTAPolicy

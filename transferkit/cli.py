@@ -70,7 +70,9 @@ def _parser(plugin_commands: bool = True) -> argparse.ArgumentParser:
     pr = sub.add_parser("predict", help="classify images with a finished run (or an ensemble: RUN_A,RUN_B)")
     pr.add_argument("run_dir", metavar="RUN_DIR[,RUN_DIR...]")
     pr.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
-    pr.add_argument("--top-k", type=int, default=1, metavar="K", help="most likely classes shown per image (default 1)")
+    pr.add_argument("--top-k", type=int, metavar="K",
+                    help="most likely classes shown per image (default 1; a multi-label run shows the labels above their"
+                         " thresholds unless K is given)")
     pr.add_argument("--output", metavar="FILE", help="also write every class's probability: preds.csv or preds.json")
     _ensemble_and_tta(pr)
     _raw(pr)
@@ -289,7 +291,7 @@ def _evaluate_multilabel(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from .predict_files import check_output, predict_files  # the engine and torch: not for --help
 
-    if args.top_k < 1:
+    if args.top_k is not None and args.top_k < 1:
         raise UsageError(f"--top-k {args.top_k}: give 1 or more (the number of most likely classes shown)")
     check_output(args.output)
     print(f"predicting with {args.run_dir} ...", file=sys.stderr, flush=True)

@@ -4,7 +4,11 @@
 Probabilities are calibrated: ``softmax(logits / T)`` with the temperature the run fitted on its
 validation split (1.0 for runs written before; ``raw=True`` for the uncalibrated ones), and
 ``predict(..., reject=RATE)`` answers "unknown" (with the closest class) where the calibrated top
-probability is below the run's threshold for that false-rejection rate on validation images."""
+probability is below the run's threshold for that false-rejection rate on validation images.
+
+A multi-label run (``"task": "multilabel"`` in its manifest) scores each label on its own:
+``predict_proba`` gives ``sigmoid(logits)`` and ``predict`` the labels that reach their thresholds
+(``label_sets.LabelSetPrediction``); no temperature, no rejection."""
 
 from __future__ import annotations
 
@@ -24,8 +28,10 @@ from .data.sources import IMAGE_EXTENSIONS, ImageSet, image_files_in, to_rgb_arr
 from .engine.evaluation.predict import Predictions, inference_runtime, predict
 from .engine.final.calibration import manifest_temperature
 from .engine.final.rejection import RejectionRule, max_probability
+from .engine.rundir.manifest_task import ACTIVATIONS, MULTILABEL, task_of, thresholds_of
 from .engine.rundir.model_files import load_classifier, uncalibrated
 from .errors import DataError, UsageError
+from .label_sets import LabelSetPrediction, label_sets, mean_thresholds, refuse_reject
 from .models.classifier import Classifier
 
 BATCH_SIZE = 64
@@ -49,6 +55,8 @@ class _Predictor:
     """Shared by one model and an ensemble: ``predict_proba`` and ``predict`` from ``predictions``."""
 
     classes: list[str]
+    task: str = "single"  # or "multilabel" (manifest_task)
+    thresholds: np.ndarray | None = None  # a multi-label model's, one per label in ``classes`` order
 
     @property
     def decode_side(self) -> int:
@@ -73,19 +81,30 @@ class _Predictor:
         """Class probabilities ``[N, C]`` for images (see ``input_images``: one image, a list, a
         folder, a batch ``[N, H, W, C]`` or ``[N, C, H, W]``, or an ``ImageSet``); with ``tta``,
         the mean over that policy's views of each image; calibrated (the run's temperature) unless
-        ``raw``."""
+        ``raw``. A multi-label model: each label's ``sigmoid(logit)`` (rows need not sum to 1;
+        ``raw`` changes nothing)."""
         return self.predictions(input_images(images, self.classes, self.decode_side), tta=tta, batch_size=batch_size, raw=raw).probs
 
     def predict(
         self, images: Any, top_k: int = 1, tta: str | None = None, *, raw: bool = False, reject: float | str | None = None
-    ) -> list[Prediction]:
+    ) -> list[Prediction] | list[LabelSetPrediction]:
         """The most likely class of each image, with its probability and the top-k (``top_k`` of
         at least 1; more than the number of classes gives them all). ``reject``: a false-rejection
         rate (e.g. 0.05) or "auto" (the run's default threshold): an image whose calibrated top
         probability is below the threshold is labelled "unknown"; ``closest`` and ``probability``
-        still name its most likely class."""
+        still name its most likely class.
+
+        A multi-label model answers a ``LabelSetPrediction`` per image: the labels whose sigmoid
+        probability reaches their threshold, most probable first, and the ``top_k`` most probable
+        labels whatever their thresholds; ``reject`` is refused (the thresholds stand in for it)."""
         if not isinstance(top_k, int) or top_k < 1:
             raise UsageError(f"top_k {top_k!r}: give 1 or more (the number of most likely classes listed)")
+        if self.task == MULTILABEL:
+            if reject is not None:
+                raise refuse_reject(self.describe())
+            probs = self.predictions(input_images(images, self.classes, self.decode_side), tta=tta).probs
+            assert self.thresholds is not None
+            return label_sets(probs, self.classes, self.thresholds, top_k)
         threshold = None
         if reject is not None:
             if tta:
@@ -102,9 +121,14 @@ class _Predictor:
             preds.append(Prediction(UNKNOWN if rejected else ranked[0][0], ranked[0][1], ranked, ranked[0][0], bool(rejected)))
         return preds
 
+    def describe(self) -> str:
+        """The run (or runs) in words, for messages."""
+        return "this model"
+
 
 class TrainedModel(_Predictor):
-    """A finished run's classifier with its evaluation preprocessing and class names."""
+    """A finished run's classifier with its evaluation preprocessing and class names (and, for a
+    multi-label run, its ``task`` "multilabel" and per-label ``thresholds``)."""
 
     def __init__(self, model: Classifier, manifest: dict[str, Any], run_dir: Path | None = None) -> None:
         # NHWC: oneDNN's (and cuDNN's) convolutions run faster on it, the results are the same
@@ -112,8 +136,12 @@ class TrainedModel(_Predictor):
         self.manifest = manifest
         self.run_dir = run_dir
         self.preprocessing = preprocessing_from_manifest(manifest)
-        self.temperature = manifest_temperature(manifest)
-        self.rejection = RejectionRule.from_manifest(manifest)
+        where = run_dir / "manifest.json" if run_dir is not None else "manifest"
+        self.task = task_of(manifest, where)
+        multilabel = self.task == MULTILABEL
+        self.thresholds = thresholds_of(manifest, where) if multilabel else None
+        self.temperature = 1.0 if multilabel else manifest_temperature(manifest)
+        self.rejection = None if multilabel else RejectionRule.from_manifest(manifest)
 
     @property
     def classes(self) -> list[str]:
@@ -140,6 +168,9 @@ class TrainedModel(_Predictor):
         model.load_state_dict(state, strict=True)
         return TrainedModel(model, uncalibrated(self.manifest), self.run_dir)
 
+    def describe(self) -> str:
+        return str(self.run_dir) if self.run_dir is not None else "this model"
+
     def rejection_threshold(self, reject: float | str) -> float:
         if self.rejection is None:
             raise DataError(f"--reject: {self.run_dir or 'this model'} has no rejection rule (trained before transferkit"
@@ -161,12 +192,14 @@ class TrainedModel(_Predictor):
             preprocess = self.preprocessing
         runtime = inference_runtime(self.model)
         return predict(self.model, images, preprocess, classes=self.classes, runtime=runtime, batch_size=batch_size,
-                       temperature=1.0 if raw else self.temperature, desc=f"predicting{' with ' + tta if tta else ''}",
-                       on_bad=on_bad)
+                       temperature=1.0 if raw else self.temperature, activation=ACTIVATIONS[self.task],
+                       desc=f"predicting{' with ' + tta if tta else ''}", on_bad=on_bad)
 
 
 class Ensemble(_Predictor):
-    """The mean of its members' class probabilities; members must share class names."""
+    """The mean of its members' class probabilities; members must share class names and task. A
+    multi-label ensemble averages its members' sigmoid probabilities, and its thresholds are the
+    mean of the members' thresholds, label by label."""
 
     def __init__(self, members: Sequence[TrainedModel]) -> None:
         if not members:
@@ -178,8 +211,17 @@ class Ensemble(_Predictor):
                     f"ensemble: {member.run_dir} has classes {member.classes}, {first.run_dir} has {first.classes};"
                     " ensemble only runs trained on the same classes"
                 )
+            if member.task != first.task:
+                multi, single = (first, member) if first.task == MULTILABEL else (member, first)
+                raise DataError(
+                    f"ensemble: {multi.run_dir} is a multi-label run and {single.run_dir} a single-label one;"
+                    " ensemble runs of one kind only"
+                )
         self.members = list(members)
         self.classes = list(first.classes)
+        self.task = first.task
+        if self.task == MULTILABEL:
+            self.thresholds = mean_thresholds([m.thresholds for m in self.members if m.thresholds is not None])
 
     @property
     def decode_side(self) -> int:
@@ -198,9 +240,14 @@ class Ensemble(_Predictor):
         probs = [p.probs[np.isin(k, common)] for p, k in zip(members, kept)]
         skipped = {f: r for p in members for f, r in p.skipped}
         first = members[0].targets[np.isin(kept[0], common)]
+        activation = ACTIVATIONS[self.task]
         if len(common) == len(images):
-            return Predictions(np.mean(probs, axis=0), first, self.classes)
-        return Predictions(np.mean(probs, axis=0), first, self.classes, kept=common, skipped=list(skipped.items()))
+            return Predictions(np.mean(probs, axis=0), first, self.classes, activation=activation)
+        return Predictions(np.mean(probs, axis=0), first, self.classes, kept=common, skipped=list(skipped.items()),
+                           activation=activation)
+
+    def describe(self) -> str:
+        return " + ".join(str(m.run_dir) for m in self.members)
 
 
 def load(run_dir: str | Path) -> TrainedModel:
@@ -210,7 +257,9 @@ def load(run_dir: str | Path) -> TrainedModel:
 
 
 def load_ensemble(run_dirs: Iterable[str | Path]) -> Ensemble:
-    """Several finished runs, averaged in probability space."""
+    """Several finished runs, averaged in probability space (softmax, or for multi-label runs
+    sigmoid probabilities with the mean of the members' thresholds); single- and multi-label runs
+    do not mix."""
     return Ensemble([load(d) for d in run_dirs])
 
 

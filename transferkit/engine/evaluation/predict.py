@@ -27,6 +27,11 @@ from .metrics import classification_metrics
 
 # image -> [3, H, W], or [V, 3, H, W] for V test-time views whose probabilities are averaged
 Preprocess = Callable[[np.ndarray], torch.Tensor]
+# how logits [N, C] become probabilities: one class per image (rows sum to 1), or each label on its own
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "softmax": lambda logits: logits.softmax(dim=-1),
+    "sigmoid": torch.sigmoid,
+}
 
 
 @dataclass
@@ -34,7 +39,8 @@ class Predictions:
     """Class probabilities ``[N, C]`` of a model on an image set, with the true labels ``[N]``
     as indices into ``classes`` (the model's classes). ``logits``: the model's raw logits
     ``[N, C]`` (before any temperature), kept when each image had one view (no TTA);
-    ``temperature``: what ``probs`` were computed with, ``softmax(logits / temperature)``."""
+    ``temperature``: what ``probs`` were computed with, ``softmax(logits / temperature)``
+    (``activation`` "sigmoid": a multi-label model's, each label's ``sigmoid(logits / temperature)``)."""
 
     probs: np.ndarray
     targets: np.ndarray
@@ -44,6 +50,7 @@ class Predictions:
     # with on_bad="skip": the rows' indices into the image set, and the images left out (name, reason)
     kept: np.ndarray | None = None
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    activation: str = "softmax"
 
     @property
     def preds(self) -> np.ndarray:
@@ -53,13 +60,20 @@ class Predictions:
         """The same predictions at another temperature (1.0: the uncalibrated probabilities)."""
         if self.logits is None:
             raise ValueError("these predictions kept no logits (test-time views average probabilities); predict again")
-        probs = softmax(self.logits, temperature).astype(np.float32)
-        return Predictions(probs, self.targets, self.classes, self.logits, float(temperature), self.kept, self.skipped)
+        if self.activation == "softmax":
+            probs = softmax(self.logits, temperature).astype(np.float32)
+        else:
+            probs = ACTIVATIONS[self.activation](torch.from_numpy(self.logits) / temperature).numpy().astype(np.float32)
+        return Predictions(probs, self.targets, self.classes, self.logits, float(temperature), self.kept, self.skipped,
+                           self.activation)
 
     def metrics(self, calibrated_loss: bool = False) -> dict[str, Any]:
         """Top-1 (and top-k), macro-F1, per-class accuracy, confusion matrix, mean cross-entropy
         and expected calibration error (15 bins); ``calibrated_loss``: also the log-loss at the
         best temperature (``loss_calibrated``, when the logits were kept)."""
+        if self.activation != "softmax":
+            raise DataError("these are a multi-label model's per-label probabilities: single-label metrics (top-1, ECE)"
+                            " do not apply; measure them with engine.evaluation.multilabel_metrics")
         out = classification_metrics(self.probs, self.targets, self.classes)
         if self.skipped:
             out["skipped"] = [{"file": f, "reason": r} for f, r in self.skipped]
@@ -86,6 +100,7 @@ def predict(
     features: FeatureCache | None = None,
     dist: DistContext | None = None,
     temperature: float = 1.0,
+    activation: str = "softmax",
     desc: str = "eval",
     on_bad: str = "error",
 ) -> Predictions:
@@ -96,12 +111,15 @@ def predict(
     class names when they may differ from the image set's (another folder of images); labels are
     mapped by name. ``batch_size`` counts forward rows: with V views per image, about
     ``batch_size / V`` images go into a batch. ``temperature``: probabilities are
-    ``softmax(logits / temperature)`` (of each view, then averaged). Across processes each rank
-    predicts its share and every rank gets all the rows.
+    ``softmax(logits / temperature)`` (of each view, then averaged); ``activation="sigmoid"``:
+    each label's ``sigmoid(logits / temperature)`` instead (a multi-label model; rows do not sum
+    to 1). Across processes each rank predicts its share and every rank gets all the rows.
 
     An image that cannot be decoded costs only itself, not its batch: ``on_bad="error"`` raises one
     ``DataError`` naming every such image after the pass; ``"skip"`` leaves them out
     (``Predictions.kept``, ``Predictions.skipped``)."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation {activation!r}: choose one of {', '.join(ACTIVATIONS)}")
     runtime = runtime or inference_runtime(model)
     dist = dist or DistContext()
     names = list(classes) if classes is not None else list(images.classes)
@@ -121,20 +139,20 @@ def predict(
         forward = model
     reasons: dict[int, str] = {}
     probs, logits = _probabilities(forward, batches, runtime, desc=desc, total=len(sampler), classes=len(names),
-                                   temperature=temperature, reasons=reasons)
+                                   temperature=temperature, activation=activation, reasons=reasons)
     probs = dist.gather_rows(probs, len(images))
     if logits is not None:
         logits = dist.gather_rows(logits, len(images))
     bad = np.flatnonzero((probs < 0).any(axis=1)) if len(probs) else np.zeros(0, dtype=np.int64)
     if not len(bad):
-        return Predictions(probs, targets, names, logits, float(temperature))
+        return Predictions(probs, targets, names, logits, float(temperature), activation=activation)
     skipped = [(images.describe(int(i)), reasons.get(int(i), "could not be decoded")) for i in bad]
     if on_bad != "skip":
         shown = "; ".join(f"{f}: {r}" for f, r in skipped[:10]) + ("; ..." if len(skipped) > 10 else "")
         raise DataError(f"{len(skipped)} image(s) could not be read: {shown}; fix or remove them")
     kept = np.setdiff1d(np.arange(len(probs)), bad)
     return Predictions(probs[kept], targets[kept], names, None if logits is None else logits[kept], float(temperature),
-                       kept=kept, skipped=skipped)
+                       kept=kept, skipped=skipped, activation=activation)
 
 
 class _GuardedImages(Dataset):
@@ -165,11 +183,14 @@ def inference_runtime(model: nn.Module) -> Runtime:
 def _probabilities(
     forward: Callable[[torch.Tensor], torch.Tensor], batches: Any, runtime: Runtime, *, desc: str, total: int, classes: int,
     temperature: float = 1.0,
+    activation: str = "softmax",
     reasons: dict[int, str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Probabilities ``[N, C]`` and, when no batch had test-time views, the raw logits. Rows of
+    """Probabilities ``[N, C]`` (``ACTIVATIONS[activation]`` of the logits over the temperature,
+    averaged over test-time views) and, when no batch had test-time views, the raw logits. Rows of
     images that failed (``_GuardedImages``) are -1 (no probability is); their reasons go into
     ``reasons`` by index."""
+    activate = ACTIVATIONS[activation]
     out, raw, with_views = [], [], False
     for batch in progress(batches, total=total, desc=desc):
         inputs = batch[0]
@@ -177,7 +198,7 @@ def _probabilities(
         rows = inputs.flatten(0, 1) if views else inputs
         with runtime.autocast():
             logits = forward(runtime.to_device(rows)).float().cpu()
-        probs = (logits / temperature).softmax(dim=-1)
+        probs = activate(logits / temperature)
         probs = probs.view(-1, views, probs.shape[-1]).mean(dim=1) if views else probs
         if len(batch) == 3:  # images: (inputs, indices, reasons)
             failed = [k for k, why in enumerate(batch[2]) if why]

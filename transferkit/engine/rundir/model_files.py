@@ -1,6 +1,7 @@
 """A run's model files: ``model.safetensors`` (the classifier's weights) and ``manifest.json``
 (how to rebuild it and feed it: backbone, classes, preprocessing; for a run's final model also
-its ``calibration`` temperature and ``rejection`` rule). Written at the end of a run,
+its ``calibration`` temperature and ``rejection`` rule; for a multi-label run its ``task`` and
+per-label ``thresholds``, read by ``manifest_task``). Written at the end of a run,
 for LR-cycle snapshots, and by plugins that make new models from a run (checkpoint averaging);
 read back by ``transferkit.load``, ``evaluate``, ``predict`` and ``export``.
 
@@ -25,6 +26,7 @@ from ...models.classifier import Classifier
 from ...models.readout import readout_of
 from .artifacts import read_verified, read_verified_json, write_verified
 from .layout import MANIFEST_FILE, WEIGHTS_FILE
+from .manifest_task import MULTILABEL, task_of, thresholds_of
 
 if TYPE_CHECKING:  # setup builds models from runs' files (backbone.weights = RUN_DIR): no import back
     from ...data.preprocessing import Preprocessing  # albumentations: not for loading a recipe (validate)
@@ -118,8 +120,9 @@ def trained_run(weights: str | Path) -> Path | None:
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
-    """``manifest.json``, verified, with the keys a model is rebuilt from; one line naming the file
-    when it is missing, damaged or incomplete."""
+    """``manifest.json``, verified, with the keys a model is rebuilt from (and, for a multi-label
+    run, its thresholds: ``manifest_task``); one line naming the file when it is missing, damaged
+    or incomplete."""
     path = Path(folder) / MANIFEST_FILE
     if not Path(folder).is_dir():
         raise TransferkitError(f"{folder}: no such run directory; give the directory a finetune run wrote (RUN_DIR)")
@@ -139,6 +142,8 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         raise CorruptFileError(
             f"{path}: not a valid transferkit manifest ({what}); the run did not finish writing it - train it again"
         ) from None
+    if task_of(manifest, path) == MULTILABEL:
+        thresholds_of(manifest, path)  # a multi-label run answers nothing without them: refused here, naming the file
     return manifest
 
 

@@ -3,7 +3,8 @@ or TorchScript file, checked against PyTorch before it is written.
 
 The exported model takes the normalised image batch (NCHW float32: RGB, ``pixel / 255``, then
 ``(x - mean) / std`` after the run's resize and centre crop) and returns the logits ``[N, classes]``
-(softmax them for probabilities). Before anything is written, random normalised batches of the
+(softmax them for probabilities); a multi-label run's returns each label's sigmoid probability
+``[N, labels]`` instead, its JSON holding the per-label thresholds. Before anything is written, random normalised batches of the
 run's image size (two batch sizes when the batch is dynamic) and a few real images through the
 run's preprocessing go through PyTorch and through the export read back (onnxruntime,
 ``torch.jit.load``); above a max abs logit difference of 1e-4 the command fails and writes nothing.
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     what = f"opset {m['opset']}, " if m.get("opset") else ""
     print(
         f"exported {result.path} ({result.format}, {what}input {m['input']['name']} [{shape}] float32 normalised NCHW"
-        f" -> logits [{m['input']['shape'][0]}, {len(m['classes'])}]): {result.size_bytes / 1e6:.2f} MB"
+        f" -> {m['output']['name']} [{m['input']['shape'][0]}, {len(m['classes'])}]): {result.size_bytes / 1e6:.2f} MB"
     )
     real = f"; {result.real_images} real images" if result.real_images else "; no real images found"
     print(

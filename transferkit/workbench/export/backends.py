@@ -7,6 +7,8 @@ verification compares with PyTorch.
   ``onnx.checker`` and run by onnxruntime on the CPU.
 - TorchScript: ``torch.jit.trace`` in eval mode, saved with ``torch.jit.save``, run by
   ``torch.jit.load``. A traced convolutional classifier accepts any batch size.
+
+The output is named ``logits``, or for a multi-label run's graph ``probabilities`` (``task_output``).
 """
 
 from __future__ import annotations
@@ -49,8 +51,10 @@ def require_onnx() -> None:
             ) from None
 
 
-def export_onnx(model: nn.Module, example: torch.Tensor, *, dynamic_batch: bool, opset: int | None) -> Serialized:
-    """The ONNX bytes of ``model`` (input ``images`` NCHW float32, output ``logits``)."""
+def export_onnx(
+    model: nn.Module, example: torch.Tensor, *, dynamic_batch: bool, opset: int | None, output_name: str = OUTPUT_NAME
+) -> Serialized:
+    """The ONNX bytes of ``model`` (input ``images`` NCHW float32, output ``output_name``)."""
     import onnx
 
     dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=65536)},) if dynamic_batch else None
@@ -58,7 +62,7 @@ def export_onnx(model: nn.Module, example: torch.Tensor, *, dynamic_batch: bool,
         with warnings.catch_warnings(), torch.no_grad(), _quiet_loggers("torch.onnx", "torch.export", "onnxscript"):
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
-                model, (example,), dynamo=True, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                model, (example,), dynamo=True, input_names=[INPUT_NAME], output_names=[output_name],
                 dynamic_shapes=dynamic_shapes, opset_version=opset, external_data=False, verbose=False,
             )
     except Exception as exc:  # noqa: BLE001 - the exporter raises many kinds; all end here as one line
@@ -82,8 +86,9 @@ def export_onnx(model: nn.Module, example: torch.Tensor, *, dynamic_batch: bool,
     return Serialized(proto.SerializeToString(), {"opset": made, "exporter": f"torch.onnx.export (dynamo) {torch.__version__}"})
 
 
-def onnx_runner(data: bytes) -> tuple[Runner, str]:
-    """An onnxruntime session (CPU) over the ONNX bytes, and what it is, in words."""
+def onnx_runner(data: bytes, output_name: str = OUTPUT_NAME) -> tuple[Runner, str]:
+    """An onnxruntime session (CPU) over the ONNX bytes (returning output ``output_name``), and
+    what it is, in words."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -92,7 +97,7 @@ def onnx_runner(data: bytes) -> tuple[Runner, str]:
     session = ort.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"])
 
     def run(images: torch.Tensor) -> np.ndarray:
-        return session.run([OUTPUT_NAME], {INPUT_NAME: images.detach().cpu().contiguous().numpy()})[0]
+        return session.run([output_name], {INPUT_NAME: images.detach().cpu().contiguous().numpy()})[0]
 
     return run, f"onnxruntime {ort.__version__} (CPUExecutionProvider)"
 

@@ -14,6 +14,10 @@ difference, the run's temperature (``softmax(logits / temperature)`` are the cal
 probabilities transferkit gives; 1.0 for runs from before calibration) and its rejection rule.
 The run's own ``manifest.json`` is left as it is.
 
+A multi-label run's export returns each label's sigmoid probability (output ``probabilities``),
+verified as probabilities against PyTorch's, and its JSON records the task, the activation and the
+per-label thresholds (``task_output``).
+
 Python: ``export_run(run_dir, "onnx")`` returns an ``ExportResult``.
 """
 
@@ -31,7 +35,6 @@ import torch
 
 from ...data.preprocessing import preprocessing_from_manifest
 from ...data.sources import DECODE_CONTRACT, IMAGE_EXTENSIONS, read_image
-from ...engine.final.calibration import manifest_temperature
 from ...engine.rundir.artifacts import CHECKSUMS_FILE, atomic_write, remove_verified, write_verified
 from ...engine.rundir.model_files import load_classifier
 from ...engine.rundir.output_paths import check_output_file
@@ -40,6 +43,7 @@ from ...errors import TransferkitError
 from ...models.classifier import Classifier
 from ...recipe import read_toml
 from . import backends
+from .task_output import agreeing, output_entries, task_output
 
 TOLERANCE = 1e-4
 FORMATS = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt"}  # format -> default file name
@@ -85,16 +89,17 @@ def export_run(
     for target, flag in ((path, "--output"), (path.with_name(path.name + ".json"), "--output (its .json manifest)")):
         check_output_file(target, flag)  # never over the run's own files; before anything is loaded
     model, manifest = load_run(run_path)
+    exported = task_output(model, manifest)  # logits, or a multi-label run's sigmoid probabilities
     size = int(manifest["preprocessing"]["image_size"])
     dynamic = batch_size is None
     generator = torch.Generator().manual_seed(0)
     example = torch.randn(batch_size or EXAMPLE_BATCH, 3, size, size, generator=generator)
 
     if fmt == "onnx":
-        serialized = backends.export_onnx(model, example, dynamic_batch=dynamic, opset=opset)
-        runner, runtime = backends.onnx_runner(serialized.data)
+        serialized = backends.export_onnx(exported.module, example, dynamic_batch=dynamic, opset=opset, output_name=exported.name)
+        runner, runtime = backends.onnx_runner(serialized.data, output_name=exported.name)
     else:
-        serialized = backends.export_torchscript(model, example)
+        serialized = backends.export_torchscript(exported.module, example)
         runner, runtime = backends.torchscript_runner(serialized.data)
 
     batches = [example]
@@ -107,7 +112,7 @@ def export_run(
     worst, agree, total = 0.0, 0, 0
     for batch in batches + ([real] if real is not None else []):
         with torch.no_grad():
-            expected = model(batch).float().numpy()
+            expected = exported.module(batch).float().numpy()  # what was exported: like is compared with like
         got = runner(batch)
         if got.shape != expected.shape:
             raise TransferkitError(
@@ -115,11 +120,11 @@ def export_run(
             )
         diff = float(abs(got.astype("float64") - expected).max())
         worst = max(worst, diff) if math.isfinite(diff) else math.inf
-        agree += int((got.argmax(1) == expected.argmax(1)).sum())
+        agree += agreeing(got, expected, manifest)
         total += len(batch)
     if not worst <= tolerance:
         raise TransferkitError(
-            f"{path}: the {fmt} export differs from PyTorch by {worst:.3g} (max abs logit difference; tolerance"
+            f"{path}: the {fmt} export differs from PyTorch by {worst:.3g} (max abs {exported.compared} difference; tolerance"
             f" {tolerance:g}); nothing written; try --format {'torchscript' if fmt == 'onnx' else 'onnx'}"
             + (" or another --opset" if fmt == "onnx" else "")
         )
@@ -129,7 +134,7 @@ def export_run(
         verification={
             "max_abs_diff": worst, "tolerance": tolerance, "runtime": runtime,
             "random_batches": [len(b) for b in batches], "real_images": real_count,
-            "top1_agreement": agree / max(total, 1),
+            exported.agreement: agree / max(total, 1),
         },
     )
     text = json.dumps(record, indent=2) + "\n"
@@ -196,12 +201,12 @@ def real_image_batch(run_path: Path, manifest: dict[str, Any], limit: int) -> to
 def export_manifest(
     manifest: dict[str, Any], fmt: str, path: Path, serialized: Any, batch_size: int | None, *, verification: dict[str, Any]
 ) -> dict[str, Any]:
-    """What a consumer of the exported file needs: input, output, preprocessing, classes."""
+    """What a consumer of the exported file needs: input, output (and how to read it: ``task_output``),
+    preprocessing, classes."""
     pre = dict(manifest["preprocessing"])
     pre.setdefault("interpolation", manifest.get("data_config", {}).get("interpolation", "bicubic"))
     size = int(pre["image_size"])
     batch: int | str = batch_size if batch_size is not None else "batch"
-    classes = list(manifest["classes"])
     return {
         "format": fmt,
         "file": path.name,
@@ -213,17 +218,10 @@ def export_manifest(
             "name": "images", "shape": [batch, 3, size, size], "dtype": "float32", "layout": "NCHW",
             "values": "RGB, pixel / 255, then (x - mean) / std per channel, after the preprocessing below",
         },
-        "output": {
-            "name": "logits", "shape": [batch, len(classes)], "dtype": "float32",
-            "meaning": "logits (unnormalised class scores); softmax(logits / calibration.temperature) over the last axis gives"
-                       " the calibrated probabilities (plain softmax: uncalibrated); column i is classes[i]",
-        },
-        "calibration": {"temperature": manifest_temperature(manifest), "probabilities": "softmax(logits / temperature)",
-                        "fitted": "calibration" in manifest},
-        **({"rejection": manifest["rejection"]} if manifest.get("rejection") else {}),
+        **output_entries(manifest, batch),
         "decode": DECODE_CONTRACT,  # how an image file becomes the uint8 RGB "pixel" above (16-bit, float, alpha...)
         "preprocessing": pre,
-        "classes": classes,
+        "classes": list(manifest["classes"]),
         "backbone": manifest.get("backbone"),
         "verification": verification,
     }
