@@ -17,6 +17,7 @@ from .data.multilabel_labels import multi_hot, read_multilabel_rows
 from .data.sources import FileImages
 from .engine.evaluation.multilabel_metrics import multilabel_metrics
 from .engine.multilabel.phases import sigmoid
+from .engine.rundir.manifest_task import task_of
 from .engine.rundir.model_files import MANIFEST_FILE, read_manifest
 from .engine.rundir.run_dir import RunDir
 from .errors import DataError
@@ -27,7 +28,7 @@ from .recipe_tasks import MULTILABEL
 
 def is_multilabel_run(run_dir: str | Path) -> bool:
     """Whether ``run_dir`` holds a multi-label model (a manifest whose ``task`` says so)."""
-    return (Path(run_dir) / MANIFEST_FILE).is_file() and read_manifest(Path(run_dir)).get("task") == MULTILABEL
+    return (Path(run_dir) / MANIFEST_FILE).is_file() and task_of(read_manifest(Path(run_dir))) == MULTILABEL
 
 
 @dataclass

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable
 if TYPE_CHECKING:
     from .recipe import Recipe
 
-MULTILABEL = "multilabel"
+SINGLE, MULTILABEL = "single", "multilabel"  # ``task``: one class per image (the default), or a set of labels
 # what a multi-label recipe or run can go through, for the commands that refuse one
 MULTILABEL_COMMANDS = "finetune, validate, evaluate, predict, export, report and runs take multi-label ones"
 WHY = 'task = "multilabel"'

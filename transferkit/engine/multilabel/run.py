@@ -26,6 +26,7 @@ from ...recipe_tasks import MULTILABEL
 from ..evaluation.multilabel_metrics import multilabel_metrics
 from ..prepare import Prepared
 from ..run_summary import RunSummary
+from ..rundir.manifest_task import multilabel_entries
 from ..rundir.model_files import write_prepared_model, write_weights
 from ..rundir.run_dir import RunDir
 from ..training.phases import phase1_caches
@@ -74,7 +75,7 @@ def run_multilabel(
             plot_pr_curves(probs, targets, data.labels, thresholds["values"], run.path / "pr_curves.png", split)
         log("writing the model, figures and summary")
         write_prepared_model(prepared, final.model, run.path,
-                             task={"task": MULTILABEL, "thresholds": {k: thresholds[k] for k in ("rule", "values")}})
+                             task=multilabel_entries(thresholds["values"], thresholds["rule"]))
         plot_multilabel_curves(run.read_metrics(), run.path / "curves.png")
         summary.name, summary.classes, summary.device = recipe.name, data.labels, prepared.runtime.describe()
         summary.backbone, summary.decode_seconds = recipe.backbone.name, prepared.decode_report.seconds

@@ -23,11 +23,11 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ...errors import CorruptFileError
+from ...recipe_tasks import MULTILABEL, SINGLE  # the recipe's names for the two tasks
 
 TASK_KEY = "task"
 THRESHOLDS_KEY = "thresholds"
-SINGLE = "single"
-MULTILABEL = "multilabel"
+
 TASKS = (SINGLE, MULTILABEL)
 ACTIVATIONS = {SINGLE: "softmax", MULTILABEL: "sigmoid"}  # how a task's logits become probabilities
 
