@@ -107,3 +107,16 @@ def test_what_a_multilabel_run_does_not_take_is_refused_in_one_line(backbone: st
         transferkit.finetune(multilabel_recipe(csv, backbone), resume=tmp_path / "nothing")
     with pytest.raises(TransferkitError, match="a Python dataset"):
         transferkit.finetune(multilabel_recipe(csv, backbone), dataset=[(np.zeros((8, 8, 3), np.uint8), 0)] * 4)
+
+
+def test_the_trained_run_predicts_the_label_sets_its_thresholds_give(trained: tuple[Path, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    csv, result = trained
+    model = transferkit.load(result.run_dir)
+    images = [str(p) for p in sorted((csv.parent / "images").glob("test_*.png"))[:6]]
+    probs = model.predict_proba(images)
+    assert probs.shape == (6, 3) and not np.allclose(probs.sum(axis=1), 1.0)  # a sigmoid per label
+    for predicted, row in zip(model.predict(images), probs):
+        assert set(predicted.labels) == {c for c, p, t in zip(model.classes, row, model.thresholds) if p >= t}
+    assert main(["predict", str(result.run_dir), images[0]]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith(images[0]) and any(colour in line for colour in model.classes)
