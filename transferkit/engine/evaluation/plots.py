@@ -28,21 +28,26 @@ def _save(fig: Any, path: Any) -> None:
     write_verified(Path(path), buffer.getvalue())
 
 
-def plot_curves(records: Sequence[dict[str, Any]], path: Path) -> None:
-    """Training loss / validation loss and accuracies per epoch; a line marks the phase change."""
+def plot_curves(records: Sequence[dict[str, Any]], path: Path, score: tuple[str | None, str, str] = ("train_acc", "val_top1", "accuracy"),
+                loss: str = "loss") -> None:
+    """Training / validation loss and a score per epoch (``score``: its training key or None, its
+    validation key, its title: accuracy by default, a multi-label run's macro mAP); a line marks the
+    phase change."""
     epochs = [r for r in records if r.get("kind") == "epoch"]
     if not epochs:
         return
+    train_key, val_key, score_title = score
     x = np.arange(1, len(epochs) + 1)
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
     ax_loss.plot(x, [r["train_loss"] for r in epochs], "o-", label="train")
     if any("val_loss" in r for r in epochs):
         ax_loss.plot(x, [r.get("val_loss", np.nan) for r in epochs], "s-", label="val")
-    ax_acc.plot(x, [r["train_acc"] for r in epochs], "o-", label="train")
-    if any("val_top1" in r for r in epochs):
-        ax_acc.plot(x, [r.get("val_top1", np.nan) for r in epochs], "s-", label="val")
+    if train_key is not None:
+        ax_acc.plot(x, [r[train_key] for r in epochs], "o-", label="train")
+    if any(r.get(val_key) is not None for r in epochs):
+        ax_acc.plot(x, [np.nan if r.get(val_key) is None else r[val_key] for r in epochs], "s-", label="val")
     switch = next((i for i, r in enumerate(epochs) if r["phase"] == FINETUNE), None)
-    for ax, title in ((ax_loss, "loss"), (ax_acc, "accuracy")):
+    for ax, title in ((ax_loss, loss), (ax_acc, score_title)):
         if switch:
             ax.axvline(switch + 0.5, color="grey", linestyle="--")
             ax.text(switch + 0.5, ax.get_ylim()[1], " finetune", va="top", fontsize=8, color="grey")

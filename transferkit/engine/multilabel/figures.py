@@ -9,7 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..evaluation.multilabel_metrics import average_precision, ranked_counts
-from ..evaluation.plots import _save, plt
+from ..evaluation.plots import _save, plot_curves, plt
 
 SHOWN = 20  # labels drawn: the first ones by vocabulary order (a wider set reads as noise)
 
@@ -45,21 +45,4 @@ def plot_pr_curves(probs: np.ndarray, targets: np.ndarray, labels: Sequence[str]
 
 def plot_multilabel_curves(records: Sequence[dict[str, Any]], path: Any) -> None:
     """Training and validation loss, and validation macro mAP: the probe, then each fine-tuning epoch."""
-    epochs = [r for r in records if r.get("kind") == "epoch"]
-    if not epochs:
-        return
-    x = np.arange(1, len(epochs) + 1)
-    fig, (ax_loss, ax_map) = plt.subplots(1, 2, figsize=(11, 4))
-    ax_loss.plot(x, [r["train_loss"] for r in epochs], "o-", label="train")
-    if any("val_loss" in r for r in epochs):
-        ax_loss.plot(x, [r.get("val_loss", np.nan) for r in epochs], "s-", label="val")
-    if any(r.get("val_macro_map") is not None for r in epochs):
-        ax_map.plot(x, [r.get("val_macro_map") or np.nan for r in epochs], "s-", label="val")
-    for ax, title in ((ax_loss, "binary cross-entropy"), (ax_map, "macro mAP")):
-        ax.set_xlabel("epoch (1: the probe, then finetune)")
-        ax.set_title(title)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    _save(fig, path)
-    plt.close(fig)
+    plot_curves(records, path, score=(None, "val_macro_map", "macro mAP"), loss="binary cross-entropy")
