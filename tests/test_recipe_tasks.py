@@ -24,7 +24,7 @@ def test_a_multilabel_recipe_reads_with_its_defaults() -> None:
 @pytest.mark.parametrize(("extra", "key"), [
     ({"data": {"source": "imagefolder", "root": "x"}}, "data.source"),
     ({"data": {"source": "csv"}}, "data.root"),
-    ({"averaging": {"name": "ema"}}, "averaging"),
+    ({"train": {"early_stopping": {"patience": 2}}}, "train.early_stopping"),
     ({"train": {"final": "best"}}, "train.final"),
     ({"train": {"folds": 5}}, "train.folds"),
     ({"train": {"class_weights": "balanced"}}, "train.class_weights"),

@@ -30,7 +30,6 @@ _REFUSED: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("train.checkpoint_every_steps", lambda r: r.train.checkpoint_every_steps > 0, "remove it (a multi-label run is not resumable yet)"),
     ("train.keep_checkpoints", lambda r: r.train.keep_checkpoints > 0, "remove it"),
     ("train.tensorboard", lambda r: r.train.tensorboard, "remove it"),
-    ("averaging", lambda r: r.averaging is not None, "remove [averaging] (EMA and SWA are single-label for now)"),
     ("phases.extract.solver", lambda r: r.phases.extract.solver == "sgd" or not r.phases.extract.cache_features,
      'phase 1 is a probe on cached features: leave solver "auto" and cache_features = true'),
     ("phases.extract.cache_views", lambda r: r.phases.extract.cache_views != 1, "remove it (the probe reads one view)"),

@@ -89,13 +89,15 @@ def test_validate_counts_labels_and_plan_refuses(trained: tuple[Path, Any], back
     assert 'task = "multilabel": this command takes single-label recipes' in capsys.readouterr().err
 
 
-def test_a_run_with_mixup_balanced_weights_and_a_precision_target(backbone: str, tmp_path: Path) -> None:
+def test_a_run_with_mixup_ema_balanced_weights_and_a_precision_target(backbone: str, tmp_path: Path) -> None:
     csv = write_multilabel_csv(tmp_path / "data", seed=1)
     recipe = multilabel_recipe(csv, backbone, augment={"batch": [{"name": "augment/mixup", "alpha": 0.4}]},
+                               averaging={"name": "averaging/ema", "decay": 0.9},
                                multilabel={"pos_weight": "balanced", "threshold": 0.9}, train={"final": "last"})
     result = transferkit.finetune(recipe, output=tmp_path / "run", quiet=True)
     summary = result.summary
     assert summary["final"]["chosen"] == "finetuned" and summary["thresholds"]["rule"] == "precision 0.9"
+    assert summary["averager"] == "averaging/ema" and "test_macro_map_averaged" in summary["phases"]["finetune"]
     assert summary["test"]["macro_map"] > 0.8
     met = [p for p, label in zip(summary["thresholds"]["val_precision"], summary["classes"]) if label not in summary["thresholds"]["unmet"]]
     assert all(p >= 0.9 for p in met)

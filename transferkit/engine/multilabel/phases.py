@@ -29,6 +29,7 @@ from ...recipe import FINETUNE
 from ..evaluation.multilabel_metrics import mean_average_precision
 from ..evaluation.predict import predict
 from ..prepare import Prepared
+from ..training.averaging import RunAverager
 from ..training.feature_cache import FeatureCache
 from ..training.loop import backward_and_step
 from ..training.multilabel_probe import DEFAULT_CS, MultiLabelProbeFit, balanced_pos_weight, fit_multilabel_probe
@@ -85,8 +86,10 @@ def fit_probe(prepared: Prepared, data: MultiLabelData, model: Classifier, cache
 def finetune(
     prepared: Prepared, data: MultiLabelData, model: Classifier, log: Callable[[str], None],
     on_epoch: Callable[[dict[str, Any]], None],
-) -> float:
-    """Phase 2, epoch after epoch; ``on_epoch`` gets each epoch's record. Returns its seconds."""
+) -> tuple[float, Classifier | None]:
+    """Phase 2, epoch after epoch; ``on_epoch`` gets each epoch's record. Returns its seconds and,
+    with ``[averaging]``, the averaged weights (EMA, SWA: they follow the live model step by step,
+    as in a single-label run; the live model's validation figures are each epoch's)."""
     r, runtime = prepared.recipe, prepared.runtime
     plan = next(p for p in phase_plans(r) if p.name == FINETUNE)
     batches = TrainingBatches(prepared)
@@ -95,8 +98,10 @@ def finetune(
     weights = pos_weight(prepared, data)
     weights = None if weights is None else weights.to(runtime.device)
     smoothing = r.train.label_smoothing
+    averager = RunAverager(r, model) if r.averaging is not None else None
     log(f"phase finetune: {plan.epochs} epochs, lr {plan.lr:g}, binary cross-entropy"
-        + (", balanced positive weights" if weights is not None else "") + f", BN {'eval' if model.bn_eval else 'train'}")
+        + (", balanced positive weights" if weights is not None else "") + f", BN {'eval' if model.bn_eval else 'train'}"
+        + (f", averaging: {averager.name}" if averager is not None else ""))
     seconds = 0.0
     for epoch in range(plan.epochs):
         started, loss_sum, seen = time.perf_counter(), 0.0, 0
@@ -118,6 +123,8 @@ def finetune(
                 raise NonFiniteLossError(f"{where}, step {step + 1}: the loss is {value}; lower the learning rate or check the data")
             backward_and_step(loss, setup.optimizer, setup.scaler, r.train.grad_clip)
             setup.scheduler.step()
+            if averager is not None:
+                averager.update(model)
             loss_sum, seen = loss_sum + value * len(rows), seen + len(rows)
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
         bar.close()
@@ -130,7 +137,14 @@ def finetune(
         on_epoch(record)
         shown = f", val mAP {record['val_macro_map']:.4f}" if record.get("val_macro_map") is not None else ""
         log(f"  finetune epoch {epoch + 1}/{plan.epochs}: loss {record['train_loss']:.4f}{shown} ({elapsed:.1f} s)")
-    return seconds
+        if averager is not None:
+            averager.epoch_end(model, epoch + 1)
+    if averager is None:
+        return seconds, None
+    fresh = (runtime.to_device(x) for x, _ in batches.epoch(plan, plan.epochs))  # BatchNorm statistics, when BN trains
+    if averager.finalize(fresh, bn_trains=not model.bn_eval):
+        log(f"  {averager.name}: BatchNorm statistics recomputed on the training data")
+    return seconds, averager.module
 
 
 def val_scores(prepared: Prepared, data: MultiLabelData, model: Classifier, images: ImageSet, desc: str,

@@ -59,8 +59,12 @@ def run_multilabel(
         probe_state, val_cache = _phase1(prepared, data, model, run, summary, log)
         if recipe.phases.finetune.epochs > 0:
             info = summary.phase(FINETUNE)
-            info.seconds = finetune(prepared, data, model, log, run.append_metrics)
+            info.seconds, averaged = finetune(prepared, data, model, log, run.append_metrics)
             _test_line(prepared, data, model, summary, FINETUNE, log, probe=False)
+            if averaged is not None:  # the phase's result, as in a single-label run: the averaged weights
+                summary.averager = recipe.averaging.name if recipe.averaging is not None else None
+                model = averaged
+                _test_line(prepared, data, model, summary, FINETUNE, log, probe=False, weights=summary.averager)
         final = choose_weights(prepared, data, model, probe_state, val_cache, log)
         if final.alpha == 0.0:
             prepared.eval_transform = prepared.probe_preprocessing  # the probe is evaluated and exported at its own
@@ -108,14 +112,16 @@ def _phase1(prepared: Prepared, data: MultiLabelData, model: Any, run: RunDir, s
 
 
 def _test_line(prepared: Prepared, data: MultiLabelData, model: Any, summary: RunSummary, phase: str, log: Callable[[str], None],
-               probe: bool) -> None:
-    """A phase's test macro mAP, as its end leaves the model."""
+               probe: bool, weights: str | None = None) -> None:
+    """A phase's test macro mAP, as its end leaves the model (``weights``: the averager's)."""
     if prepared.splits.test is None:
         return
     probs = probabilities(prepared, model, prepared.splits.test, "test", probe=probe)
     figures = multilabel_metrics(probs, data.targets(prepared.splits.test.targets), data.labels)
-    summary.phase(phase).extra.update(test_macro_map=figures["macro_map"], test_micro_map=figures["micro_map"])
-    log(f"  {phase} test macro mAP: {figures['macro_map']:.4f} (micro {figures['micro_map']:.4f})")
+    key = "" if weights is None else "_averaged"
+    summary.phase(phase).extra.update({f"test_macro_map{key}": figures["macro_map"], f"test_micro_map{key}": figures["micro_map"]})
+    log(f"  {phase} test macro mAP{'' if weights is None else f' with {weights} weights'}: {figures['macro_map']:.4f}"
+        f" (micro {figures['micro_map']:.4f})")
 
 
 def _final_figures(prepared: Prepared, data: MultiLabelData, model: Any, probe: bool, thresholds: list[float]) -> Any:
