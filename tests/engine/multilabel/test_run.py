@@ -14,15 +14,9 @@ import transferkit
 from transferkit.cli import main
 from transferkit.errors import TransferkitError
 from transferkit.evaluate_multilabel import evaluate_multilabel
-from transferkit.testing import make_recipe, registered_backbone, write_multilabel_csv, write_recipe
+from transferkit.testing import make_multilabel_recipe as multilabel_recipe
+from transferkit.testing import registered_backbone, write_multilabel_csv, write_recipe
 from transferkit.workbench.runs.table import run_row
-
-
-def multilabel_recipe(csv: Path, backbone: str, **sections: Any) -> dict[str, Any]:
-    recipe = make_recipe(csv, backbone, **sections)
-    recipe["task"] = "multilabel"
-    recipe["data"]["source"] = "csv"
-    return recipe
 
 
 @pytest.fixture(scope="module")
