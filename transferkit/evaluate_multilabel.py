@@ -2,7 +2,10 @@
 validation) split as ``splits.csv`` recorded it, or on a CSV manifest given with ``--data`` (its
 test rows, else its val rows, else all), with the label separator of the run's recipe. The figures
 are ``engine.evaluation.multilabel_metrics``' at the run's own thresholds: the same the run wrote
-into its summary, from the same predictions (``engine.evaluation.predict``)."""
+into its summary, from the same predictions (``engine.evaluation.predict``).
+
+``multilabel_rows`` picks the labelled images, ``multilabel_predictions`` predicts a run on them:
+``compare`` predicts a second run on the first run's rows."""
 
 from __future__ import annotations
 
@@ -32,6 +35,17 @@ def is_multilabel_run(run_dir: str | Path) -> bool:
 
 
 @dataclass
+class LabelledRows:
+    """The labelled images a run is evaluated on: ``(line, label cell, image)``, the file they come
+    from and the separator of its label cells."""
+
+    rows: list[tuple[int, str, str]]
+    where: str  # which images, in words
+    origin: str
+    separator: str
+
+
+@dataclass
 class MultiLabelPredictions:
     """A multi-label run's probabilities ``[N, L]`` on labelled images, with their multi-hot truth."""
 
@@ -41,28 +55,38 @@ class MultiLabelPredictions:
     thresholds: list[float]
     where: str  # which images, in words
     skipped: list[tuple[str, str]]
+    kept: np.ndarray  # the rows (of ``LabelledRows.rows``) the probabilities are of: those that could be read
 
 
-def multilabel_predictions(run_dir: str | Path, data: str | Path | None = None, split: str | None = None) -> MultiLabelPredictions:
-    """The run's probabilities on its own split (``splits.csv``: test, else val) or on ``data``."""
+def multilabel_rows(run_dir: str | Path, data: str | Path | None = None, split: str | None = None) -> LabelledRows:
+    """The images a run is evaluated on: its own split (``splits.csv``: test, else val) or ``data``'s."""
+    run = RunDir(run_dir)
+    separator = read_toml(run.recipe_file).get("data", {}).get("label_separator", ";") if run.recipe_file.is_file() else ";"
+    rows, where = _data_rows(Path(data), split) if data is not None else _split_rows(run, split)
+    return LabelledRows(rows, where, str(data or run.splits_file), separator)
+
+
+def multilabel_predictions(run_dir: str | Path, data: str | Path | None = None, split: str | None = None,
+                           *, rows: LabelledRows | None = None) -> MultiLabelPredictions:
+    """The run's probabilities on its own split (``splits.csv``: test, else val), on ``data``, or
+    on ``rows`` (another run's, from ``multilabel_rows``)."""
     run = RunDir(run_dir)
     manifest = read_manifest(run.path)
     labels, thresholds = manifest["classes"], manifest["thresholds"]["values"]
-    separator = read_toml(run.recipe_file).get("data", {}).get("label_separator", ";") if run.recipe_file.is_file() else ";"
-    rows, where = _data_rows(Path(data), split) if data is not None else _split_rows(run, split)
-    label_sets = read_multilabel_rows(((line, cell) for line, cell, _ in rows), separator, origin=str(data or run.splits_file))
+    chosen = rows if rows is not None else multilabel_rows(run.path, data, split)
+    label_sets = read_multilabel_rows(((line, cell) for line, cell, _ in chosen.rows), chosen.separator, origin=chosen.origin)
     try:
         targets = multi_hot(label_sets, labels)
     except DataError as exc:
-        raise DataError(f"{data or run.path}: the labels are not the model's: {exc}") from None
-    images = FileImages([image for _, _, image in rows], list(range(len(rows))), labels)
+        raise DataError(f"{chosen.origin}: the labels are not those of the model in {run.path}: {exc}") from None
+    images = FileImages([image for _, _, image in chosen.rows], list(range(len(chosen.rows))), labels)
     predicted = load(run.path).predictions(images, raw=True, on_bad="skip")
     if predicted.logits is None:
         raise DataError(f"{run.path}: no logits to evaluate")
-    kept = predicted.kept if predicted.kept is not None else np.arange(len(rows))
+    kept = np.asarray(predicted.kept if predicted.kept is not None else np.arange(len(chosen.rows)), dtype=np.int64)
     if not len(kept):
-        raise DataError(f"none of the {len(rows)} images of {where} could be read")
-    return MultiLabelPredictions(sigmoid(predicted.logits), targets[kept], labels, thresholds, where, predicted.skipped)
+        raise DataError(f"none of the {len(chosen.rows)} images of {chosen.where} could be read")
+    return MultiLabelPredictions(sigmoid(predicted.logits), targets[kept], labels, thresholds, chosen.where, predicted.skipped, kept)
 
 
 def evaluate_multilabel(run_dir: str | Path, data: str | Path | None = None, split: str | None = None) -> dict[str, Any]:

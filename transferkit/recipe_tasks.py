@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 SINGLE, MULTILABEL = "single", "multilabel"  # ``task``: one class per image (the default), or a set of labels
 # what a multi-label recipe or run can go through, for the commands that refuse one
-MULTILABEL_COMMANDS = "finetune, validate, evaluate, predict, export, report and runs take multi-label ones"
+MULTILABEL_COMMANDS = "finetune, validate, evaluate, predict, export, report, runs, sweep and compare take multi-label ones"
 WHY = 'task = "multilabel"'
 
 # (the setting, whether the recipe asks for something a multi-label run does not do, what to set)

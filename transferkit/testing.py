@@ -306,6 +306,14 @@ def make_recipe(root: Path, backbone: str = TINY_BACKBONE, /, **sections: Any) -
     return _without_none(recipe)
 
 
+def make_multilabel_recipe(csv: Path, backbone: str = TINY_BACKBONE, /, **sections: Any) -> dict[str, Any]:
+    """``make_recipe`` for ``write_multilabel_csv``'s manifest: ``task = "multilabel"``, a CSV source."""
+    recipe = make_recipe(csv, backbone, **sections)
+    recipe["task"] = "multilabel"
+    recipe["data"]["source"] = "csv"
+    return recipe
+
+
 def _without_none(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _without_none(v) for k, v in value.items() if v is not None}

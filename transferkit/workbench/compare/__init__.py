@@ -1,13 +1,15 @@
 """``transferkit compare RUN_A RUN_B``: two finished runs on the same images (RUN_A's test split,
-or --data): accuracy, macro-F1, McNemar's exact test, per-class differences. The work is in
-``paired``."""
+or --data): accuracy, macro-F1, McNemar's exact test, per-class differences; for two multi-label
+runs, macro mAP with a paired bootstrap interval and per-label differences. The work is in
+``paired`` and ``multilabel``."""
 
 from __future__ import annotations
 
 import argparse
 
 NAME = "compare"
-HELP = "compare two finished runs on the same images: accuracy, McNemar's exact test, per-class accuracy differences"
+HELP = ("compare two finished runs on the same images: accuracy, McNemar's exact test, per-class accuracy differences"
+        " (multi-label runs: macro mAP, a bootstrap interval, per-label differences)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", metavar="DIR_OR_CSV",
                         help="compare on these images (a folder of class folders, or a CSV manifest) instead of RUN_A's test split")
     parser.add_argument("--split", choices=["test", "val"], help="RUN_A's split to compare on (default: test, else val)")
-    parser.add_argument("--top", type=int, default=10, metavar="N", help="classes listed (default 10)")
+    parser.add_argument("--top", type=int, default=10, metavar="N", help="classes (or labels) listed (default 10)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,6 +6,9 @@ McNemar's test (McNemar 1947; Dietterich 1998 recommends it for comparing two cl
 test set) looks only at the images where exactly one run is right: b (only A right) and c (only B
 right). Under "equally good", each such image is a fair coin, so p = P(|Binomial(b + c, 1/2) -
 (b + c)/2| >= |b - (b + c)/2|), computed exactly.
+
+Two multi-label runs are compared by their macro mAP instead (``multilabel``); a single-label run
+and a multi-label one are refused.
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ import numpy as np
 from scipy.stats import binom
 from sklearn.metrics import f1_score
 
+from ...engine.rundir.model_files import MANIFEST_FILE
 from ...errors import DataError, TransferkitError, printable
 from ...evaluate_multilabel import is_multilabel_run
 from ...evaluate_run import predictions
 from ...inference import load
+from .multilabel import MultiLabelComparison, compare_multilabel_runs, format_multilabel_comparison
 
 
 @dataclass
@@ -76,12 +81,18 @@ def mcnemar_exact(b: int, c: int) -> float:
     return float(min(1.0, 2.0 * binom.cdf(min(b, c), n, 0.5)))
 
 
-def compare_runs(run_a: str | Path, run_b: str | Path, data: str | Path | None = None, split: str | None = None) -> Comparison:
-    """Predict with both runs on RUN_A's evaluation images (``transferkit.evaluate``'s choice)."""
-    multilabel = [str(run) for run in (run_a, run_b) if is_multilabel_run(run)]
-    if multilabel:
-        raise TransferkitError(f"compare: {multilabel[0]} is a multi-label run, and compare pairs single-label answers; compare"
-                               " multi-label runs by their mAP: transferkit evaluate RUN (or transferkit runs)")
+def compare_runs(run_a: str | Path, run_b: str | Path, data: str | Path | None = None,
+                 split: str | None = None) -> Comparison | MultiLabelComparison:
+    """Predict with both runs on RUN_A's evaluation images (``transferkit.evaluate``'s choice);
+    two multi-label runs: ``multilabel.compare_multilabel_runs``."""
+    multilabel = [is_multilabel_run(run) for run in (run_a, run_b)]
+    if all(multilabel):
+        return compare_multilabel_runs(run_a, run_b, data, split)
+    if any(multilabel):
+        ours, other = (run_a, run_b) if multilabel[0] else (run_b, run_a)
+        if (Path(other) / MANIFEST_FILE).is_file():  # else: not a finished run, which load() says below
+            raise TransferkitError(f"compare: {ours} is a multi-label run and {other} a single-label one; compare two runs of the"
+                                   " same task (multi-label runs by their mAP, single-label runs by their accuracy)")
     model_a, model_b = load(run_a), load(run_b)
     if sorted(model_a.classes) != sorted(model_b.classes):
         only_a = sorted(set(model_a.classes) - set(model_b.classes))
@@ -95,7 +106,9 @@ def compare_runs(run_a: str | Path, run_b: str | Path, data: str | Path | None =
                       to_a[pred_b.preds] if len(pred_b.preds) else pred_b.preds, list(pred_a.skipped))
 
 
-def format_comparison(c: Comparison, top: int = 10) -> str:
+def format_comparison(c: Comparison | MultiLabelComparison, top: int = 10) -> str:
+    if isinstance(c, MultiLabelComparison):
+        return format_multilabel_comparison(c, top)
     n = len(c.targets)
     if n == 0:
         return "no images to compare on"

@@ -1,7 +1,8 @@
 """``transferkit sweep``: grid or random search over recipe keys. Every trial is an ordinary run
 directory (trained by the same engine as ``transferkit finetune``) inside the sweep folder; the
-results table (best validation accuracy first) and ``best_recipe.toml`` are rewritten after each
-trial, so a sweep stopped part-way loses nothing and ``--resume SWEEP_DIR`` runs the rest.
+results table (best validation figure first: top-1 accuracy, or macro mAP for a multi-label recipe)
+and ``best_recipe.toml`` are rewritten after each trial, so a sweep stopped part-way loses nothing
+and ``--resume SWEEP_DIR`` runs the rest.
 
 Python (``transferkit.workbench.sweep.trials``): ``plan = plan_sweep("r.toml", grid={"phases.extract.lr":
 [1e-3, 3e-3]})`` checks every trial's recipe without writing anything; ``run_sweep(plan)`` runs

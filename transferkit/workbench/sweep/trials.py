@@ -1,7 +1,8 @@
 """``transferkit sweep``: grid or random search over recipe keys. Every trial is an ordinary run
 directory (trained by the same engine as ``transferkit finetune``) inside the sweep folder; the
-results table (best validation accuracy first) and ``best_recipe.toml`` are rewritten after each
-trial, so a sweep stopped part-way loses nothing and ``--resume SWEEP_DIR`` runs the rest.
+results table (best validation figure first: top-1 accuracy, or macro mAP for a multi-label recipe)
+and ``best_recipe.toml`` are rewritten after each trial, so a sweep stopped part-way loses nothing
+and ``--resume SWEEP_DIR`` runs the rest.
 
 The work of the ``sweep`` command. Python: ``plan = plan_sweep("r.toml", grid={"phases.extract.lr": [1e-3, 3e-3]})`` checks every
 trial's recipe without writing anything; ``run_sweep(plan)`` runs it; ``sweep(...)`` does both.
@@ -19,6 +20,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import tomli_w
 
+from ...data.multilabel_csv import read_multilabel_csv
 from ...engine.prepare import build_splits
 from ...engine.run import run_recipe
 from ...engine.rundir.artifacts import atomic_write, encode_text
@@ -26,7 +28,8 @@ from ...engine.rundir.run_dir import RunDir
 from ...errors import RecipeError, TransferkitError
 from ...recipe import Recipe
 from ...recipe_loading import load_recipe
-from .results import TrialResult, best, format_table, ranked, read_results, tie_note, trial_from_run, write_results
+from ...recipe_tasks import MULTILABEL
+from .results import Metric, TrialResult, best, format_table, metric_for, ranked, read_results, tie_note, trial_from_run, write_results
 from .space import describe_space, format_value, grid_space, grid_trials, random_space, random_trials
 
 PLAN_FILE = "sweep.json"
@@ -48,6 +51,11 @@ class SweepPlan:
     @property
     def keys(self) -> list[str]:
         return list(self.space)
+
+    @property
+    def metric(self) -> Metric:
+        """What the trials are ranked by: the base recipe's task's figure."""
+        return metric_for(self.base.get("task"))
 
     def to_json(self) -> dict[str, Any]:
         return {"format": "transferkit.sweep", "version": 1, "recipe": self.origin, "mode": self.mode, "space": self.space,
@@ -86,20 +94,35 @@ def trial_recipe(base: Mapping[str, Any], params: Mapping[str, Any], origin: str
 
 
 def check_validation_split(recipe: Recipe, origin: str, seen: dict[str, bool]) -> None:
-    """Trials are ranked on validation accuracy: refuse a recipe whose data has no validation split."""
+    """Trials are ranked on a validation figure: refuse a recipe whose data has no validation split
+    (read here, before any trial trains, only when ``data.val_fraction = 0`` leaves it to the data)."""
     data = recipe.data
     if data.val_fraction > 0:
         return
-    key = json.dumps([data.source, data.root, data.params, data.split_seed, data.test_fraction], sort_keys=True, default=str)
+    key = json.dumps([recipe.task, data.source, data.root, data.params, data.split_seed, data.test_fraction,
+                      data.label_separator], sort_keys=True, default=str)
     if key not in seen:
-        seen[key] = build_splits(recipe).val is not None
+        seen[key] = _has_validation_split(recipe)
     if not seen[key]:
+        multilabel = recipe.task == MULTILABEL
         raise RecipeError(
-            f"{origin}: data.val_fraction: 0 and {data.root or data.source} has no val/ folder, so the trials would have"
-            " no validation split; a sweep ranks trials by validation accuracy, and ranking them on the test split"
+            f"{origin}: data.val_fraction: 0 and {data.root or data.source} has no"
+            f" {'rows with split val' if multilabel else 'val/ folder'}, so the trials would have no validation split;"
+            f" a sweep ranks trials by validation {metric_for(recipe.task).noun}, and ranking them on the test split"
             " would pick the trial that fits the test set and make its test figure optimistic; set"
-            " data.val_fraction above 0 (e.g. --set data.val_fraction=0.1) or add a val/ folder"
+            " data.val_fraction above 0 (e.g. --set data.val_fraction=0.1) or"
+            f" {'give validation images split = val in the CSV' if multilabel else 'add a val/ folder'}"
         )
+
+
+def _has_validation_split(recipe: Recipe) -> bool:
+    """Whether the recipe's data (its CSV manifest's rows, for a multi-label recipe) brings a
+    validation split of its own."""
+    data = recipe.data
+    if recipe.task == MULTILABEL:
+        return read_multilabel_csv(data.root, separator=data.label_separator, val_fraction=0.0, test_fraction=data.test_fraction,
+                                   seed=data.split_seed).splits.val is not None
+    return build_splits(recipe).val is not None
 
 
 def plan_sweep(
@@ -161,7 +184,7 @@ def run_sweep(plan: SweepPlan, *, log: Callable[[str], None] = print) -> SweepOu
             text = json.dumps(plan.to_json(), indent=2) + "\n"
             atomic_write(folder / PLAN_FILE, lambda fh: fh.write(text.encode()))
         results = {r.trial: r for r in read_results(folder)}
-        title = f"Sweep {folder.name} ({plan.mode} over {', '.join(plan.keys)})"
+        title, metric = f"Sweep {folder.name} ({plan.mode} over {', '.join(plan.keys)})", plan.metric
         done = sum(trial_name(i) in results for i in range(len(plan.trials)))
         log(f"sweep: {len(plan.trials)} trials, {plan.mode} over {', '.join(f'{k} [{v}]' for k, v in plan.space.items())};"
             f" folder {folder}" + (f"; {done} already done" if done else ""))
@@ -172,21 +195,21 @@ def run_sweep(plan: SweepPlan, *, log: Callable[[str], None] = print) -> SweepOu
             log(f"{name} ({index + 1}/{len(plan.trials)}): {_params_text(params)} ...")
             result = run_trial(plan, index, params)
             results[name] = result
-            write_results(folder, list(results.values()), plan.keys, title)
+            write_results(folder, list(results.values()), plan.keys, title, metric)
             top = best(list(results.values()))
             if top is not None:
                 write_best_recipe(plan, top)
-            shown = f"val top-1 {result.val_top1:.4f}" if result.val_top1 is not None else "no val figure"
-            shown += f", test top-1 {result.test_top1:.4f}" if result.test_top1 is not None else ""
+            shown = f"val {metric.label} {result.val:.4f}" if result.val is not None else "no val figure"
+            shown += f", test {metric.label} {result.test:.4f}" if result.test is not None else ""
             log(f"{name}: {result.status}" + (f": {result.reason}" if result.reason else f", {shown}") + f" ({result.seconds:.1f} s)")
         outcome = SweepOutcome(folder, ranked(list(results.values())), best(list(results.values())))
     log("")
-    log(format_table(outcome.results, plan.keys))
+    log(format_table(outcome.results, plan.keys, metric))
     if outcome.best is None:
         raise TransferkitError(f"{folder}: every trial failed (reasons in {folder / 'results.md'}); fix the recipe and sweep again")
-    log(f"best: {outcome.best.trial} ({_params_text(outcome.best.params)}), val top-1 {outcome.best.val_top1:.4f};"
+    log(f"best: {outcome.best.trial} ({_params_text(outcome.best.params)}), val {metric.label} {outcome.best.val:.4f};"
         f" recipe in {outcome.best_recipe}; table in {folder / 'results.md'}")
-    tie = tie_note(outcome.results)
+    tie = tie_note(outcome.results, metric)
     if tie:
         log(tie)
     return outcome
@@ -200,7 +223,7 @@ def run_trial(plan: SweepPlan, index: int, params: dict[str, Any]) -> TrialResul
     try:
         if run.is_finished:  # it finished, but the sweep was stopped before recording it
             seconds = float(run.read_summary().get("wall_seconds", 0.0))
-            return trial_from_run(name, params, run_dir, seconds)
+            return trial_from_run(name, params, run_dir, seconds, plan.metric)
         resume = run_dir if run.last_checkpoint.is_file() else None
         if resume is None and run_dir.exists():
             shutil.rmtree(run_dir)  # a start cut short before its first checkpoint: start it again
@@ -214,7 +237,7 @@ def run_trial(plan: SweepPlan, index: int, params: dict[str, Any]) -> TrialResul
             try:
                 recipe = trial_recipe(plan.base, params, str(plan.folder / PLAN_FILE), index)
                 run_recipe(recipe, output=None if resume else run_dir, resume=resume, log=log)
-                return trial_from_run(name, params, run_dir, time.perf_counter() - started)
+                return trial_from_run(name, params, run_dir, time.perf_counter() - started, plan.metric)
             except Exception:
                 log(traceback.format_exc())
                 raise
@@ -226,7 +249,7 @@ def run_trial(plan: SweepPlan, index: int, params: dict[str, Any]) -> TrialResul
 def write_best_recipe(plan: SweepPlan, top: TrialResult) -> None:
     """``best_recipe.toml``: the best trial's full recipe, ready for ``transferkit finetune``."""
     recipe = trial_recipe(plan.base, top.params, str(plan.folder / PLAN_FILE))
-    text = (f"# The best trial of sweep {plan.folder.name}: {top.trial}, validation top-1 {top.val_top1:.4f}\n"
+    text = (f"# The best trial of sweep {plan.folder.name}: {top.trial}, {plan.metric.words} {top.val:.4f}\n"
             f"# swept: {_params_text(top.params)}\n" + tomli_w.dumps(recipe.to_dict()))
     atomic_write(plan.folder / BEST_RECIPE, lambda fh: fh.write(encode_text(text)))
 
