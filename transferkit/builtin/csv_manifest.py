@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..data.csv_rows import MAX_CSV_BYTES, SPLITS, read_csv_rows  # noqa: F401 - their old home
+from ..data.csv_rows import SPLITS, read_csv_rows
 from ..data.sources import FileImages, capped
 
 MULTI_LABEL = re.compile(r"[;|]")
