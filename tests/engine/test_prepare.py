@@ -51,15 +51,18 @@ def test_plan_shows_images_per_class_and_split(one_folder, tiny_backbone, tmp_pa
     assert lines[1].split() == ["blue", "12", "3", "5"] and lines[4].split() == ["total", "36", "9", "15"]
 
 
-def test_the_probe_takes_the_native_size_only_a_little_above_the_training_size():
-    """Phase 2 starts from the probe's head: 224-px features carry over to 192 px, not to 64 px."""
-    from transferkit.data.preprocessing import native_or_larger
+def test_the_probe_reads_at_8_7_of_the_native_size_unless_training_is_far_smaller():
+    """FixRes: a frozen network reads a centre crop best a little above its training size (224 -> 256,
+    lite1's 240 -> 272); phase 2 starts from the probe's head, which carries over to 192 px, not to 64 px."""
+    from transferkit.data.preprocessing import probe_image_size
 
     config = {"input_size": (3, 224, 224)}
-    assert native_or_larger(config, None) == 224
-    assert native_or_larger(config, 192) == 224 and native_or_larger(config, 168) == 224
-    assert native_or_larger(config, 160) == 160 and native_or_larger(config, 64) == 64
-    assert native_or_larger(config, 256) == 256
+    assert probe_image_size(config, None) == 256
+    assert probe_image_size(config, 192) == 256 and probe_image_size(config, 168) == 256 and probe_image_size(config, 224) == 256
+    assert probe_image_size(config, 160) == 160 and probe_image_size(config, 64) == 64
+    assert probe_image_size(config, 256) == 256 and probe_image_size(config, 320) == 320
+    assert probe_image_size({"input_size": (3, 240, 240)}, 192) == 272
+    assert probe_image_size({"input_size": (3, 260, 260)}, None) == 296
 
 
 def _source_plugin(factory):

@@ -96,18 +96,26 @@ def preprocessing_for(data_config: dict[str, Any], image_size: int | None, crop_
     )
 
 
-NATIVE_WITHIN = 0.75  # a training size at least this share of the native one may take a native-size probe
+NATIVE_WITHIN = 0.75  # a training size at least this share of the native one may take the probe's size
+# the probe reads the frozen network at 8/7 of its pretrained size (224 -> 256 px, centre crop at the
+# backbone's crop_pct): ImageNet training's random-resized crops show objects larger than a centre
+# crop of the same size does, so a frozen network sees them at their training scale a little above
+# its training size (FixRes, Touvron et al. 2019). benchmarks/PROBE_SIZE.md: phase 1's probe on nine
+# held-out folders, mean test top-1 +1.0 point over 224 px, never more than one image lower
+PROBE_UPSCALE = 8 / 7
 
 
-def native_or_larger(data_config: dict[str, Any], image_size: int | None) -> int:
-    """The backbone's pretrained input size when ``image_size`` is unset, or smaller but within
-    ``NATIVE_WITHIN`` of it; else ``image_size``. Phase 2 starts from the probe's head: it carries
-    over from 224-px features to 192-px ones, not to 64-px ones (digits at 64 px: the probe fitted
-    at 224 px scored 0.931 on validation and its interpolations with the fine-tuned model 0.35-0.70)."""
+def probe_image_size(data_config: dict[str, Any], image_size: int | None) -> int:
+    """Phase 1's size: 8/7 of the backbone's pretrained size (rounded to 8 px; ``PROBE_UPSCALE``)
+    when ``image_size`` is unset or lies between ``NATIVE_WITHIN`` of the native size and that;
+    else ``image_size``. Phase 2 starts from the probe's head: it carries over from 256-px
+    features to 192-px ones, not to 64-px ones (digits at 64 px: the probe fitted at 224 px scored
+    0.931 on validation and its interpolations with the fine-tuned model 0.35-0.70)."""
     native = int(data_config["input_size"][-1])
-    if image_size is None:
-        return native
-    return native if NATIVE_WITHIN * native <= image_size < native else int(image_size)
+    upscaled = max(native, 8 * round(native * PROBE_UPSCALE / 8))
+    if image_size is None or NATIVE_WITHIN * native <= image_size < upscaled:
+        return upscaled
+    return int(image_size)
 
 
 def preprocessing_from_manifest(manifest: dict[str, Any]) -> Preprocessing:

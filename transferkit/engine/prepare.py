@@ -11,7 +11,7 @@ from torch import nn
 
 from ..components import create_augmentation
 from ..data.decoding import DecodeReport, decode_splits
-from ..data.preprocessing import Preprocessing, native_or_larger, preprocessing_for
+from ..data.preprocessing import Preprocessing, preprocessing_for, probe_image_size
 from ..data.sources import IMAGE_EXTENSIONS, DatasetSplits, FileImages, ImageSet, image_files_in
 from ..data.transforms import ImageTransform, train_transform
 from ..errors import DataError, RecipeError, WeightsError
@@ -114,9 +114,9 @@ def eval_preprocessing(recipe: Recipe, backbone_config: dict[str, Any]) -> Prepr
 
 def probe_preprocessing(recipe: Recipe, backbone_config: dict[str, Any]) -> Preprocessing:
     """Phase 1's preprocessing (its cached features, the probe's evaluation) at
-    ``phases.extract.image_size`` (unset: the backbone's native size when ``data.image_size`` is a
-    little smaller: ``native_or_larger``)."""
-    size = recipe.phases.extract.image_size or native_or_larger(backbone_config, recipe.data.image_size)
+    ``phases.extract.image_size`` (unset: 8/7 of the backbone's native size unless ``data.image_size``
+    is far below it: ``probe_image_size``)."""
+    size = recipe.phases.extract.image_size or probe_image_size(backbone_config, recipe.data.image_size)
     return preprocessing_for(backbone_config, size, recipe.data.crop_pct)
 
 
