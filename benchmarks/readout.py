@@ -25,15 +25,23 @@ import torch
 HERE = Path(__file__).resolve().parent
 
 
-def features(backbone: str, root: Path) -> dict[str, tuple[list[torch.Tensor], torch.Tensor]]:
-    """Per split: [pooled, stage 1 average, ..., last stage average] and the labels."""
+def features(
+    backbone: str, root: Path, size: int | None = None, crop_pct: float | None = None,
+) -> dict[str, tuple[list[torch.Tensor], torch.Tensor]]:
+    """Per split: [pooled, stage 1 average, ..., last stage average] and the labels, at timm's
+    preprocessing for the backbone (its size and crop_pct unless given)."""
     from timm.data import create_transform, resolve_data_config
     from torchvision import datasets
 
     from transferkit import create_backbone
 
     body = create_backbone(backbone, weights="imagenet").body.eval()
-    transform = create_transform(**resolve_data_config({}, model=body))
+    config = resolve_data_config({}, model=body)
+    if size is not None:
+        config["input_size"] = (3, size, size)
+    if crop_pct is not None:
+        config["crop_pct"] = crop_pct
+    transform = create_transform(**config)
     out = {}
     for split in ("train", "test"):
         folder = datasets.ImageFolder(str(root / split), transform)
@@ -47,16 +55,19 @@ def features(backbone: str, root: Path) -> dict[str, tuple[list[torch.Tensor], t
     return out
 
 
+def readout(feats: dict, split: str, k: int) -> torch.Tensor:
+    """The pooled features followed by the last ``k`` stages' averages."""
+    parts = feats[split][0]
+    return torch.cat([parts[0], *(parts[1:][-k:] if k else [])], 1)
+
+
 def score(feats: dict, k: int) -> float:
+    """Test top-1 of transferkit's probe (C by 5-fold CV) fitted on all of train."""
     from transferkit.engine.training.probe import fit_probe
 
-    def readout(split: str) -> torch.Tensor:
-        parts = feats[split][0]
-        return torch.cat([parts[0], *(parts[1:][-k:] if k else [])], 1)
-
     y, y_test = feats["train"][1], feats["test"][1]
-    fit = fit_probe(readout("train"), y, int(y.max()) + 1)
-    return float(((readout("test") @ fit.weight.T + fit.bias).argmax(1) == y_test).float().mean())
+    fit = fit_probe(readout(feats, "train", k), y, int(y.max()) + 1)
+    return float(((readout(feats, "test", k) @ fit.weight.T + fit.bias).argmax(1) == y_test).float().mean())
 
 
 def main() -> None:
