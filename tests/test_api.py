@@ -62,9 +62,11 @@ def test_load_predicts_class_names(finished_run, image_folder):
     assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
 
 
-def test_inference_preprocesses_exactly_as_training_evaluated(finished_run, image_folder):
+def test_inference_preprocesses_exactly_as_training_evaluated(finished_run, image_folder, tmp_path):
     """No train/serve skew: a loaded run turns a file into the very tensor that the training
     run's evaluation made of it (decoded once, shrunk antialiased, then resized and cropped)."""
+    from PIL import Image
+
     from transferkit.data.decoding import resize_shorter
     from transferkit.data.preprocessing import preprocessing_for
     from transferkit.data.sources import read_image
@@ -72,10 +74,16 @@ def test_inference_preprocesses_exactly_as_training_evaluated(finished_run, imag
     model = transferkit.load(finished_run)
     pre = model.manifest["preprocessing"]
     eval_tf = preprocessing_for(model.model.data_config, pre["image_size"], crop_pct=pre["image_size"] / pre["resize_shorter_side"])
-    for file in sorted((image_folder / "test").rglob("*.png"))[:4]:
+    side = pre["resize_shorter_side"]
+    originals = sorted((image_folder / "test").rglob("*.png"))[:2]
+    larger = []
+    for i, file in enumerate(originals):  # the same photos larger than the run's shorter side (a probe run's may exceed theirs)
+        larger.append(tmp_path / f"large-{i}.png")
+        Image.open(file).resize((2 * side + 3, 2 * side)).save(larger[-1])
+    assert all(min(read_image(f).shape[:2]) > side for f in larger)  # the shrinking path is exercised
+    for file in originals + larger:
         array = read_image(file)
-        assert min(array.shape[:2]) > pre["resize_shorter_side"]  # the shrinking path is exercised
-        expected = eval_tf(resize_shorter(array, pre["resize_shorter_side"]))
+        expected = eval_tf(resize_shorter(array, side))
         assert torch.equal(model.preprocessing(read_image(file)), expected)
 
 
