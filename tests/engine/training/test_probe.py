@@ -135,7 +135,8 @@ def test_the_run_fits_phase_1_as_the_probe_on_its_cached_features(tiny_recipe, t
     recipe = load_recipe(tiny_recipe)
     result = run_recipe(recipe, output=tmp_path / "run", log=lambda m: None)
     prepared = prepare(recipe)
-    cache = FeatureCache.compute(prepared.model.backbone, prepared.splits.train, prepared.probe_preprocessing, prepared.runtime, batch_size=8)
+    cache = FeatureCache.compute(prepared.model.backbone, prepared.splits.train, prepared.probe_preprocessing, prepared.runtime,
+                                 batch_size=8)
     expected = fit_probe(cache.features, cache.targets, len(prepared.splits.classes))
     assert torch.allclose(result.model.head.weight, expected.weight, atol=1e-5)
     assert torch.allclose(result.model.head.bias, expected.bias, atol=1e-5)

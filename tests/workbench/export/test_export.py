@@ -36,7 +36,8 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory):
         "name": "tiny-export",
         "data": {"source": "imagefolder", "root": str(images), "image_size": 32, "batch_size": 8, "val_fraction": 0.25},
         "backbone": {"name": "tiny/cnn", "weights": "none", "head_dropout": 0.2},
-        "phases": {"extract": {"epochs": 1, "lr": 0.05}, "finetune": {"epochs": 1}},
+        # the probe at 32 px too (its default is 8/7 of the backbone's size): every candidate exports at 32 px
+        "phases": {"extract": {"epochs": 1, "lr": 0.05, "image_size": 32}, "finetune": {"epochs": 1}},
         "train": {"folds": 1, "calibrate": "always"},  # the export records the run's temperature
     }
     with registered_backbone("tiny/cnn", tiny_cnn, "tiny-export-test"):
