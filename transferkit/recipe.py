@@ -196,9 +196,10 @@ class ExtractPhase(_Strict):
     # scikit-learn's C (inverse L2 strength) for the lbfgs probe; unset: chosen by k-fold CV (bounded:
     # 1e-320 would underflow the penalty to NaN)
     C: Annotated[float, Field(ge=1e-8, le=1e8)] | None = None
-    # the size phase 1's features are computed at, and the probe evaluated at; unset: the backbone's
-    # pretrained size when data.image_size is at least 3/4 of it (one forward pass per image affords
-    # the native resolution even when fine-tuning cannot), else data.image_size
+    # the size phase 1's features are computed at, and the probe evaluated at; unset: 8/7 of the
+    # backbone's pretrained size (FixRes: 256 px for a 224-px network) when data.image_size is at
+    # least 3/4 of the pretrained size (one forward pass per image affords it even when fine-tuning
+    # cannot), else data.image_size (preprocessing.probe_image_size)
     image_size: ImageSize | None = None
     # the probe's own label smoothing (train.label_smoothing is phase 2's): hard labels fit a
     # better-calibrated probe and chose better C on the transfer benchmark

@@ -2,8 +2,8 @@
 images a run learns from (train and validation; the test split is never read), and its cost.
 
 For each candidate with ImageNet weights on the machine: one forward pass per image at the
-backbone's native pretrained preprocessing (its size, crop_pct and interpolation, as phase 1 and a
-user's own probe compute features), the phase-1 probe (``fit_probe``: C by cross-validation), then
+backbone's native pretrained preprocessing (its size, crop_pct and interpolation, as a user's own
+probe computes features; phase 1 itself reads at 8/7 of that size), the phase-1 probe (``fit_probe``: C by cross-validation), then
 its out-of-fold predictions on the same stratified folds for every candidate, so that the
 candidates are compared image by image. Cost: feature images/s, training images/s (timed
 fine-tuning steps at the recipe's image size and batch), parameters, the training-memory estimate.
