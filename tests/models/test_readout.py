@@ -10,7 +10,7 @@ import transferkit
 from transferkit.engine.rundir.model_files import load_classifier, read_manifest
 from transferkit.errors import RecipeError
 from transferkit.models.backbone import create_backbone
-from transferkit.models.readout import STAGES
+from transferkit.models.readout import STAGES, readout_blocks
 from transferkit.testing import TINY_BACKBONE, make_recipe, write_image_folder
 
 from ..older_runs import as_before_key
@@ -34,6 +34,8 @@ def test_stages_are_the_pooled_features_then_each_of_the_last_stages_averaged():
     assert torch.equal(read[:, :1280], plain)  # the pooled features are unchanged, and first
     assert torch.allclose(read[:, 1280:], torch.cat([outputs[4], outputs[6]], 1), atol=1e-6)
     assert STAGES == 2
+    assert readout_blocks(staged) == [1280, 112, 320]  # what the probe scales block by block
+    assert readout_blocks(pooled) == [1280]
 
 
 def test_auto_reads_stages_where_the_backbone_has_them_and_the_pooled_features_elsewhere(tiny_backbone):

@@ -45,3 +45,13 @@ def apply_readout(module: nn.Module, readout: str, name: str, provider: str) -> 
 def readout_of(module: nn.Module) -> str:
     """What a built backbone reads: "stages" or "pooled" (a backbone built before this key)."""
     return getattr(module, "readout", "pooled")
+
+
+def readout_blocks(module: nn.Module) -> list[int]:
+    """The widths of what the head reads, in order: ``[num_features]`` for the pooled readout,
+    ``[pooled, stage, ...]`` when it reads stages too (the probe scales each block as a whole)."""
+    width = int(module.num_features)
+    k = getattr(module, "readout_stages", 0)
+    widths_of = getattr(module, "stage_widths", None)
+    stages = (widths_of() or [])[-k:] if k and callable(widths_of) else []
+    return [width - sum(stages), *stages] if stages and width > sum(stages) else [width]

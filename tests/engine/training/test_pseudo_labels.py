@@ -38,6 +38,15 @@ def test_confident_pseudo_labels_join_the_final_fit_at_the_same_C():
     assert accuracy(refit) >= accuracy(fit)
 
 
+def test_the_refit_keeps_the_fits_scaling():
+    x, y = _blobs(4, 0)
+    unlabeled, _ = _blobs(200, 1)
+    for scaling in ("feature", "block"):
+        fit = fit_probe(x, y, 3, Cs=(1.0,), scalings=(scaling,), blocks=[2, 2])
+        refit = refit_with_pseudo_labels(fit, x, y, unlabeled, ["a", "b", "c"], threshold=0.7, weight=1.0, blocks=[2, 2])
+        assert refit.scaling == scaling and refit.pseudo_labels["used"] > 0
+
+
 def test_nothing_confident_enough_leaves_the_fit_as_it_was():
     x, y = _blobs(4, 0)
     fit = fit_probe(x, y, 3, Cs=(1.0,))

@@ -169,11 +169,12 @@ def _candidate(
     features = torch.cat(chunks)
     feature_rate = len(labels) / max(time.perf_counter() - started, 1e-9)
     y = torch.as_tensor(labels)
-    C = fit_probe(features, y, num_classes, seed=recipe.seed).C
+    chosen = fit_probe(features, y, num_classes, seed=recipe.seed)
+    C = chosen.C
     log_probs = torch.zeros(len(labels), num_classes)
     for f in range(int(fold_of.max()) + 1):
         held = torch.as_tensor(fold_of == f)
-        fit = fit_probe(features[~held], y[~held], num_classes, Cs=(C,))
+        fit = fit_probe(features[~held], y[~held], num_classes, Cs=(C,), scalings=(chosen.scaling,))
         log_probs[held] = torch.log_softmax(features[held] @ fit.weight.T + fit.bias, dim=1)
     per_image = -log_probs[torch.arange(len(y)), y].double().numpy()
     top1 = float((log_probs.argmax(1) == y).float().mean())

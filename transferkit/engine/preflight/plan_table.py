@@ -70,7 +70,7 @@ def format_plan(plan: dict[str, Any]) -> str:
         )
         extras = []
         if p["probe"]:
-            cfg = "C by cross-validation" if p.get("C") is None else f"C = {p['C']:g}"
+            cfg = "C and feature scaling by cross-validation" if p.get("C") is None else f"C = {p['C']:g}"
             extras.append(f"head fitted on cached backbone features as a logistic probe (L-BFGS, {cfg}; the lr above trains nothing here)")
         elif p["feature_cache"]:
             extras.append("head trains on cached backbone features")

@@ -33,6 +33,7 @@ from torch import nn
 from ...data.loaders import EpochBatchSampler, TransformedDataset, make_loader
 from ...errors import NonFiniteLossError, RecipeError
 from ...models.classifier import Classifier
+from ...models.readout import readout_blocks
 from ...recipe import EXTRACT, FINETUNE, PHASES, Recipe, TrainConfig
 from ..prepare import Prepared
 from ..runtime.device import Runtime
@@ -307,12 +308,13 @@ def fit_probe_head(prepared: Prepared, model: Classifier, cache: FeatureCache, c
     fit = fit_probe(
         cache.features, cache.targets, len(prepared.splits.classes), label_smoothing=cfg.label_smoothing,
         class_weights=weights, Cs=DEFAULT_CS if cfg.C is None else (cfg.C,), folds=cfg.cv_folds, seed=recipe.seed,
+        blocks=readout_blocks(model.backbone),
     )
     if prepared.unlabeled is not None:
         fit = refit_with_pseudo_labels(
             fit, cache.features, cache.targets, unlabeled_features(prepared, model.backbone), prepared.splits.classes,
             threshold=cfg.pseudo_label_threshold, weight=cfg.pseudo_label_weight, label_smoothing=cfg.label_smoothing,
-            class_weights=weights, copies_left_out=prepared.unlabeled_copies,
+            class_weights=weights, copies_left_out=prepared.unlabeled_copies, blocks=readout_blocks(model.backbone),
         )
     with torch.no_grad():
         model.head.weight.copy_(fit.weight.to(model.head.weight))

@@ -1,12 +1,22 @@
 """Phase 1 as a converged linear probe: multinomial logistic regression on the cached features,
-fitted full-batch with L-BFGS, its L2 strength chosen by stratified k-fold cross-validation.
+fitted full-batch with L-BFGS, its L2 strength and its feature scaling chosen by stratified k-fold
+cross-validation.
 
 What scikit-learn's ``LogisticRegressionCV`` does, on the head's own parameters and in seconds:
-features are standardised (the scaling is folded back into the head, so the model is unchanged
+features are centred and scaled (the scaling is folded back into the head, so the model is unchanged
 in shape); when there are fewer samples than features the fit runs in the samples' span (exact
 for an L2 penalty: the optimum lies there); each fold walks the grid from strong to weak
 regularisation, warm-starting every fit from the last. The penalty ``l2 / 2 * ||W||^2`` on the
 mean loss equals scikit-learn's ``C = 1 / (l2 * n)``.
+
+Two scalings are tried, each over the C grid, and the pair with the lowest cross-validated
+log-loss is kept (ties: per-feature). ``"feature"`` divides each feature by its own standard
+deviation (``StandardScaler``); ``"block"`` divides each block of the readout (the pooled
+features, each stage's averages: ``blocks``) by the root-mean-square of its features' deviations,
+so the features keep their relative scale within a block, as a probe on raw features does. Neither
+wins everywhere: on nine held-out folders (``benchmarks/PROBE_SCALING.md``) per-feature scaling
+was ahead by up to 4 images on some, block scaling by up to 7 on others, and the choice by
+cross-validation was within one image of the better one on each.
 
 Label smoothing and class weights keep their training meaning: targets are smoothed, and a
 sample weighs ``sum_c target_c * w_c`` exactly as in ``loop.soft_cross_entropy``. The fold score
@@ -39,6 +49,7 @@ from ...progress import progress
 # scikit-learn C values (1 / (l2 * n)) tried by cross-validation, strong to weak: on standardised
 # features accuracy is flat within a decade, so decades suffice
 DEFAULT_CS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
+SCALINGS = ("feature", "block")  # tried by cross-validation, in this order (ties: the first)
 SMALL_PROBLEM = 5e7  # samples x features x classes below which one thread is faster (no thread hand-offs)
 # standardised float64 rows held at once up to this many bytes; above it, made chunk by chunk (at
 # 2**30, 90,000 rows of 1024 features were held, and their float64 copy beside them: +1.4 GB)
@@ -66,7 +77,9 @@ class ProbeFit:
     C: float
     l2: float
     folds: int
-    cv_log_loss: dict[float, float] = field(default_factory=dict)
+    cv_log_loss: dict[float, float] = field(default_factory=dict)  # at the chosen scaling
+    scaling: str = "feature"
+    cv_scaling_log_loss: dict[str, float] = field(default_factory=dict)  # each scaling's best
     seconds: float = 0.0
     pseudo_labels: dict | None = None  # data.unlabeled: what joined the final fit (pseudo_labels.py)
 
@@ -76,7 +89,9 @@ class ProbeFit:
             "C": self.C,
             "l2": self.l2,
             "folds": self.folds,
+            "scaling": self.scaling,
             "cv_log_loss": {f"{c:.4g}": round(v, 5) for c, v in self.cv_log_loss.items()},
+            "cv_scaling_log_loss": {k: round(v, 5) for k, v in self.cv_scaling_log_loss.items()},
             "seconds": round(self.seconds, 2),
         }
         return out if self.pseudo_labels is None else {**out, "pseudo_labels": self.pseudo_labels}
@@ -150,6 +165,15 @@ def moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         squares += ((x[start:start + ROWS_PER_CHUNK].to(torch.float64) - mean) ** 2).sum(0)
     std = (squares / max(n - 1, 1)).sqrt().clamp_min(1e-6)
     return mean, std
+
+
+def block_scale(std: torch.Tensor, blocks: Sequence[int] | None) -> torch.Tensor:
+    """``std`` with each block's features given the root-mean-square of that block's deviations
+    (one block, the whole row, when ``blocks`` is None)."""
+    widths = list(blocks) if blocks else [len(std)]
+    if sum(widths) != len(std) or min(widths) < 1:
+        raise ValueError(f"blocks {widths} do not partition {len(std)} features")
+    return torch.cat([part.pow(2).mean().sqrt().expand(len(part)) for part in torch.split(std, widths)])
 
 
 def _minimise(
@@ -233,21 +257,71 @@ def fit_probe(
     max_iter: int = 100,
     extra: Extra | None = None,
     cv_images: int = CV_IMAGES,
+    blocks: Sequence[int] | None = None,
+    scalings: Sequence[str] = SCALINGS,
 ) -> ProbeFit:
     """Fit the head on ``features`` ``[N, F]`` or ``[views, N, F]`` (views of the same images)
     and integer ``labels`` ``[N]``. With one C, or too few images per class for two folds, no
-    cross-validation runs (the middle of ``Cs`` is used when it cannot). ``extra``: more samples
-    (pseudo-labelled images) that join the final fit only, each with its weight; C is chosen
-    on the labelled images alone and held-out folds never contain an extra sample. ``cv_images``:
-    more images than this choose C on a stratified sample of that many (the module's docstring)."""
+    cross-validation runs (the middle of ``Cs`` is used when it cannot, with the first of
+    ``scalings``). ``extra``: more samples (pseudo-labelled images) that join the final fit only,
+    each with its weight; C is chosen on the labelled images alone and held-out folds never contain
+    an extra sample. ``cv_images``: more images than this choose C on a stratified sample of that
+    many (the module's docstring). ``blocks``: the widths of the readout's parts, in order (one
+    block when None); ``scalings``: those cross-validation may choose from (``SCALINGS``)."""
+    unknown = sorted(set(scalings) - set(SCALINGS))
+    if unknown or not scalings:
+        raise ValueError(f"scalings {list(scalings)}: each must be one of {', '.join(SCALINGS)}")
     size = features.shape[-2] * features.shape[-1] * num_classes * (features.shape[0] if features.ndim == 3 else 1)
     with _threads(1 if size < SMALL_PROBLEM else torch.get_num_threads()):
-        return _fit_probe(features, labels, num_classes, label_smoothing, class_weights, Cs, folds, seed, max_iter, extra, cv_images)
+        return _fit_probe(features, labels, num_classes, label_smoothing, class_weights, Cs, folds, seed, max_iter, extra,
+                          cv_images, blocks, tuple(scalings))
+
+
+def _design(
+    x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
+) -> tuple[torch.Tensor | Standardised, torch.Tensor | None]:
+    """The scaled rows (in their span when they fit in memory: ``row_span``) and that basis, or a
+    ``Standardised`` made chunk by chunk."""
+    design = Standardised(x, mean, std)
+    if x.shape[0] * x.shape[1] * 8 <= MATERIALISE_UP_TO:  # every scaled row at once
+        return row_span(design.rows(slice(None)))
+    return design, None
+
+
+def _cross_validate(
+    design: torch.Tensor | Standardised, y: torch.Tensor, sample_w: torch.Tensor, rows: np.ndarray,
+    folds_idx: list[tuple[torch.Tensor, torch.Tensor, int]], Cs: Sequence[float], num_classes: int, smoothing: float,
+    max_iter: int, bar: Any,
+) -> tuple[dict[float, float], dict[float, tuple[torch.Tensor, torch.Tensor]]]:
+    """Held-out log-loss at each C (strong to weak, every fold warm-started from its last fit,
+    stopping once past the minimum) and the first fold's fit at each C."""
+    every = len(rows) == len(y)
+    z = design if every and isinstance(design, torch.Tensor) else (
+        design.rows(torch.as_tensor(rows)) if isinstance(design, Standardised) else design[torch.as_tensor(rows)])
+    y_cv, w_cv = (y, sample_w) if every else (y[rows], sample_w[rows])
+    starts: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(folds_idx)
+    cv: dict[float, float] = {}
+    at_c: dict[float, tuple[torch.Tensor, torch.Tensor]] = {}
+    for c in Cs:
+        total = 0.0
+        for f, (tr, he, n_images) in enumerate(folds_idx):
+            starts[f] = _minimise(z[tr], y_cv[tr], num_classes, smoothing, w_cv[tr], 1.0 / (c * n_images), starts[f], max_iter)
+            weight, bias = starts[f]
+            total += F.cross_entropy(z[he] @ weight + bias, y_cv[he], reduction="sum").item()
+            if bar is not None:
+                bar.update(1)
+        at_c[c] = starts[0]
+        cv[c] = total / len(rows)
+        losses = list(cv.values())
+        if len(losses) >= 3 and losses[-1] > losses[-2] > losses[-3]:
+            break  # past the minimum: weaker penalties only fit slower and score worse
+    return cv, at_c
 
 
 def _fit_probe(
     features: torch.Tensor, labels: torch.Tensor, num_classes: int, label_smoothing: float, class_weights: torch.Tensor | None,
-    Cs: Sequence[float], folds: int, seed: int, max_iter: int, extra: Extra | None = None, cv_images: int = CV_IMAGES,
+    Cs: Sequence[float], folds: int, seed: int, max_iter: int, extra: Extra | None, cv_images: int,
+    blocks: Sequence[int] | None, scalings: tuple[str, ...],
 ) -> ProbeFit:
     started = time.perf_counter()
     feats = features if features.ndim == 3 else features[None]
@@ -255,54 +329,42 @@ def _fit_probe(
     x = feats.reshape(views * n, d).cpu()  # a view: a memory-mapped cache stays on disk
     y = labels.to(torch.long).cpu().repeat(views)
     groups = np.tile(np.arange(n), views)
-    mean, std = moments(x)
-    basis = None
-    design: torch.Tensor | Standardised = Standardised(x, mean, std)
-    if views * n * d * 8 <= MATERIALISE_UP_TO:  # every standardised row at once
-        design, basis = row_span(design.rows(slice(None)))
+    mean, feature_std = moments(x)
+    stds = {"feature": feature_std, "block": block_scale(feature_std, blocks)}
     sample_w = _sample_weights(y, label_smoothing, class_weights)
     Cs = sorted(float(c) for c in Cs)
     counts = np.bincount(y.numpy()[:n], minlength=num_classes)
     k = int(min(folds, counts[counts > 0].min())) if len(Cs) > 1 else 1
-    cv: dict[float, float] = {}
     sampled = cv_sample(y.numpy()[:n], cv_images, seed)
-    at_c: dict[float, tuple[torch.Tensor, torch.Tensor]] = {}  # the first fold's fit at each C
+    results: dict[str, tuple[dict[float, float], dict[float, tuple[torch.Tensor, torch.Tensor]]]] = {}
     if k >= 2:
         rows = np.flatnonzero(np.isin(groups, sampled)) if len(sampled) < n else np.arange(len(y))
-        every = len(rows) == len(y)
-        z = design if every and isinstance(design, torch.Tensor) else (
-            design.rows(torch.as_tensor(rows)) if isinstance(design, Standardised) else design[torch.as_tensor(rows)])
-        y_cv, w_cv = (y, sample_w) if every else (y[rows], sample_w[rows])
         folds_idx = [(torch.as_tensor(tr), torch.as_tensor(he), len(np.unique(groups[rows][tr])))
-                     for tr, he in _folds(y_cv.numpy(), groups[rows], k, seed)]
-        starts: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(folds_idx)
-        bar = progress(total=len(Cs) * len(folds_idx), desc="probe: C by cross-validation", unit="fit") if n > cv_images else None
-        for c in Cs:  # strong to weak; each fold warm-starts from its previous fit
-            total = 0.0
-            for f, (tr, he, n_images) in enumerate(folds_idx):
-                starts[f] = _minimise(z[tr], y_cv[tr], num_classes, label_smoothing, w_cv[tr], 1.0 / (c * n_images), starts[f], max_iter)
-                weight, bias = starts[f]
-                total += F.cross_entropy(z[he] @ weight + bias, y_cv[he], reduction="sum").item()
-                if bar is not None:
-                    bar.update(1)
-            at_c[c] = starts[0]
-            cv[c] = total / len(rows)
-            losses = list(cv.values())
-            if len(losses) >= 3 and losses[-1] > losses[-2] > losses[-3]:
-                break  # past the minimum: weaker penalties only fit slower and score worse
+                     for tr, he in _folds(y.numpy()[rows], groups[rows], k, seed)]
+        bar = progress(total=len(scalings) * len(Cs) * len(folds_idx), desc="probe: C and scaling by cross-validation",
+                       unit="fit") if n > cv_images else None
+        for scaling in scalings:
+            design, _ = _design(x, mean, stds[scaling])
+            results[scaling] = _cross_validate(design, y, sample_w, rows, folds_idx, Cs, num_classes, label_smoothing, max_iter, bar)
+            del design
         if bar is not None:
             bar.close()
-        best_c = min(cv, key=lambda c: (cv[c], c))  # ties: the stronger penalty
+        # the lowest held-out log-loss; ties: the stronger penalty, then the first scaling
+        scaling, best_c = min(((s, c) for s in scalings for c in results[s][0]),
+                              key=lambda sc: (results[sc[0]][0][sc[1]], sc[1], scalings.index(sc[0])))
     else:
-        best_c = Cs[len(Cs) // 2]
+        scaling, best_c = scalings[0], Cs[len(Cs) // 2]
+    std = stds[scaling]
+    design, basis = _design(x, mean, std)
     l2 = 1.0 / (best_c * n)
     # on a sample, the final fit on every image starts from the sample's fit at the chosen C
-    start = at_c.get(best_c) if len(sampled) < n else None
+    start = results[scaling][1].get(best_c) if results and len(sampled) < n else None
     if extra is not None and len(extra.labels):
-        # the labelled samples and the extra ones, standardised by the statistics of all of them (a
+        # the labelled samples and the extra ones, scaled by the statistics of all of them (a
         # feature nearly constant on a few labelled images would blow the others up), in their span
         both = torch.cat([x.to(torch.float64), extra.features.to(torch.float64).cpu()])
         mean, std = moments(both)
+        std = std if scaling == "feature" else block_scale(std, blocks)
         design, basis = row_span((both - mean) / std)
         start = None
         extra_labels = extra.labels.to(torch.long).cpu()
@@ -317,4 +379,6 @@ def _fit_probe(
     if bar is not None:
         bar.close()
     weight, bias = raw_head(w, b, basis, mean, std)
-    return ProbeFit(weight=weight, bias=bias, C=best_c, l2=l2, folds=k, cv_log_loss=cv, seconds=time.perf_counter() - started)
+    return ProbeFit(weight=weight, bias=bias, C=best_c, l2=l2, folds=k, cv_log_loss=results[scaling][0] if results else {},
+                    scaling=scaling, cv_scaling_log_loss={s: min(r[0].values()) for s, r in results.items()},
+                    seconds=time.perf_counter() - started)

@@ -88,10 +88,11 @@ def unlabeled_features(prepared: Prepared, backbone: nn.Module) -> torch.Tensor:
 def refit_with_pseudo_labels(
     fit: ProbeFit, features: torch.Tensor, labels: torch.Tensor, unlabeled: torch.Tensor, classes: Sequence[str], *,
     threshold: float, weight: float, label_smoothing: float = 0.0, class_weights: torch.Tensor | None = None,
-    copies_left_out: int = 0,
+    copies_left_out: int = 0, blocks: Sequence[int] | None = None,
 ) -> ProbeFit:
     """The final fit again, with the unlabelled images ``fit`` labels confidently enough; C and
-    the cross-validation record stay ``fit``'s. ``summary()["pseudo_labels"]`` says what was used."""
+    the cross-validation record stay ``fit``'s, and so does its scaling (over ``blocks``).
+    ``summary()["pseudo_labels"]`` says what was used."""
     with torch.no_grad():
         probs = torch.softmax(unlabeled.float() @ fit.weight.T + fit.bias, dim=1)
     confidence, predicted = probs.max(dim=1)
@@ -102,8 +103,10 @@ def refit_with_pseudo_labels(
     if not bool(keep.any()):
         fit.pseudo_labels = record
         return fit
+    extra = Extra(unlabeled[keep], predicted[keep], torch.full((int(keep.sum()),), float(weight)))
     refit = fit_probe(features, labels, len(classes), label_smoothing=label_smoothing, class_weights=class_weights, Cs=(fit.C,),
-                      extra=Extra(unlabeled[keep], predicted[keep], torch.full((int(keep.sum()),), float(weight))))
+                      scalings=(fit.scaling,), blocks=blocks, extra=extra)
     refit.folds, refit.cv_log_loss, refit.seconds = fit.folds, fit.cv_log_loss, fit.seconds + refit.seconds
+    refit.cv_scaling_log_loss = fit.cv_scaling_log_loss
     refit.pseudo_labels = record
     return refit

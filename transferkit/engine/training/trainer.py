@@ -246,8 +246,8 @@ class Trainer:
                 rows += len(labels)
         stats = {"loss": loss_sum / weight_sum, "acc": correct / rows, "images": rows, "seconds": time.perf_counter() - started}
         info.probe = fit.summary()
-        how = f"C by {fit.folds}-fold cross-validation" if fit.folds > 1 else "C from the recipe"
-        self.log(f"  logistic probe fitted by L-BFGS: C = {fit.C:g} ({how}), {fit.seconds:.1f} s")
+        how = f"C and scaling by {fit.folds}-fold cross-validation" if fit.folds > 1 else "C from the recipe"
+        self.log(f"  logistic probe fitted by L-BFGS: C = {fit.C:g}, {fit.scaling} scaling ({how}), {fit.seconds:.1f} s")
         self._end_epoch(phase, phase.plan.epochs - 1, stats, title="extract probe")
 
     def _step_callback(self, phase: PhaseState, epoch: int, offset: int) -> Callable[[dict[str, Any]], None]:
