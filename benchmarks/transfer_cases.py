@@ -177,6 +177,7 @@ def recipe(args: argparse.Namespace) -> dict:
         "top1": summary["test"]["top1"],
         "extract_top1": phases.get("extract", {}).get("test_top1"),
         "finetune_top1": phases.get("finetune", {}).get("test_top1"),
+        "probe": phases.get("extract", {}).get("probe"),
         "final": summary.get("final", {}),
         "ece": {"raw": summary["test"].get("ece"), **{k: calibration.get("test", {}).get(k) for k in ("ece_before", "ece_after")},
                 "fitted_on": calibration.get("fitted_on"), "n": calibration.get("val", {}).get("n"),
