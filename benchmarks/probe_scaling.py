@@ -82,7 +82,9 @@ def write(rows: list[dict], args: argparse.Namespace) -> None:
         f" ({time.strftime('%Y-%m-%d')}): transferkit's probe (C by 5-fold CV, the head's readout: pooled + the last"
         f" {READOUT_STAGES} stages) on all of `train/`, test top-1 on `test/`. Columns: every feature scaled by its own"
         " standard deviation; each readout block by the root-mean-square of its features' deviations; the one with the"
-        " lower cross-validated log-loss (the probe's default; which one, and both log-losses).", "",
+        " lower cross-validated log-loss (the probe's default; which one, and both log-losses). The folders are held out:"
+        " built from public repositories (seed-0 samples), not committed, nothing tuned on them; flowers12 is"
+        " `../shared/data/flowers12`.", "",
         "| dataset | classes | train / test | " + " | ".join(keys) + " | CV chose | CV log-loss feature / block |",
         "|---|---|---|" + "---|" * len(keys) + "---|---|",
     ]
