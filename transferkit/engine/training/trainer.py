@@ -231,7 +231,7 @@ class Trainer:
         cache, info = phase.train_cache, self.summary.phases[EXTRACT]
         cfg = self.prepared.recipe.phases.extract
         self.log(f"  fitting the head as a logistic probe on {len(cache) * cache.views} cached features"
-                 + (f" (C by {cfg.cv_folds}-fold cross-validation)" if cfg.C is None else ""))
+                 + (f" (C and scaling by {cfg.cv_folds}-fold cross-validation)" if cfg.C is None else ""))
         fit = fit_probe_head(self.prepared, self.model, cache, self.class_weights)
         loss_sum, weight_sum, correct, rows = 0.0, 0.0, 0, 0
         weights = weights_tensor(self.class_weights, torch.device("cpu"))
