@@ -305,16 +305,17 @@ def fit_probe_head(prepared: Prepared, model: Classifier, cache: FeatureCache, c
             " backbone's weights and the data"
         )
     weights = None if class_weights is None else torch.as_tensor(class_weights)
+    blocks = readout_blocks(model.backbone)  # what the probe may scale as a whole
     fit = fit_probe(
         cache.features, cache.targets, len(prepared.splits.classes), label_smoothing=cfg.label_smoothing,
         class_weights=weights, Cs=DEFAULT_CS if cfg.C is None else (cfg.C,), folds=cfg.cv_folds, seed=recipe.seed,
-        blocks=readout_blocks(model.backbone),
+        blocks=blocks,
     )
     if prepared.unlabeled is not None:
         fit = refit_with_pseudo_labels(
             fit, cache.features, cache.targets, unlabeled_features(prepared, model.backbone), prepared.splits.classes,
             threshold=cfg.pseudo_label_threshold, weight=cfg.pseudo_label_weight, label_smoothing=cfg.label_smoothing,
-            class_weights=weights, copies_left_out=prepared.unlabeled_copies, blocks=readout_blocks(model.backbone),
+            class_weights=weights, copies_left_out=prepared.unlabeled_copies, blocks=blocks,
         )
     with torch.no_grad():
         model.head.weight.copy_(fit.weight.to(model.head.weight))

@@ -176,6 +176,11 @@ def block_scale(std: torch.Tensor, blocks: Sequence[int] | None) -> torch.Tensor
     return torch.cat([part.pow(2).mean().sqrt().expand(len(part)) for part in torch.split(std, widths)])
 
 
+def scaled_by(scaling: str, std: torch.Tensor, blocks: Sequence[int] | None) -> torch.Tensor:
+    """What each feature is divided by under ``scaling``, from its standard deviation ``std``."""
+    return std if scaling == "feature" else block_scale(std, blocks)
+
+
 def _minimise(
     x: torch.Tensor | Standardised, labels: torch.Tensor, num_classes: int, smoothing: float, sample_w: torch.Tensor, l2: float,
     start: tuple[torch.Tensor, torch.Tensor] | None, max_iter: int, bar: Any = None,
@@ -330,7 +335,6 @@ def _fit_probe(
     y = labels.to(torch.long).cpu().repeat(views)
     groups = np.tile(np.arange(n), views)
     mean, feature_std = moments(x)
-    stds = {"feature": feature_std, "block": block_scale(feature_std, blocks)}
     sample_w = _sample_weights(y, label_smoothing, class_weights)
     Cs = sorted(float(c) for c in Cs)
     counts = np.bincount(y.numpy()[:n], minlength=num_classes)
@@ -344,7 +348,7 @@ def _fit_probe(
         bar = progress(total=len(scalings) * len(Cs) * len(folds_idx), desc="probe: C and scaling by cross-validation",
                        unit="fit") if n > cv_images else None
         for scaling in scalings:
-            design, _ = _design(x, mean, stds[scaling])
+            design, _ = _design(x, mean, scaled_by(scaling, feature_std, blocks))
             results[scaling] = _cross_validate(design, y, sample_w, rows, folds_idx, Cs, num_classes, label_smoothing, max_iter, bar)
             del design
         if bar is not None:
@@ -354,7 +358,7 @@ def _fit_probe(
                               key=lambda sc: (results[sc[0]][0][sc[1]], sc[1], scalings.index(sc[0])))
     else:
         scaling, best_c = scalings[0], Cs[len(Cs) // 2]
-    std = stds[scaling]
+    std = scaled_by(scaling, feature_std, blocks)
     design, basis = _design(x, mean, std)
     l2 = 1.0 / (best_c * n)
     # on a sample, the final fit on every image starts from the sample's fit at the chosen C
@@ -363,8 +367,8 @@ def _fit_probe(
         # the labelled samples and the extra ones, scaled by the statistics of all of them (a
         # feature nearly constant on a few labelled images would blow the others up), in their span
         both = torch.cat([x.to(torch.float64), extra.features.to(torch.float64).cpu()])
-        mean, std = moments(both)
-        std = std if scaling == "feature" else block_scale(std, blocks)
+        mean, both_std = moments(both)
+        std = scaled_by(scaling, both_std, blocks)
         design, basis = row_span((both - mean) / std)
         start = None
         extra_labels = extra.labels.to(torch.long).cpu()
