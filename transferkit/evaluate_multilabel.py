@@ -25,7 +25,7 @@ from .engine.rundir.model_files import MANIFEST_FILE, read_manifest
 from .engine.rundir.run_dir import RunDir
 from .errors import DataError
 from .inference import load
-from .recipe import read_toml
+from .recipe_loading import read_toml
 from .recipe_tasks import MULTILABEL
 
 

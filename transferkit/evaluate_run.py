@@ -19,8 +19,7 @@ from .engine.prepare import build_splits
 from .engine.rundir.run_dir import RunDir
 from .errors import DataError
 from .inference import Ensemble, TrainedModel, load, load_ensemble
-from .recipe import read_toml
-from .recipe_loading import load_recipe
+from .recipe_loading import load_recipe, read_toml
 
 EVAL_FOLDERS = ("test", "val", "valid", "validation")
 SPLITS = ("test", "val")

@@ -8,26 +8,10 @@ was probably meant to be) instead of a setting silently ignored. Types are stric
 
 from __future__ import annotations
 
-import os
-import stat
-import sys
-from pathlib import Path, PurePath
+from pathlib import PurePath
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SerializerFunctionWrapHandler,
-    field_validator,
-    model_serializer,
-    model_validator,
-)
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, field_validator, model_serializer, model_validator
 
 BIG = 10**9  # a bound for counts (epochs, steps, ...) far above any real run's
 SEED_MAX = 2**63 - 1  # what every generator seeded from it takes (torch: 64-bit)
@@ -189,17 +173,14 @@ class ExtractPhase(_Strict):
     cache_features: bool = True
     # 1: features of the deterministic eval transform (exact); K: K seeded training augmentations
     cache_views: Annotated[int, Field(gt=0, le=1000)] = 1
-    # "lbfgs": the head is a converged logistic probe on the cached features (L2 strength by
-    # cross-validation); "sgd": `epochs` of the recipe's optimizer at `lr`; "auto": lbfgs with the
-    # cache, else sgd. What `epochs` and `lr` mean under the probe: README.md, "The learning rates"
+    # "lbfgs": the head is a converged logistic probe on the cached features (L2 strength by cross-validation); "sgd": `epochs`
+    # of the recipe's optimizer at `lr`; "auto": lbfgs with the cache, else sgd (README.md, "The learning rates")
     solver: Literal["auto", "lbfgs", "sgd"] = "auto"
-    # scikit-learn's C (inverse L2 strength) for the lbfgs probe; unset: chosen by k-fold CV (bounded:
-    # 1e-320 would underflow the penalty to NaN)
+    # scikit-learn's C (inverse L2 strength) for the lbfgs probe; unset: chosen by k-fold CV (1e-320 would underflow to NaN)
     C: Annotated[float, Field(ge=1e-8, le=1e8)] | None = None
-    # the size phase 1's features are computed at, and the probe evaluated at; unset: 8/7 of the
-    # backbone's pretrained size (FixRes: 256 px for a 224-px network) when data.image_size is at
-    # least 3/4 of the pretrained size (one forward pass per image affords it even when fine-tuning
-    # cannot), else data.image_size (preprocessing.probe_image_size)
+    # the size phase 1's features are computed at, and the probe evaluated at; unset: 8/7 of the backbone's pretrained size
+    # (FixRes: 256 px for a 224-px network) when data.image_size is at least 3/4 of the pretrained size (one forward pass per
+    # image affords it even when fine-tuning cannot), else data.image_size (preprocessing.probe_image_size)
     image_size: ImageSize | None = None
     # the probe's own label smoothing (train.label_smoothing is phase 2's): hard labels fit a
     # better-calibrated probe and chose better C on the transfer benchmark
@@ -311,13 +292,12 @@ class TrainConfig(_Strict):
     class_weights: Literal["none", "balanced"] = "none"
     # scalars (step loss and LR, epoch loss and accuracy, per phase) in RUN_DIR/tensorboard/
     tensorboard: bool = False
-    # the weights a run ends with: "last" (the last epoch, or the averager's), "best" (the best
-    # validation epoch of either phase), "auto" (chosen on validation among the phase-1 probe,
-    # the fine-tuned model and their weight-space interpolations, WiSE-FT; never below the probe)
+    # the weights a run ends with: "last" (the last epoch, or the averager's), "best" (the best validation epoch of either phase),
+    # "auto" (chosen among the probe, the fine-tuned model and their WiSE-FT interpolations; never below the probe)
     final: Literal["last", "best", "auto"] = "auto"
-    # how "auto" scores its candidates: 1 = on the validation split; K = on out-of-fold predictions
-    # of every labelled image (K - 1 more fine-tunings, the final model a soup of the K fold models:
-    # engine/final/cross_fit.py); "auto" = 5 while the validation split is under 50 images, else 1
+    # how "auto" scores its candidates: 1 = on the validation split; K = on out-of-fold predictions of every labelled image (K - 1
+    # more fine-tunings, the final model a soup of the K fold models: engine/final/cross_fit.py); "auto" = 5 while the validation
+    # split is under 50 images, else 1
     folds: Literal["auto"] | Annotated[int, Field(ge=1, le=20)] = "auto"
     # the temperature and rejection rule at the end of a run: "auto" fits them on at least 50 images
     # (validation, or out-of-fold predictions), "always" on whatever validation there is, "never"
@@ -418,29 +398,3 @@ def _drop_none(value: Any) -> Any:
     if isinstance(value, list):
         return [_drop_none(v) for v in value]
     return value
-
-
-MAX_RECIPE_BYTES = 1 << 20  # a recipe is a page of text; a megabyte is not a recipe
-
-
-def read_toml(path: Path) -> dict[str, Any]:
-    """A TOML file as data; what cannot be read as TOML (not UTF-8, nested thousands deep, too
-    large, not a regular file) is a ``tomllib.TOMLDecodeError`` saying why, like a syntax error."""
-    try:
-        with open(path, "rb", buffering=0) as fh:
-            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-                raise tomllib.TOMLDecodeError("not a regular file")
-            data = fh.read(MAX_RECIPE_BYTES + 1)
-    except OSError as exc:
-        raise tomllib.TOMLDecodeError(f"cannot read it ({exc.strerror})") from None
-    if len(data) > MAX_RECIPE_BYTES:
-        raise tomllib.TOMLDecodeError(f"over {MAX_RECIPE_BYTES:,} bytes; a recipe is a short text file")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise tomllib.TOMLDecodeError(f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start});"
-                                      " save it as UTF-8") from None
-    try:
-        return tomllib.loads(text)
-    except RecursionError:
-        raise tomllib.TOMLDecodeError("nested too deeply (arrays or tables inside each other thousands of times)") from None

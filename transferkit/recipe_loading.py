@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import difflib
 import inspect
+import os
+import stat
 import sys
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence, get_args
@@ -15,7 +17,7 @@ from .engine.rundir.layout import WEIGHTS_FILE
 from .errors import RecipeError
 from .models.weight_sources import sha256_of
 from .plugins import registry
-from .recipe import AUTO_BACKBONE, Recipe, read_toml
+from .recipe import AUTO_BACKBONE, Recipe
 from .registry import factory_parameters
 
 if sys.version_info >= (3, 11):
@@ -233,3 +235,28 @@ def _check_params(factory: Any, leading: tuple, params: dict[str, Any], where: s
         allowed = ", ".join(factory_parameters(factory)) or "none"
         raise RecipeError(f"{where}: {name}: {exc}; its parameters: {allowed}") from None
 
+
+MAX_RECIPE_BYTES = 1 << 20  # a recipe is a page of text; a megabyte is not a recipe
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """A TOML file as data; what cannot be read as TOML (not UTF-8, nested thousands deep, too
+    large, not a regular file) is a ``tomllib.TOMLDecodeError`` saying why, like a syntax error."""
+    try:
+        with open(path, "rb", buffering=0) as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise tomllib.TOMLDecodeError("not a regular file")
+            data = fh.read(MAX_RECIPE_BYTES + 1)
+    except OSError as exc:
+        raise tomllib.TOMLDecodeError(f"cannot read it ({exc.strerror})") from None
+    if len(data) > MAX_RECIPE_BYTES:
+        raise tomllib.TOMLDecodeError(f"over {MAX_RECIPE_BYTES:,} bytes; a recipe is a short text file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise tomllib.TOMLDecodeError(f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start});"
+                                      " save it as UTF-8") from None
+    try:
+        return tomllib.loads(text)
+    except RecursionError:
+        raise tomllib.TOMLDecodeError("nested too deeply (arrays or tables inside each other thousands of times)") from None

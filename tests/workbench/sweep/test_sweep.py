@@ -14,8 +14,7 @@ import pytest
 import transferkit
 from transferkit.cli import main
 from transferkit.engine.prepare import build_splits
-from transferkit.recipe import read_toml
-from transferkit.recipe_loading import load_recipe
+from transferkit.recipe_loading import load_recipe, read_toml
 from transferkit.testing import TinyCNN, registered_backbone, write_recipe
 from transferkit.workbench.sweep.results import read_results
 from transferkit.workbench.sweep.trials import plan_sweep, sweep

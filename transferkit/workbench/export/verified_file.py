@@ -41,7 +41,7 @@ from ...engine.rundir.output_paths import check_output_file
 from ...engine.rundir.run_dir import RunDir
 from ...errors import TransferkitError
 from ...models.classifier import Classifier
-from ...recipe import read_toml
+from ...recipe_loading import read_toml
 from . import backends
 from .task_output import agreeing, output_entries, task_output
 
