@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any, Callable
 
@@ -31,7 +30,7 @@ from ..evaluation.predict import predict
 from ..prepare import Prepared
 from ..training.averaging import RunAverager
 from ..training.feature_cache import FeatureCache
-from ..training.loop import backward_and_step
+from ..training.loop import SYNC_EVERY, LossTally, backward_and_step, defers_syncs
 from ..training.multilabel_probe import DEFAULT_CS, MultiLabelProbeFit, balanced_pos_weight, fit_multilabel_probe
 from ..training.phases import TrainingBatches, configure_phase, phase_plans, start_phase
 
@@ -102,11 +101,12 @@ def finetune(
     log(f"phase finetune: {plan.epochs} epochs, lr {plan.lr:g}, binary cross-entropy"
         + (", balanced positive weights" if weights is not None else "") + f", BN {'eval' if model.bn_eval else 'train'}"
         + (f", averaging: {averager.name}" if averager is not None else ""))
-    seconds = 0.0
+    seconds, sync_every = 0.0, SYNC_EVERY if defers_syncs(runtime) else 1  # each read waits for the GPU
     for epoch in range(plan.epochs):
-        started, loss_sum, seen = time.perf_counter(), 0.0, 0
+        started, seen = time.perf_counter(), 0
         model.train()
         where = f"phase finetune, epoch {epoch + 1}/{plan.epochs}"
+        tally = LossTally(runtime.device, where, kept="")
         bar = progress(batches.epoch(plan, epoch), total=len(batches), desc=where)
         for step, (inputs, rows) in enumerate(bar):
             inputs = runtime.to_device(inputs)
@@ -118,19 +118,21 @@ def finetune(
             with runtime.autocast():
                 logits = model(inputs)
             loss = F.binary_cross_entropy_with_logits(logits.float(), targets, pos_weight=weights)
-            value = loss.item()
-            if not math.isfinite(value):
-                raise NonFiniteLossError(f"{where}, step {step + 1}: the loss is {value}; lower the learning rate or check the data")
+            tally.add(loss, len(rows), step)
+            if (step + 1) % sync_every == 0:  # before the step on the CPU; on CUDA at most SYNC_EVERY steps late
+                tally.check()
             backward_and_step(loss, setup.optimizer, setup.scaler, r.train.grad_clip)
             setup.scheduler.step()
             if averager is not None:
                 averager.update(model)
-            loss_sum, seen = loss_sum + value * len(rows), seen + len(rows)
-            bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
+            seen += len(rows)
+            if (step + 1) % sync_every == 0:
+                bar.set_postfix(loss=f"{tally.sum.item() / seen:.4f}")
+        tally.check()
         bar.close()
         elapsed = time.perf_counter() - started
         seconds += elapsed
-        record: dict[str, Any] = {"kind": "epoch", "phase": FINETUNE, "epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1),
+        record: dict[str, Any] = {"kind": "epoch", "phase": FINETUNE, "epoch": epoch + 1, "train_loss": tally.sum.item() / max(seen, 1),
                                   "seconds": elapsed, "images": seen}
         if prepared.splits.val is not None:
             record.update(val_scores(prepared, data, model, prepared.splits.val, "val"))

@@ -83,11 +83,36 @@ def defers_syncs(runtime: Runtime) -> bool:
     return runtime.device.type == "cuda"
 
 
-def _non_finite(where: str, step: int, value: float) -> NonFiniteLossError:
-    return NonFiniteLossError(
-        f"{where}, step {step}: the loss is {value}; lower the learning rate or check"
-        " the data; the last good checkpoint is kept (checkpoints/last.pt)"
-    )
+KEPT = "; the last good checkpoint is kept (checkpoints/last.pt)"  # what a single-label run's error adds
+
+
+def _non_finite(where: str, step: int, value: float, kept: str = KEPT) -> NonFiniteLossError:
+    return NonFiniteLossError(f"{where}, step {step}: the loss is {value}; lower the learning rate or check the data{kept}")
+
+
+class LossTally:
+    """An epoch's summed loss and its first non-finite step, kept on the loss's device: ``check``
+    reads them (one wait for the GPU), so a loop reads every ``SYNC_EVERY`` steps, not every step."""
+
+    def __init__(self, device: torch.device, where: str, first_step: int = 0, kept: str = KEPT) -> None:
+        self.where, self.first_step, self.kept = where, first_step, kept
+        self.sum = torch.zeros((), dtype=torch.float64, device=device)
+        self.first_bad = torch.zeros((), dtype=torch.int64, device=device)  # its 1-based step; 0: none yet
+        self.bad_value = torch.zeros((), dtype=torch.float32, device=device)
+
+    def add(self, loss: torch.Tensor, n: int, step: int) -> None:
+        """The mean ``loss`` of ``n`` samples at the epoch's 0-based ``step``."""
+        loss = loss.detach()
+        newly = ~torch.isfinite(loss) & (self.first_bad == 0)
+        self.first_bad = torch.where(newly, self.first_step + step + 1, self.first_bad)
+        self.bad_value = torch.where(newly, loss.float(), self.bad_value)
+        self.sum += loss.double() * n
+
+    def check(self) -> None:
+        """Raise ``NonFiniteLossError`` naming the first bad step, if there was one."""
+        bad = int(self.first_bad.item())
+        if bad:
+            raise _non_finite(self.where, bad, float(self.bad_value.item()), self.kept)
 
 
 def train_epoch(
@@ -160,17 +185,9 @@ def _train_epoch_on_device(
     """``train_epoch`` without a host read per step (see its docstring)."""
     model.train()
     device = runtime.device
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    tally = LossTally(device, where, first_step)
     correct = torch.zeros((), dtype=torch.int64, device=device)
-    first_bad = torch.zeros((), dtype=torch.int64, device=device)  # the 1-based step of the first bad loss, 0: none
-    bad_value = torch.zeros((), dtype=torch.float32, device=device)
     seen, start = 0, time.perf_counter()
-
-    def check() -> None:
-        bad = int(first_bad.item())
-        if bad:
-            raise _non_finite(where, bad, float(bad_value.item()))
-
     bar = progress(batches, total=total, desc=where)
     for step, (inputs, labels) in enumerate(bar):
         inputs, labels = runtime.to_device(inputs), labels.to(device, non_blocking=True)
@@ -185,22 +202,18 @@ def _train_epoch_on_device(
             value = loss.item()
             if not math.isfinite(value):
                 raise _non_finite(where, first_step + step + 1, value)
-        else:
-            newly = ~torch.isfinite(loss.detach()) & (first_bad == 0)
-            first_bad = torch.where(newly, first_step + step + 1, first_bad)
-            bad_value = torch.where(newly, loss.detach().float(), bad_value)
+        n = labels.numel()
+        tally.add(loss, n, step)
         lr_used = backward_and_step(loss, optimizer, scaler, settings.grad_clip)
         scheduler.step()
-        n = labels.numel()
-        loss_sum += loss.detach().double() * n
         correct += (logits.detach().argmax(dim=-1) == labels).sum()
         seen += n
         if (step + 1) % SYNC_EVERY == 0:
-            check()
-            bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", acc=f"{correct.item() / seen:.3f}")
+            tally.check()
+            bar.set_postfix(loss=f"{tally.sum.item() / seen:.4f}", acc=f"{correct.item() / seen:.3f}")
         for callback in settings.on_step:
             callback({"step": step + 1, "lr": lr_used, "loss": value})
-    check()
+    tally.check()
     bar.close()
     seconds = time.perf_counter() - start
-    return {"loss": loss_sum.item() / max(seen, 1), "acc": correct.item() / max(seen, 1), "images": seen, "seconds": seconds}
+    return {"loss": tally.sum.item() / max(seen, 1), "acc": correct.item() / max(seen, 1), "images": seen, "seconds": seconds}
