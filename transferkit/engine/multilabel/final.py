@@ -26,7 +26,7 @@ from ..evaluation.multilabel_metrics import ThresholdChoice, choose_thresholds, 
 from ..final.choice import ALPHAS, candidate_name, interpolate, model_with
 from ..prepare import Prepared
 from ..training.feature_cache import FeatureCache
-from .phases import probabilities
+from .phases import Known, probabilities
 
 TIE = 0.01  # of macro mAP: candidates this close to the best are tied (the smallest alpha wins)
 DEFAULT_THRESHOLD = 0.5
@@ -42,16 +42,19 @@ class MultiLabelFinal:
 
 def choose_weights(
     prepared: Prepared, data: MultiLabelData, finetuned: Classifier, probe_state: dict[str, torch.Tensor] | None,
-    val_cache: FeatureCache | None, log: Callable[[str], None],
+    val_cache: FeatureCache | None, log: Callable[[str], None], known: Known | None = None,
 ) -> MultiLabelFinal:
-    """The final weights under ``train.final`` (see the module's docstring)."""
+    """The final weights under ``train.final`` (see the module's docstring); ``known``: candidates'
+    validation probabilities the run already has (not predicted again)."""
+    known = known if known is not None else {}
     r, val = prepared.recipe, prepared.splits.val
     if r.phases.finetune.epochs == 0:  # the probe is the model
         probs = probabilities(prepared, finetuned, val, "val", probe=True, cached=val_cache) if val is not None else None
         return MultiLabelFinal(finetuned, 0.0, {"policy": r.train.final, "chosen": "probe", "alpha": 0.0}, probs)
     if r.train.final == "last" or probe_state is None or val is None:
         why = {probe_state is None: "no phase-1 model", val is None: "no validation split to choose on"}.get(True)
-        probs = probabilities(prepared, finetuned, val, "val") if val is not None else None
+        probs = None if val is None else known.get(("finetuned", "val"))
+        probs = probabilities(prepared, finetuned, val, "val") if val is not None and probs is None else probs
         info = {"policy": r.train.final, "chosen": "finetuned", "alpha": 1.0, **({"why": why} if why else {})}
         return MultiLabelFinal(finetuned, 1.0, info, probs)
     targets = data.targets(val.targets)
@@ -59,7 +62,9 @@ def choose_weights(
     for alpha in ALPHAS:
         model = model_with(finetuned, None if alpha == 1.0 else interpolate(probe_state, finetuned.state_dict(), alpha))
         name = candidate_name(alpha)
-        probs = probabilities(prepared, model, val, f"val ({name})", probe=alpha == 0.0, cached=val_cache if alpha == 0.0 else None)
+        probs = known.get((name, "val"))
+        if probs is None:
+            probs = probabilities(prepared, model, val, f"val ({name})", probe=alpha == 0.0, cached=val_cache if alpha == 0.0 else None)
         scored.append((alpha, name, model, probs, float(mean_average_precision(probs, targets)["macro"])))
     best = max(score for *_, score in scored)
     alpha, name, model, probs, score = next(s for s in scored if s[4] >= best - TIE)  # in order of alpha

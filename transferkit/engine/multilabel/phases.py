@@ -82,13 +82,17 @@ def fit_probe(prepared: Prepared, data: MultiLabelData, model: Classifier, cache
     return fit
 
 
+Known = dict[tuple[str, str], np.ndarray]  # (candidate, split) -> probabilities already predicted in this run
+
+
 def finetune(
     prepared: Prepared, data: MultiLabelData, model: Classifier, log: Callable[[str], None],
-    on_epoch: Callable[[dict[str, Any]], None],
+    on_epoch: Callable[[dict[str, Any]], None], known: Known | None = None,
 ) -> tuple[float, Classifier | None]:
     """Phase 2, epoch after epoch; ``on_epoch`` gets each epoch's record. Returns its seconds and,
     with ``[averaging]``, the averaged weights (EMA, SWA: they follow the live model step by step,
-    as in a single-label run; the live model's validation figures are each epoch's)."""
+    as in a single-label run; the live model's validation figures are each epoch's). Without an
+    averager the last epoch's validation probabilities go into ``known`` as the fine-tuned model's."""
     r, runtime = prepared.recipe, prepared.runtime
     plan = next(p for p in phase_plans(r) if p.name == FINETUNE)
     batches = TrainingBatches(prepared)
@@ -135,7 +139,10 @@ def finetune(
         record: dict[str, Any] = {"kind": "epoch", "phase": FINETUNE, "epoch": epoch + 1, "train_loss": tally.sum.item() / max(seen, 1),
                                   "seconds": elapsed, "images": seen}
         if prepared.splits.val is not None:
-            record.update(val_scores(prepared, data, model, prepared.splits.val, "val"))
+            val_probs = probabilities(prepared, model, prepared.splits.val, "val")
+            record.update(val_scores(prepared, data, model, prepared.splits.val, "val", probs=val_probs))
+            if known is not None and averager is None:
+                known[("finetuned", "val")] = val_probs
         on_epoch(record)
         shown = f", val mAP {record['val_macro_map']:.4f}" if record.get("val_macro_map") is not None else ""
         log(f"  finetune epoch {epoch + 1}/{plan.epochs}: loss {record['train_loss']:.4f}{shown} ({elapsed:.1f} s)")
@@ -149,10 +156,12 @@ def finetune(
     return seconds, averager.module
 
 
-def val_scores(prepared: Prepared, data: MultiLabelData, model: Classifier, images: ImageSet, desc: str,
-               *, probe: bool = False, cached: FeatureCache | None = None) -> dict[str, float | None]:
-    """Macro mAP and mean binary log-loss of ``model`` on ``images``, for the metrics record."""
-    probs = probabilities(prepared, model, images, desc, probe=probe, cached=cached)
+def val_scores(prepared: Prepared, data: MultiLabelData, model: Classifier, images: ImageSet, desc: str, *, probe: bool = False,
+               cached: FeatureCache | None = None, probs: np.ndarray | None = None) -> dict[str, float | None]:
+    """Macro mAP and mean binary log-loss of ``model`` on ``images`` (``probs``: its probabilities
+    there, when already predicted), for the metrics record."""
+    if probs is None:
+        probs = probabilities(prepared, model, images, desc, probe=probe, cached=cached)
     targets = data.targets(images.targets)
     macro = mean_average_precision(probs, targets)["macro"]
     p = np.clip(probs.astype(np.float64), 1e-7, 1 - 1e-7)

@@ -32,7 +32,7 @@ from ..rundir.run_dir import RunDir
 from ..training.phases import phase1_caches
 from .figures import plot_multilabel_curves, plot_pr_curves
 from .final import choose_weights, fit_thresholds
-from .phases import finetune, fit_probe, probabilities, val_scores
+from .phases import Known, finetune, fit_probe, probabilities, val_scores
 from .prepare import prepare_multilabel
 
 
@@ -56,21 +56,24 @@ def run_multilabel(
         log(f"data: {len(splits.train)} train, {len(splits.val or [])} val, {len(splits.test or [])} test images,"
             f" {len(data.labels)} labels (multi-label);"
             f" backbone {recipe.backbone.name} ({model.backbone.weights_origin}); device {prepared.runtime.describe()}")
-        probe_state, val_cache = _phase1(prepared, data, model, run, summary, log)
+        known: Known = {}  # (candidate, split) -> probabilities: each predicted once
+        probe_state, val_cache = _phase1(prepared, data, model, run, summary, log, known)
         if recipe.phases.finetune.epochs > 0:
             info = summary.phase(FINETUNE)
-            info.seconds, averaged = finetune(prepared, data, model, log, run.append_metrics)
-            _test_line(prepared, data, model, summary, FINETUNE, log, probe=False)
+            info.seconds, averaged = finetune(prepared, data, model, log, run.append_metrics, known)
+            known[("finetuned", "test")] = _test_line(prepared, data, model, summary, FINETUNE, log, probe=False)
             if averaged is not None:  # the phase's result, as in a single-label run: the averaged weights
                 summary.averager = recipe.averaging.name if recipe.averaging is not None else None
                 model = averaged
-                _test_line(prepared, data, model, summary, FINETUNE, log, probe=False, weights=summary.averager)
-        final = choose_weights(prepared, data, model, probe_state, val_cache, log)
+                known[("finetuned", "test")] = _test_line(prepared, data, model, summary, FINETUNE, log, probe=False,
+                                                          weights=summary.averager)
+        final = choose_weights(prepared, data, model, probe_state, val_cache, log, known)
         if final.alpha == 0.0:
             prepared.eval_transform = prepared.probe_preprocessing  # the probe is evaluated and exported at its own
         thresholds = fit_thresholds(prepared, data, final, log)
         summary.final, summary.extra["thresholds"] = final.info, thresholds
-        figures = _final_figures(prepared, data, final.model, final.alpha == 0.0, thresholds["values"])
+        figures = _final_figures(prepared, data, final.model, final.alpha == 0.0, thresholds["values"],
+                                 known.get((final.info["chosen"], "test")))
         if figures is not None:
             split, probs, targets, metrics = figures
             setattr(summary, split, metrics)
@@ -89,8 +92,9 @@ def run_multilabel(
     return run.path, summary.to_dict(), final.model.cpu().eval()
 
 
-def _phase1(prepared: Prepared, data: MultiLabelData, model: Any, run: RunDir, summary: RunSummary, log: Callable[[str], None]) -> Any:
-    """The probe; its weights kept (WiSE-FT's start) and its figures recorded."""
+def _phase1(prepared: Prepared, data: MultiLabelData, model: Any, run: RunDir, summary: RunSummary, log: Callable[[str], None],
+            known: Known) -> Any:
+    """The probe; its weights kept (WiSE-FT's start) and its figures recorded (its test probabilities into ``known``)."""
     info = summary.phase(EXTRACT)
     started = time.perf_counter()
     train_cache, val_cache = phase1_caches(prepared, model.backbone, log)
@@ -107,30 +111,35 @@ def _phase1(prepared: Prepared, data: MultiLabelData, model: Any, run: RunDir, s
     run.append_metrics(record)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     write_weights(state, run.checkpoints, run.phase1_weights.name)
-    _test_line(prepared, data, model, summary, EXTRACT, log, probe=True)
+    known[("probe", "test")] = _test_line(prepared, data, model, summary, EXTRACT, log, probe=True)
     return state, val_cache
 
 
 def _test_line(prepared: Prepared, data: MultiLabelData, model: Any, summary: RunSummary, phase: str, log: Callable[[str], None],
-               probe: bool, weights: str | None = None) -> None:
-    """A phase's test macro mAP, as its end leaves the model (``weights``: the averager's)."""
+               probe: bool, weights: str | None = None) -> Any:
+    """A phase's test macro mAP, as its end leaves the model (``weights``: the averager's); its test
+    probabilities (None without a test split)."""
     if prepared.splits.test is None:
-        return
+        return None
     probs = probabilities(prepared, model, prepared.splits.test, "test", probe=probe)
     figures = multilabel_metrics(probs, data.targets(prepared.splits.test.targets), data.labels)
     key = "" if weights is None else "_averaged"
     summary.phase(phase).extra.update({f"test_macro_map{key}": figures["macro_map"], f"test_micro_map{key}": figures["micro_map"]})
     log(f"  {phase} test macro mAP{'' if weights is None else f' with {weights} weights'}: {figures['macro_map']:.4f}"
         f" (micro {figures['micro_map']:.4f})")
+    return probs
 
 
-def _final_figures(prepared: Prepared, data: MultiLabelData, model: Any, probe: bool, thresholds: list[float]) -> Any:
-    """The final weights' figures at their thresholds: on test, or on validation without one."""
+def _final_figures(prepared: Prepared, data: MultiLabelData, model: Any, probe: bool, thresholds: list[float],
+                   known_test: Any = None) -> Any:
+    """The final weights' figures at their thresholds: on test (``known_test``: their test
+    probabilities, when a phase's line already predicted them), or on validation without one."""
     split = "test" if prepared.splits.test is not None else "val" if prepared.splits.val is not None else None
     if split is None:
         return None
     images = getattr(prepared.splits, split)
-    probs = probabilities(prepared, model, images, f"{split} (final)", probe=probe)
+    probs = known_test if split == "test" and known_test is not None else probabilities(prepared, model, images, f"{split} (final)",
+                                                                                         probe=probe)
     targets = data.targets(images.targets)
     return split, probs, targets, multilabel_metrics(probs, targets, data.labels, thresholds)
 
