@@ -1,6 +1,6 @@
 """One transfer-benchmark case per process, printing a ``RESULT {json}`` line.
 
-    python benchmarks/transfer_cases.py CASE ROOT --recipe recipes/flowers.toml [--tmp DIR] [--set K=V ...]
+    python benchmarks/transfer_cases.py CASE ROOT --recipe recipes/flowers.toml [--tmp DIR (kept)] [--set K=V ...]
 
 Cases, all on ROOT's ``train/`` (fit) and ``test/`` (scored) with the recipe's backbone:
 - ``native_probe``: scikit-learn logistic regression (C = 1, and C by 5-fold cross-validation) on
@@ -246,13 +246,16 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--epochs", type=int, default=6, help="loop: epochs of the hand-written loop")
     parser.add_argument("--fastai-epochs", type=int, default=4, help="fastai: fine_tune(N)")
-    parser.add_argument("--tmp", default=None)
+    parser.add_argument("--tmp", default=None, help="where the case writes, kept (the recipe case: DIR/run, which"
+                        " benchmarks/candidates.py reads); unset: a temporary folder, removed at the end")
     args = parser.parse_args()
     if args.tmp is None:
         import tempfile
 
-        args.tmp = tempfile.mkdtemp(prefix="transferkit-transfer-")
-    result = CASES[args.case](args)
+        with tempfile.TemporaryDirectory(prefix="transferkit-transfer-") as args.tmp:
+            result = CASES[args.case](args)
+    else:
+        result = CASES[args.case](args)
     print("RESULT " + json.dumps({"case": args.case, **result}, default=float))
     sys.stdout.flush()
 

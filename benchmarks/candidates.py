@@ -1,0 +1,100 @@
+"""What the candidates for a run's final weights score on test, beyond the ones the run chose
+among: the fine-tuned model evaluated at other sizes (train-test resolution, Touvron et al. 2019),
+and the output-space ensemble of the probe and the fine-tuned model (their probabilities averaged;
+two forward passes per image, so not a candidate a run can end with today).
+
+    python benchmarks/transfer_cases.py recipe ROOT --tmp DIR     # keeps the run in DIR/run
+    .venv/bin/python benchmarks/candidates.py DIR/run [DIR/run ...] [--sizes 192,224,256]
+        [--out benchmarks/CANDIDATES.md]
+
+Each run is a finished single-label run whose data has a test split. Read from it:
+``checkpoints/phase1.safetensors`` (the probe: evaluated at its own preprocessing) and
+``checkpoints/last.pt`` (the fine-tuned model as its last epoch left it; for a cross-fitted run,
+the run's own fold, not the soup). Every figure is test top-1; none of them chose anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+
+
+def score_run(run: Path, sizes: list[int]) -> dict:
+    from safetensors.torch import load_file
+
+    from transferkit.data.preprocessing import preprocessing_for
+    from transferkit.engine.evaluation.predict import predict
+    from transferkit.engine.final.choice import interpolate
+    from transferkit.engine.prepare import build_model, probe_preprocessing
+    from transferkit.engine.splits import build_splits
+    from transferkit.recipe_loading import load_recipe
+
+    recipe = load_recipe(run / "recipe.toml")
+    splits = build_splits(recipe)
+    if splits.test is None:
+        raise SystemExit(f"{run}: its data has no test split")
+    model = build_model(recipe, splits.classes).eval()
+    probe = load_file(str(run / "checkpoints" / "phase1.safetensors"))
+    finetuned = torch.load(run / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)["model"]
+    labels = np.asarray(splits.test.targets)
+    train_size = recipe.data.eval_image_size or recipe.data.image_size
+
+    def probs(state: dict, preprocess) -> np.ndarray:
+        model.load_state_dict(state)
+        return predict(model.eval(), splits.test, preprocess, batch_size=64, desc="test").probs
+
+    started = time.perf_counter()
+    probe_pre = probe_preprocessing(recipe, model.data_config)
+    got = {f"probe@{probe_pre.image_size}": probs(probe, probe_pre)}
+    for size in sizes:
+        got[f"finetuned@{size}"] = probs(finetuned, preprocessing_for(model.data_config, size, recipe.data.crop_pct))
+    wise = interpolate(probe, finetuned, 0.5)
+    got[f"wise-0.5@{train_size}"] = probs(wise, preprocessing_for(model.data_config, train_size, recipe.data.crop_pct))
+    got[f"ensemble@{probe_pre.image_size}+{train_size}"] = (got[f"probe@{probe_pre.image_size}"] + got[f"finetuned@{train_size}"]) / 2
+    return {"name": Path(str(recipe.data.root)).name, "n": int(len(labels)), "seconds": round(time.perf_counter() - started, 1),
+            "chosen": json.loads((run / "summary.json").read_text()).get("final", {}).get("chosen"),
+            "top1": {name: float((p.argmax(1) == labels).mean()) for name, p in got.items()}}
+
+
+def write(rows: list[dict], args: argparse.Namespace) -> None:
+    columns = list(rows[0]["top1"])
+    lines = [
+        "# Candidates: the fine-tuned model at other sizes, and the probe + fine-tuned ensemble", "",
+        f"`python benchmarks/candidates.py RUN ... --sizes {args.sizes}` on finished runs of `recipes/flowers.toml`"
+        " (`transfer_cases.py recipe ROOT --tmp DIR`). Test top-1 of each candidate; `@N`: evaluated at N px;"
+        " `ensemble`: the probe's and the fine-tuned model's probabilities averaged (two forward passes per image).",
+        "The run itself chose among the probe, the fine-tuned model at its training size and their WiSE-FT"
+        " interpolations (`chosen`).", "",
+        "| folder | test images | chosen | " + " | ".join(columns) + " |",
+        "|---|---|---|" + "---|" * len(columns),
+    ]
+    for r in rows:
+        lines.append(f"| {r['name']} | {r['n']} | {r['chosen']} | " + " | ".join(f"{r['top1'][c]:.4f}" for c in columns) + " |")
+    means = {c: float(np.mean([r["top1"][c] for r in rows])) for c in columns}
+    lines += ["| mean | | | " + " | ".join(f"{means[c]:.4f}" for c in columns) + " |", ""]
+    Path(args.out).write_text("\n".join(lines))
+    Path(args.out).with_suffix(".json").write_text(json.dumps({"sizes": args.sizes, "rows": rows}, indent=1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("--sizes", default="192,224,256", help="sizes the fine-tuned model is evaluated at")
+    parser.add_argument("--out", default=str(HERE / "CANDIDATES.md"))
+    args = parser.parse_args()
+    rows = []
+    for run in args.runs:
+        rows.append(score_run(run, [int(s) for s in args.sizes.split(",")]))
+        print(rows[-1]["name"], json.dumps({k: round(v, 4) for k, v in rows[-1]["top1"].items()}), flush=True)
+    write(rows, args)
+
+
+if __name__ == "__main__":
+    main()
