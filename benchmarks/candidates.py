@@ -46,9 +46,9 @@ def score_run(run: Path, sizes: list[int]) -> dict:
     labels = np.asarray(splits.test.targets)
     train_size = recipe.data.eval_image_size or recipe.data.image_size
 
-    def probs(state: dict, preprocess) -> np.ndarray:
+    def probs(state: dict, preprocess, images=splits.test) -> np.ndarray:
         model.load_state_dict(state)
-        return predict(model.eval(), splits.test, preprocess, batch_size=64, desc="test").probs
+        return predict(model.eval(), images, preprocess, batch_size=64, desc="test" if images is splits.test else "val").probs
 
     started = time.perf_counter()
     probe_pre = probe_preprocessing(recipe, model.data_config)
@@ -60,7 +60,30 @@ def score_run(run: Path, sizes: list[int]) -> dict:
     got[f"ensemble@{probe_pre.image_size}+{train_size}"] = (got[f"probe@{probe_pre.image_size}"] + got[f"finetuned@{train_size}"]) / 2
     return {"name": Path(str(recipe.data.root)).name, "n": int(len(labels)), "seconds": round(time.perf_counter() - started, 1),
             "chosen": json.loads((run / "summary.json").read_text()).get("final", {}).get("chosen"),
-            "top1": {name: float((p.argmax(1) == labels).mean()) for name, p in got.items()}}
+            "top1": {name: float((p.argmax(1) == labels).mean()) for name, p in got.items()},
+            "val_choice": val_choice(splits.val, lambda state, size: probs(state, preprocessing_for(
+                model.data_config, size, recipe.data.crop_pct), splits.val), probe, finetuned, probe_pre.image_size, train_size)}
+
+
+def val_choice(val, probs, probe: dict, finetuned: dict, probe_size: int, train_size: int) -> dict | None:
+    """What the run's own choice (``final.choice.choose``, on its validation split) would keep with
+    the ensemble as one more candidate: each candidate's validation top-1 and calibrated log-loss."""
+    from transferkit.engine.final.calibration import calibrated_log_loss
+    from transferkit.engine.final.choice import Candidate, choose
+
+    if val is None:
+        return None
+    labels = np.asarray(val.targets)
+    got = {"probe": probs(probe, probe_size), "finetuned": probs(finetuned, train_size)}
+    got["ensemble"] = (got["probe"] + got["finetuned"]) / 2
+    candidates = []
+    for alpha, (name, p) in zip((0.0, 1.0, 0.5), got.items()):
+        candidate = Candidate(name, alpha, None)
+        candidate.val = {"top1": float((p.argmax(1) == labels).mean()),
+                         "loss_calibrated": calibrated_log_loss(np.log(np.clip(p, 1e-12, 1.0)), labels)}
+        candidates.append(candidate)
+    return {"n": int(len(labels)), "chosen": choose(candidates, len(labels)).name,
+            **{c.name: {"top1": c.val["top1"], "loss_calibrated": c.val["loss_calibrated"]} for c in candidates}}
 
 
 def write(rows: list[dict], args: argparse.Namespace) -> None:
@@ -78,7 +101,16 @@ def write(rows: list[dict], args: argparse.Namespace) -> None:
     for r in rows:
         lines.append(f"| {r['name']} | {r['n']} | {r['chosen']} | " + " | ".join(f"{r['top1'][c]:.4f}" for c in columns) + " |")
     means = {c: float(np.mean([r["top1"][c] for r in rows])) for c in columns}
-    lines += ["| mean | | | " + " | ".join(f"{means[c]:.4f}" for c in columns) + " |", ""]
+    lines += ["| mean | | | " + " | ".join(f"{means[c]:.4f}" for c in columns) + " |", "",
+              "With the ensemble as one more candidate, what the run's choice (`final.choice.choose`) keeps on its own"
+              " validation split: top-1 / log-loss at the best temperature of the probe, the fine-tuned model and the ensemble.", "",
+              "| folder | validation images | probe | fine-tuned | ensemble | kept |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        v = r["val_choice"]
+        if v is not None:
+            cells = " | ".join(f"{v[n]['top1']:.4f} / {v[n]['loss_calibrated']:.4f}" for n in ("probe", "finetuned", "ensemble"))
+            lines.append(f"| {r['name']} | {v['n']} | {cells} | {v['chosen']} |")
+    lines.append("")
     Path(args.out).write_text("\n".join(lines))
     Path(args.out).with_suffix(".json").write_text(json.dumps({"sizes": args.sizes, "rows": rows}, indent=1))
 
