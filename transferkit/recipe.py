@@ -297,7 +297,7 @@ class TrainConfig(_Strict):
     final: Literal["last", "best", "auto"] = "auto"
     # how "auto" scores its candidates: 1 = on the validation split; K = on out-of-fold predictions of every labelled image (K - 1
     # more fine-tunings, the final model a soup of the K fold models: engine/final/cross_fit.py); "auto" = 5 while the validation
-    # split is under 50 images, else 1
+    # split is under 64 images, else 1
     folds: Literal["auto"] | Annotated[int, Field(ge=1, le=20)] = "auto"
     # the temperature and rejection rule at the end of a run: "auto" fits them on at least 50 images
     # (validation, or out-of-fold predictions), "always" on whatever validation there is, "never"

@@ -28,7 +28,7 @@ REFERENCE_FREE_KEYS = ("data.root", "train.device")
 
 def flowers_overrides(settings: Settings, root: Path) -> dict[str, str]:
     """The recipe's own settings at 224 px, with a mid-epoch checkpoint for the resume check. A dry
-    run's toy folder has a validation split under 50 images, where ``train.folds = "auto"`` would
+    run's toy folder has a validation split under 64 images, where ``train.folds = "auto"`` would
     cross-fit 5 folds; flowers12's (72 images) chooses on validation, so the dry run does too."""
     if settings.dry:
         return {"data.root": str(root), "data.image_size": "32", "data.batch_size": "4", "phases.extract.epochs": "1",

@@ -50,6 +50,9 @@ def test_fold_count_cross_fits_small_validation_splits_only():
     assert fold_count("auto", _splits([100, 100], [10, 10]), distributed=True) == 1
     assert fold_count("auto", _splits([100, 2], [10, 1]), distributed=False) == 1  # a fold would lack class 1
     assert fold_count(1, _splits([100, 100], [10, 10]), distributed=False) == 1
+    # the folders where cross-fitting was measured to help hold 50-60 validation images; flowers12 holds 72
+    assert fold_count("auto", _splits([280, 280], [28, 28]), distributed=False) == AUTO_FOLDS  # 56, like RSSCN7
+    assert fold_count("auto", _splits([324, 324], [36, 36]), distributed=False) == 1  # 72, like flowers12
 
 
 def test_joined_images_read_each_part_in_order():
