@@ -54,7 +54,8 @@ def choose_weights(
     if r.train.final == "last" or probe_state is None or val is None:
         why = {probe_state is None: "no phase-1 model", val is None: "no validation split to choose on"}.get(True)
         probs = None if val is None else known.get(("finetuned", "val"))
-        probs = probabilities(prepared, finetuned, val, "val") if val is not None and probs is None else probs
+        if val is not None and probs is None:
+            probs = probabilities(prepared, finetuned, val, "val")
         info = {"policy": r.train.final, "chosen": "finetuned", "alpha": 1.0, **({"why": why} if why else {})}
         return MultiLabelFinal(finetuned, 1.0, info, probs)
     targets = data.targets(val.targets)

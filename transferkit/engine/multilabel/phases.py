@@ -123,15 +123,14 @@ def finetune(
                 logits = model(inputs)
             loss = F.binary_cross_entropy_with_logits(logits.float(), targets, pos_weight=weights)
             tally.add(loss, len(rows), step)
+            seen += len(rows)
             if (step + 1) % sync_every == 0:  # before the step on the CPU; on CUDA at most SYNC_EVERY steps late
                 tally.check()
+                bar.set_postfix(loss=f"{tally.sum.item() / seen:.4f}")
             backward_and_step(loss, setup.optimizer, setup.scaler, r.train.grad_clip)
             setup.scheduler.step()
             if averager is not None:
                 averager.update(model)
-            seen += len(rows)
-            if (step + 1) % sync_every == 0:
-                bar.set_postfix(loss=f"{tally.sum.item() / seen:.4f}")
         tally.check()
         bar.close()
         elapsed = time.perf_counter() - started

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -116,7 +117,7 @@ def _phase1(prepared: Prepared, data: MultiLabelData, model: Any, run: RunDir, s
 
 
 def _test_line(prepared: Prepared, data: MultiLabelData, model: Any, summary: RunSummary, phase: str, log: Callable[[str], None],
-               probe: bool, weights: str | None = None) -> Any:
+               probe: bool, weights: str | None = None) -> np.ndarray | None:
     """A phase's test macro mAP, as its end leaves the model (``weights``: the averager's); its test
     probabilities (None without a test split)."""
     if prepared.splits.test is None:
@@ -131,7 +132,7 @@ def _test_line(prepared: Prepared, data: MultiLabelData, model: Any, summary: Ru
 
 
 def _final_figures(prepared: Prepared, data: MultiLabelData, model: Any, probe: bool, thresholds: list[float],
-                   known_test: Any = None) -> Any:
+                   known_test: np.ndarray | None = None) -> Any:
     """The final weights' figures at their thresholds: on test (``known_test``: their test
     probabilities, when a phase's line already predicted them), or on validation without one."""
     split = "test" if prepared.splits.test is not None else "val" if prepared.splits.val is not None else None
