@@ -29,7 +29,7 @@ from .engine.evaluation.predict import Predictions, inference_runtime, predict
 from .engine.final.calibration import manifest_temperature
 from .engine.final.rejection import RejectionRule, max_probability
 from .engine.rundir.manifest_task import ACTIVATIONS, MULTILABEL, task_of, thresholds_of
-from .engine.rundir.model_files import load_classifier, uncalibrated
+from .engine.rundir.model_files import classifier_of, for_weights, load_classifier
 from .errors import DataError, UsageError
 from .label_sets import LabelSetPrediction, label_sets, mean_thresholds, refuse_reject
 from .models.classifier import Classifier
@@ -164,9 +164,11 @@ class TrainedModel(_Predictor):
         """The same classifier, classes and preprocessing with other weights (a state dict of this
         model, e.g. averaged from a run's kept checkpoints), loaded strictly; ``self`` is unchanged.
         The run's temperature and rejection rule were fitted to its own weights: not kept (T = 1)."""
-        model = copy.deepcopy(self.model)
+        manifest = for_weights(self.manifest, state)
+        # one network of a run that ended with the probe + fine-tuned ensemble: that network, at its own preprocessing
+        model = classifier_of(manifest) if manifest["backbone"] != self.manifest["backbone"] else copy.deepcopy(self.model)
         model.load_state_dict(state, strict=True)
-        return TrainedModel(model, uncalibrated(self.manifest), self.run_dir)
+        return TrainedModel(model.eval(), manifest, self.run_dir)
 
     def describe(self) -> str:
         return str(self.run_dir) if self.run_dir is not None else "this model"

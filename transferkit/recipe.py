@@ -292,9 +292,10 @@ class TrainConfig(_Strict):
     class_weights: Literal["none", "balanced"] = "none"
     # scalars (step loss and LR, epoch loss and accuracy, per phase) in RUN_DIR/tensorboard/
     tensorboard: bool = False
-    # the weights a run ends with: "last" (the last epoch, or the averager's), "best" (the best validation epoch of either phase),
-    # "auto" (chosen among the probe, the fine-tuned model and their WiSE-FT interpolations; never below the probe)
-    final: Literal["last", "best", "auto"] = "auto"
+    # the weights a run ends with: "ensemble" (the probe and the fine-tuned model, logits averaged: models/ensemble.py), "last"
+    # (the last epoch, or the averager's), "best" (the best validation epoch of either phase), "auto" (chosen among the probe,
+    # the fine-tuned model and their WiSE-FT interpolations; never below the probe on the evidence it chooses on)
+    final: Literal["ensemble", "last", "best", "auto"] = "ensemble"
     # how "auto" scores its candidates: 1 = on the validation split; K = on out-of-fold predictions of every labelled image (K - 1
     # more fine-tunings, the final model a soup of the K fold models: engine/final/cross_fit.py); "auto" = 5 while the validation
     # split is under 64 images, else 1
@@ -380,9 +381,9 @@ class Recipe(_Strict):
 
     @model_validator(mode="after")
     def _task_settings(self) -> "Recipe":
-        from .recipe_tasks import task_refusal
+        from .recipe_tasks import task_refusal, with_task_defaults
 
-        refusal = task_refusal(self)
+        refusal = task_refusal(with_task_defaults(self))
         if refusal is not None:
             raise ValueError(refusal)
         return self

@@ -22,7 +22,7 @@ _REFUSED: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("data.unlabeled", lambda r: r.data.unlabeled is not None, "remove it (pseudo-labels are single-label)"),
     ("train.class_weights", lambda r: r.train.class_weights != "none",
      'remove it; multilabel.pos_weight = "balanced" weighs each label\'s positives'),
-    ("train.final", lambda r: r.train.final == "best", 'use "auto" (the best on validation mAP) or "last"'),
+    ("train.final", lambda r: r.train.final in ("best", "ensemble"), 'use "auto" (the best on validation mAP) or "last"'),
     ("train.folds", lambda r: isinstance(r.train.folds, int) and r.train.folds > 1,
      'remove it; the final weights are chosen on the validation split'),
     ("train.calibrate", lambda r: r.train.calibrate == "always", "remove it; each label's threshold is fitted on validation"),
@@ -35,6 +35,14 @@ _REFUSED: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("phases.extract.cache_views", lambda r: r.phases.extract.cache_views != 1, "remove it (the probe reads one view)"),
     ("phases.finetune.cycles", lambda r: r.phases.finetune.cycles != 1, "remove it"),
 )
+
+
+def with_task_defaults(recipe: "Recipe") -> "Recipe":
+    """``recipe`` with its task's own defaults where they differ from a single-label run's:
+    a multi-label run's ``train.final`` is ``"auto"`` unless set (the ensemble is single-label)."""
+    if recipe.task == MULTILABEL and "final" not in recipe.train.model_fields_set:
+        recipe.train.final = "auto"
+    return recipe
 
 
 def task_refusal(recipe: "Recipe") -> str | None:

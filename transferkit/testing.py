@@ -361,12 +361,13 @@ def tiny_run(tiny_backbone: str, tmp_path: Path, tmp_path_factory: pytest.TempPa
     Trained once per session through the command line, as a user would (``transferkit finetune
     RECIPE --output DIR --set phases.finetune.epochs=1``), then copied for each test, so a test
     may write into its copy. Unlike ``make_recipe``'s runs it has all of a run's end: the probe's C
-    by cross-validation, the final weights chosen on validation, a temperature and a rejection rule."""
+    by cross-validation, the default final weights (the probe + fine-tuned ensemble, the probe reading
+    40 px and the fine-tuned network 32), a temperature and a rejection rule."""
     base = tmp_path_factory.getbasetemp()
     if base not in _SESSION_RUNS:
         root = tmp_path_factory.mktemp("tiny-run")
-        full = make_recipe(write_image_folder(root / "images"), tiny_backbone, phases={"extract": {"C": None}},
-                           train={"final": "auto", "calibrate": "always"})
+        full = make_recipe(write_image_folder(root / "images"), tiny_backbone, phases={"extract": {"C": None, "image_size": 40}},
+                           train={"final": "ensemble", "calibrate": "always"})
         recipe = write_recipe(root / "tiny.toml", full)
         if main(["finetune", str(recipe), "--output", str(root / "run"), "--set", "phases.finetune.epochs=1"]) != 0:
             raise RuntimeError("transferkit.testing.tiny_run: the tiny run failed; its error is printed above")

@@ -17,7 +17,7 @@ from transferkit.engine.rundir.model_files import write_manifest
 from transferkit.engine.rundir.run_dir import RunDir
 from transferkit.engine.training.early_stopping import EarlyStopper
 from transferkit.recipe_loading import load_recipe
-from transferkit.testing import make_recipe, registered_backbone, write_image_folder, write_recipe
+from transferkit.testing import make_recipe, registered_backbone, train_run, write_image_folder, write_recipe
 
 from ..older_runs import as_before_key
 
@@ -75,17 +75,31 @@ def test_extend_trains_more_epochs_of_a_finished_run(tiny_run, capsys):
     assert "phase extract is a converged logistic probe" in capsys.readouterr().err
 
 
-def test_a_new_run_starts_from_a_trained_run(tiny_run, tiny_backbone, tmp_path, capsys):
-    trained = load_file(str(tiny_run / "model.safetensors"))
-    same = load_recipe(_from(make_recipe(tmp_path, tiny_backbone), tiny_run), check_data=False)
+def test_a_new_run_starts_from_a_trained_run(tiny_backbone, tmp_path, capsys):
+    run = train_run(make_recipe(write_image_folder(tmp_path / "images"), tiny_backbone), tmp_path / "run")  # one network
+    trained = load_file(str(run / "model.safetensors"))
+    same = load_recipe(_from(make_recipe(tmp_path, tiny_backbone), run), check_data=False)
     model = build_model(same, ["blue", "green", "red"])
     assert all(torch.equal(v, trained[k]) for k, v in model.state_dict().items())  # backbone and head
     other = write_image_folder(tmp_path / "two", {"train": 4}, colours={"cyan": (0, 200, 200), "pink": (250, 100, 200)})
-    recipe = write_recipe(tmp_path / "r.toml", _from(make_recipe(other, tiny_backbone), tiny_run / "model.safetensors"))
+    recipe = write_recipe(tmp_path / "r.toml", _from(make_recipe(other, tiny_backbone), run / "model.safetensors"))
     assert main(["validate", str(recipe)]) == 0
     new = build_model(load_recipe(recipe), ["cyan", "pink"])
     assert new.head.weight.shape[0] == 2
     assert all(torch.equal(v, trained[f"backbone.{k}"]) for k, v in new.backbone.state_dict().items())
+
+
+def test_a_new_run_starts_from_an_ensemble_runs_finetuned_network(tiny_run, tiny_backbone, tmp_path):
+    """``tiny_run`` ended with the probe + fine-tuned ensemble (the default): a run started from it
+    takes its fine-tuned network, under a new head (the ensemble's head reads both networks)."""
+    trained = load_file(str(tiny_run / "model.safetensors"))
+    logged: list[str] = []
+    model = build_model(load_recipe(_from(make_recipe(tmp_path, tiny_backbone), tiny_run), check_data=False),
+                        ["blue", "green", "red"], log=logged.append)
+    assert all(torch.equal(v, trained[f"backbone.finetuned.{k}"]) for k, v in model.backbone.state_dict().items())
+    assert model.head.weight.shape == (3, trained["head.weight"].shape[1] // 2)
+    assert logged == [f"starting from the trained run {tiny_run}: its fine-tuned backbone, with a new head"
+                      " (the run ended with an ensemble of two networks)"]
 
 
 def test_starting_from_a_run_of_another_backbone_is_refused(tiny_run, tmp_path):

@@ -65,13 +65,16 @@ def build_backbone(recipe: Recipe) -> nn.Module:
     run = trained_run(spec.weights)
     if run is None:
         return create_backbone(spec.name, weights=spec.weights, sha256=spec.sha256, readout=spec.readout, **spec.params)
-    trained = read_manifest(run)["backbone"]["name"]
+    manifest_backbone = read_manifest(run)["backbone"]
+    trained = manifest_backbone["name"]
     names = registry("backbone")
     if names.canonical(trained) != names.canonical(spec.name):  # a run of `resnet50` is one of `resnets/resnet50`
         raise RecipeError(f"backbone.weights: {run} is a run of backbone {trained!r}, not {spec.name!r}; set backbone.name = {trained!r}")
     backbone = create_backbone(spec.name, weights="none", readout=spec.readout, **spec.params)
     state = read_state_dict(run / WEIGHTS_FILE, spec.sha256)
-    own = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
+    # an ensemble run (train.final = "ensemble") starts the network from its fine-tuned member
+    prefix = "backbone.finetuned." if manifest_backbone.get("ensemble") is not None else "backbone."
+    own = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
     try:
         backbone.load_state_dict(own, strict=True)
     except RuntimeError as exc:
@@ -94,10 +97,12 @@ def build_model(
     run = trained_run(spec.weights)
     if run is not None:
         trained_classes = read_manifest(run)["classes"]
-        if trained_classes == list(classes):
-            state = read_state_dict(run / WEIGHTS_FILE)
+        state = read_state_dict(run / WEIGHTS_FILE)
+        if trained_classes == list(classes) and tuple(state["head.weight"].shape) == tuple(model.head.weight.shape):
             model.head.load_state_dict({"weight": state["head.weight"], "bias": state["head.bias"]})
             how = "its backbone and head (the same classes)"
+        elif trained_classes == list(classes):
+            how = "its fine-tuned backbone, with a new head (the run ended with an ensemble of two networks)"
         else:
             how = f"its backbone, with a new head (it was trained on {len(trained_classes)} other classes)"
         if log is not None:

@@ -1,8 +1,9 @@
 """The weights a run ends with (``train.final``), from what the phases left (``TrainedRun``): the
-last weights, the best epoch's, or the choice among the probe, the fine-tuned model and their
-interpolations (``choice``), made on validation or on out-of-fold predictions of every labelled
-image (``cross_fit``). The summary's ``final`` records the choice, and its test figures become
-the chosen weights'. Collective across processes: every rank evaluates the same candidates."""
+probe + fine-tuned ensemble (the default), the last weights, the best epoch's, or the choice
+among the probe, the fine-tuned model and their interpolations (``choice``), made on validation
+or on out-of-fold predictions of every labelled image (``cross_fit``). The summary's ``final``
+records the choice, and its test figures become the chosen weights'. Collective across
+processes: every rank evaluates the same candidates."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from typing import Any, Callable
 import numpy as np
 from torch import nn
 
+from ...models.ensemble import ensemble_classifier
 from ..rundir.checkpoint_io import load_checkpoint
 from ..training.trained_run import TrainedRun
-from .choice import FINETUNED, PROBE, Candidate, interpolate, model_with, select_final
+from .choice import ENSEMBLE, FINETUNED, PROBE, Candidate, interpolate, model_with, select_final
 from .cross_fit import cross_fit_final, fold_count, soup_name
 
 
@@ -50,6 +52,8 @@ def _choose(trained: TrainedRun, log: Callable[[str], None]) -> FinalWeights:
         # an averaged phase 1 is not the probe's weights
         return FinalWeights(last, PROBE if trained.averaged is None else None)
 
+    if recipe.train.final == ENSEMBLE and trained.phase1_state is not None:
+        return _ensemble(trained, last, log)
     evidence = None
     folds = fold_count(recipe.train.folds, splits, trained.dist.enabled)
     if recipe.train.final == "auto" and folds > 1 and trained.phase1_state is not None:
@@ -68,15 +72,52 @@ def _choose(trained: TrainedRun, log: Callable[[str], None]) -> FinalWeights:
     if info.get("alpha") == 0.0:  # the probe: it is evaluated, calibrated and exported at its own preprocessing
         prepared.eval_transform = prepared.probe_preprocessing
     trained.predictions.keep_only([name])  # the candidates not chosen are done with
-    if chosen is not last and splits.test is not None:
-        summary.test_finetuned = summary.test
-        summary.test = trained.predictions_of(name, "test", lambda: chosen, "test (final)").metrics()
-        if trained.dist.is_main:
-            record = {k: v for k, v in summary.test.items() if k != "confusion_matrix"}
-            trained.run.append_metrics({"kind": "test", "phase": "final", "weights": info["chosen"], **record})
-        log(f"  final test accuracy ({info['chosen']}): {summary.test['top1']:.4f}")
+    if chosen is not last:
+        _final_test(trained, chosen, name, info["chosen"], log)
     return FinalWeights(chosen, name, evidence)
 
+
+def _final_test(trained: TrainedRun, model: nn.Module, name: str, shown: str, log: Callable[[str], None]) -> None:
+    """The final weights' test figures in the summary (the fine-tuned model's kept beside them)."""
+    summary = trained.summary
+    if trained.prepared.splits.test is None:
+        return
+    summary.test_finetuned = summary.test
+    summary.test = trained.predictions_of(name, "test", lambda: model, "test (final)").metrics()
+    if trained.dist.is_main:
+        record = {k: v for k, v in summary.test.items() if k != "confusion_matrix"}
+        trained.run.append_metrics({"kind": "test", "phase": "final", "weights": shown, **record})
+    log(f"  final test accuracy ({shown}): {summary.test['top1']:.4f}")
+
+
+def _ensemble(trained: TrainedRun, finetuned: nn.Module, log: Callable[[str], None]) -> FinalWeights:
+    """``train.final = "ensemble"``: the probe and the fine-tuned model as one classifier, their
+    logits averaged (``models.ensemble``); nothing is chosen. It reads the probe's preprocessing
+    and resizes for the fine-tuned network inside. The summary keeps each member's and the
+    ensemble's validation figures."""
+    prepared = trained.prepared
+    size = prepared.eval_transform.image_size
+    probe = model_with(finetuned, trained.phase1_state)
+    model = ensemble_classifier(probe, finetuned, size, prepared.eval_transform.to_manifest())
+    info: dict[str, Any] = {"policy": ENSEMBLE, "chosen": ENSEMBLE, "members": [PROBE, FINETUNED],
+                            "sizes": {PROBE: prepared.probe_preprocessing.image_size, FINETUNED: size}}
+    has_val = prepared.splits.val is not None
+    val = {n: _val_figures(trained, n, m) for n, m in ((PROBE, probe), (FINETUNED, finetuned))} if has_val else {}
+    prepared.eval_transform = prepared.probe_preprocessing  # what the ensemble reads, evaluated, calibrated and exported at
+    if has_val:
+        val[ENSEMBLE] = _val_figures(trained, ENSEMBLE, model)
+        info["candidates"] = {n: Candidate(n, None, None, val=v).record() for n, v in val.items()}
+        shown = ", ".join(f"{n} {v['top1']:.3f}/{v['loss']:.3f}" for n, v in val.items())
+        log(f"  final weights: the probe + fine-tuned ensemble (validation accuracy/log-loss: {shown})")
+    trained.summary.final = info
+    trained.predictions.keep_only([ENSEMBLE])
+    _final_test(trained, model, ENSEMBLE, ENSEMBLE, log)
+    return FinalWeights(model, ENSEMBLE)
+
+
+
+def _val_figures(trained: TrainedRun, name: str, model: nn.Module) -> dict[str, Any]:
+    return trained.predictions_of(name, "val", lambda: model, f"val ({name})").metrics(calibrated_loss=True)
 
 
 def _best_state(trained: TrainedRun) -> dict[str, Any] | None:

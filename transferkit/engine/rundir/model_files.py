@@ -23,6 +23,7 @@ from safetensors.torch import save as save_safetensors
 from ...errors import CorruptFileError, TransferkitError
 from ...models.backbone import create_backbone
 from ...models.classifier import Classifier
+from ...models.ensemble import ensemble_spec, holds_ensemble, twin_from_spec
 from ...models.readout import readout_of
 from .artifacts import read_verified, read_verified_json, write_verified
 from .layout import MANIFEST_FILE, WEIGHTS_FILE
@@ -69,6 +70,22 @@ def uncalibrated(manifest: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in manifest.items() if k not in FITTED_TO_WEIGHTS}
 
 
+def for_weights(manifest: Mapping[str, Any], state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """The manifest for ``state``, other weights of a run (a kept checkpoint, an average of them):
+    ``uncalibrated``, and where the run ended with the probe + fine-tuned ensemble but ``state``
+    is one network, that network's own: no ``backbone.ensemble``, its own preprocessing."""
+    out = uncalibrated(manifest)
+    ensemble = out["backbone"].get("ensemble")
+    if ensemble is None or holds_ensemble(dict(state)):
+        return out
+    if "preprocessing" not in ensemble:
+        raise TransferkitError("these weights are one network, but the run's manifest.json records an ensemble without"
+                               " its fine-tuned network's preprocessing; train the run again to write it")
+    backbone = {k: v for k, v in out["backbone"].items() if k != "ensemble"}
+    return {**out, "backbone": backbone, "preprocessing": ensemble["preprocessing"],
+            "num_features": int(out.get("num_features", 0)) // 2}
+
+
 def write_model_files(
     model: Classifier, folder: Path, *, backbone: dict[str, Any], preprocessing: dict[str, Any],
     confidence: Mapping[str, Any] | None = None, task: Mapping[str, Any] | None = None,
@@ -104,7 +121,7 @@ def write_prepared_model(
         model,
         Path(folder),
         backbone={"name": recipe.backbone.name, "weights": model.backbone.weights_origin, "params": recipe.backbone.params,
-                  "readout": readout_of(model.backbone)},
+                  "readout": readout_of(model.backbone), **ensemble_spec(model.backbone)},
         preprocessing=preprocessing.to_manifest(),
         confidence=confidence,
         task=task,
@@ -135,6 +152,10 @@ def read_manifest(folder: Path) -> dict[str, Any]:
             raise KeyError(missing[0])
         str(manifest["backbone"]["name"])
         int(manifest["preprocessing"]["image_size"])
+        ensemble = manifest["backbone"].get("ensemble")
+        if ensemble is not None:  # the probe + fine-tuned ensemble (models/ensemble.py)
+            int(ensemble["finetuned_size"])
+            int(ensemble.get("preprocessing", {"image_size": 0})["image_size"])
         if not isinstance(manifest["classes"], list) or not all(isinstance(c, str) for c in manifest["classes"]):
             raise TypeError("classes is not a list of names")
     except (ValueError, KeyError, TypeError) as exc:
@@ -145,6 +166,16 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     if task_of(manifest, path) == MULTILABEL:
         thresholds_of(manifest, path)  # a multi-label run answers nothing without them: refused here, naming the file
     return manifest
+
+
+def classifier_of(manifest: Mapping[str, Any]) -> Classifier:
+    """The classifier a manifest describes, untrained (its weights are loaded next)."""
+    spec = manifest["backbone"]
+    backbone = twin_from_spec(lambda: create_backbone(spec["name"], weights="none", readout=spec.get("readout", "pooled"),
+                                                      **spec.get("params", {})), spec)
+    model = Classifier(backbone, manifest["classes"], manifest.get("head_dropout", 0.0))
+    model.data_config.update({k: tuple(v) if isinstance(v, list) else v for k, v in manifest["data_config"].items()})
+    return model
 
 
 def load_classifier(folder: Path) -> tuple[Classifier, dict[str, Any]]:
@@ -163,10 +194,7 @@ def load_classifier(folder: Path) -> tuple[Classifier, dict[str, Any]]:
             f"{folder / MANIFEST_FILE}: names {len(manifest['classes'])} classes but {weights} has a head for {head.shape[0]};"
             " the two files come from different runs: restore the run's own manifest"
         )
-    spec = manifest["backbone"]
-    backbone = create_backbone(spec["name"], weights="none", readout=spec.get("readout", "pooled"), **spec.get("params", {}))
-    model = Classifier(backbone, manifest["classes"], manifest.get("head_dropout", 0.0))
-    model.data_config.update({k: tuple(v) if isinstance(v, list) else v for k, v in manifest["data_config"].items()})
+    model = classifier_of(manifest)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

@@ -41,7 +41,7 @@ from .artifacts import (
     write_verified,
 )
 from .layout import MANIFEST_FILE, WEIGHTS_FILE, is_run, owns
-from .model_files import read_weights, uncalibrated, write_manifest, write_weights
+from .model_files import for_weights, read_weights, write_manifest, write_weights
 from .output_paths import check_output_folder, refuse_run_files
 from .own_files import own_leftovers, own_temp_files, refuse_foreign, refuse_links, remove_own, write_marker
 
@@ -283,7 +283,7 @@ class RunDir:
             refuse_run_files(target, "output folder")  # e.g. --output RUN itself: its model would be replaced
         out.path.mkdir(parents=True, exist_ok=True)
         write_weights(state, out.path)
-        write_manifest(uncalibrated(read_verified_json(self.manifest_file)), out.path)
+        write_manifest(for_weights(read_verified_json(self.manifest_file), state), out.path)
         if self.recipe_file.is_file():
             write_verified(out.recipe_file, read_verified(self.recipe_file))
         return out
