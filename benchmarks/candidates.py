@@ -1,7 +1,8 @@
 """What the candidates for a run's final weights score on test, beyond the ones the run chose
 among: the fine-tuned model evaluated at other sizes (train-test resolution, Touvron et al. 2019),
-and the output-space ensemble of the probe and the fine-tuned model (their probabilities averaged;
-two forward passes per image, so not a candidate a run can end with today).
+and the output-space ensemble of the probe and the fine-tuned model (here their probabilities
+averaged, each network at its own preprocessing; what a run ends with by default,
+``train.final = "ensemble"``, averages their logits, one input resized inside: ``models/ensemble.py``).
 
     python benchmarks/transfer_cases.py recipe ROOT --tmp DIR     # keeps the run in DIR/run
     .venv/bin/python benchmarks/candidates.py DIR/run [DIR/run ...] [--sizes 192,224,256]
@@ -31,9 +32,10 @@ def score_run(run: Path, sizes: list[int]) -> dict:
 
     from transferkit.data.preprocessing import preprocessing_for
     from transferkit.engine.evaluation.predict import predict
-    from transferkit.engine.final.choice import interpolate
+    from transferkit.engine.final.choice import interpolate, model_with
     from transferkit.engine.prepare import build_model, probe_preprocessing
     from transferkit.engine.splits import build_splits
+    from transferkit.models.ensemble import ensemble_classifier
     from transferkit.recipe_loading import load_recipe
 
     recipe = load_recipe(run / "recipe.toml")
@@ -46,18 +48,29 @@ def score_run(run: Path, sizes: list[int]) -> dict:
     labels = np.asarray(splits.test.targets)
     train_size = recipe.data.eval_image_size or recipe.data.image_size
 
-    def probs(state: dict, preprocess, images=splits.test) -> np.ndarray:
+    def predictions(state: dict, preprocess, images=splits.test):
         model.load_state_dict(state)
-        return predict(model.eval(), images, preprocess, batch_size=64, desc="test" if images is splits.test else "val").probs
+        return predict(model.eval(), images, preprocess, batch_size=64, desc="test" if images is splits.test else "val")
+
+    def probs(state: dict, preprocess, images=splits.test) -> np.ndarray:
+        return predictions(state, preprocess, images).probs
 
     started = time.perf_counter()
     probe_pre = probe_preprocessing(recipe, model.data_config)
-    got = {f"probe@{probe_pre.image_size}": probs(probe, probe_pre)}
+    train_pre = preprocessing_for(model.data_config, train_size, recipe.data.crop_pct)
+    probe_test, finetuned_test = predictions(probe, probe_pre), predictions(finetuned, train_pre)
+    got = {f"probe@{probe_pre.image_size}": probe_test.probs}
     for size in sizes:
-        got[f"finetuned@{size}"] = probs(finetuned, preprocessing_for(model.data_config, size, recipe.data.crop_pct))
+        got[f"finetuned@{size}"] = (finetuned_test.probs if size == train_size else
+                                    probs(finetuned, preprocessing_for(model.data_config, size, recipe.data.crop_pct)))
     wise = interpolate(probe, finetuned, 0.5)
-    got[f"wise-0.5@{train_size}"] = probs(wise, preprocessing_for(model.data_config, train_size, recipe.data.crop_pct))
-    got[f"ensemble@{probe_pre.image_size}+{train_size}"] = (got[f"probe@{probe_pre.image_size}"] + got[f"finetuned@{train_size}"]) / 2
+    got[f"wise-0.5@{train_size}"] = probs(wise, train_pre)
+    pair = f"{probe_pre.image_size}+{train_size}"
+    got[f"ensemble@{pair}"] = (probe_test.probs + finetuned_test.probs) / 2  # probabilities averaged
+    got[f"ensemble-logits@{pair}"] = probe_test.logits + finetuned_test.logits  # logits averaged (same argmax as their mean)
+    # what train.final = "ensemble" ends with: one classifier on the probe's input, resized inside for the fine-tuned network
+    built = ensemble_classifier(model_with(model, probe), model_with(model, finetuned), train_size)
+    got[f"ensemble-built@{probe_pre.image_size}"] = predict(built, splits.test, probe_pre, batch_size=64, desc="test").probs
     return {"name": Path(str(recipe.data.root)).name, "n": int(len(labels)), "seconds": round(time.perf_counter() - started, 1),
             "chosen": json.loads((run / "summary.json").read_text()).get("final", {}).get("chosen"),
             "top1": {name: float((p.argmax(1) == labels).mean()) for name, p in got.items()},
@@ -92,9 +105,12 @@ def write(rows: list[dict], args: argparse.Namespace) -> None:
         "# Candidates: the fine-tuned model at other sizes, and the probe + fine-tuned ensemble", "",
         f"`python benchmarks/candidates.py RUN ... --sizes {args.sizes}` on finished runs of `recipes/flowers.toml`"
         " (`transfer_cases.py recipe ROOT --tmp DIR`). Test top-1 of each candidate; `@N`: evaluated at N px;"
-        " `ensemble`: the probe's and the fine-tuned model's probabilities averaged (two forward passes per image).",
-        "The run itself chose among the probe, the fine-tuned model at its training size and their WiSE-FT"
-        " interpolations (`chosen`).", "",
+        " `ensemble`: the probe's and the fine-tuned model's probabilities averaged (two forward passes per image,"
+        " each network at its own preprocessing); `ensemble-logits`: their logits averaged instead; `ensemble-built`:"
+        " what `train.final = \"ensemble\"` ends with, one classifier reading the probe's input and resizing it inside"
+        " for the fine-tuned network (`models/ensemble.py`).",
+        "`chosen`: what the run itself ended with (`train.final`: the ensemble, or under `\"auto\"` its choice among the"
+        " probe, the fine-tuned model at its training size and their WiSE-FT interpolations).", "",
         "| folder | test images | chosen | " + " | ".join(columns) + " |",
         "|---|---|---|" + "---|" * len(columns),
     ]

@@ -75,6 +75,15 @@ def _best(*values: float | None) -> float | None:
     return max(present) if present else None
 
 
+def _ended_with(final: dict) -> str:
+    """How a run's final weights came about, in words (``summary["final"]``)."""
+    if final.get("policy") == "ensemble":
+        val = final.get("candidates") or {}
+        shown = ", ".join(f"{n} {val[n]['val_top1']:.4f}" for n in ("probe", "finetuned", "ensemble") if n in val)
+        return "the probe + fine-tuned ensemble (not chosen" + (f"; validation top-1: {shown})" if shown else ")")
+    return f"{final.get('chosen')} (alpha {final.get('alpha')}), chosen on {final.get('chosen_on', '?')}"
+
+
 def report(rows: list[dict], args: argparse.Namespace, where: str, minutes: float) -> list[str]:
     recipe = Path(args.recipe).name
     lines = [
@@ -90,11 +99,12 @@ def report(rows: list[dict], args: argparse.Namespace, where: str, minutes: floa
         "- **recipe-transform probe**: the same (C by CV) on the features of the recipe's own 192-px evaluation transform;",
         "- **fastai**: `vision_learner(...).fine_tune(4)` as fastai's documentation teaches it, same weights and normalisation;",
         "- **loop**: the hand-written loop (Adam 1e-3, whole network, RandomResizedCrop + flip);",
-        f"- **{recipe}**: `transferkit finetune {args.recipe} --set data.root=ROOT` (its phase 1 and its final model).",
+        f"- **{recipe}**: `transferkit finetune {args.recipe} --set data.root=ROOT` (its phase 1, its fine-tuned model and"
+        " the final model it ends with, `train.final`).",
         "",
         f"| dataset | classes | train / test | native probe C=1 | native probe CV | recipe-transform probe CV | fastai fine_tune | loop |"
-        f" {recipe}: phase 1 | {recipe}: final | final − native probe | final − fastai |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f" {recipe}: phase 1 | {recipe}: fine-tuned | {recipe}: final | final − native probe | final − fastai |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     gains = []
     for row in rows:
@@ -109,20 +119,22 @@ def report(rows: list[dict], args: argparse.Namespace, where: str, minutes: floa
             f"| {row['name']} | {n.get('classes', p.get('classes', '—'))} | {n.get('train_images', '—')} / {n.get('test_images', '—')} |"
             f" {cell(n, 'C1_top1', 'C1_seconds')} | {cell(n, 'CV_top1', 'CV_seconds')} | {cell(p, 'CV_top1', 'CV_seconds')} |"
             f" {cell(fa, 'top1', 'seconds')} | {cell(lo, 'top1', 'seconds')} | {_pct(r.get('extract_top1'))} |"
+            f" {_pct(r.get('finetune_top1'))} |"
             f" {cell(r, 'top1', 'seconds')} | {margin} | {over_fastai} |"
         )
         for variant, vr in row.get("variants", {}).items():
-            lines.append(f"| {row['name']}, {variant} | | | | | | | | {_pct(vr.get('extract_top1'))} | {cell(vr, 'top1', 'seconds')} | | |")
+            lines.append(f"| {row['name']}, {variant} | | | | | | | | {_pct(vr.get('extract_top1'))} | {_pct(vr.get('finetune_top1'))} |"
+                         f" {cell(vr, 'top1', 'seconds')} | | |")
     if gains:
         lines += ["", f"Mean gain of the recipe over the better native probe (C = 1 or CV): {sum(gains) / len(gains):+.4f}"
                   f" over {len(gains)} folders; lowest {min(gains):+.4f}."]
     finals = [(row["name"], row["recipe"]) for row in rows if row.get("recipe", {}).get("final")]
     if finals:
-        lines += ["", "How each run chose its final weights, and the test ECE of its probabilities (raw -> calibrated):", ""]
+        lines += ["", "What each run ended with, and the test ECE of its probabilities (raw -> calibrated):", ""]
         for name, r in finals:
             final, ece = r["final"], r.get("ece", {})
             tested = final.get("test_models")
-            lines.append(f"- {name}: {final.get('chosen')} (alpha {final.get('alpha')}), chosen on {final.get('chosen_on', '?')};"
+            lines.append(f"- {name}: {_ended_with(final)};"
                          f" ECE {_pct(ece.get('ece_before'))} -> {_pct(ece.get('ece_after'))}"
                          f" (fitted on {ece.get('n', 0) or 0} {ece.get('fitted_on') or 'no'} predictions"
                          + (f", T = {ece['temperature']:.3f}" if ece.get("temperature") is not None else "") + ")"

@@ -115,7 +115,6 @@ def _ensemble(trained: TrainedRun, finetuned: nn.Module, log: Callable[[str], No
     return FinalWeights(model, ENSEMBLE)
 
 
-
 def _val_figures(trained: TrainedRun, name: str, model: nn.Module) -> dict[str, Any]:
     return trained.predictions_of(name, "val", lambda: model, f"val ({name})").metrics(calibrated_loss=True)
 
