@@ -66,8 +66,10 @@ def test_checkpoint_average_equals_the_elementwise_mean(folder, tiny_backbone, t
     assert main(["average-checkpoints", str(result.run_dir), "--top", "9"]) == 1
 
 
-def test_greedy_soup_never_lowers_validation_accuracy(folder, tiny_backbone, tmp_path, capsys):
+@pytest.mark.parametrize("final", ["last", "ensemble"])  # a run ending with the probe + fine-tuned ensemble keeps one network's checkpoints
+def test_greedy_soup_never_lowers_validation_accuracy(folder, tiny_backbone, tmp_path, capsys, final):
     r = recipe(folder, tiny_backbone)
+    r["train"]["final"] = final
     r["phases"]["extract"]["lr"] = 0.5
     r["phases"]["finetune"].update(epochs=4, lr_ratio=10.0)  # epochs far apart: some ingredients hurt
     r["train"]["keep_checkpoints"] = 5
@@ -90,9 +92,7 @@ def test_greedy_soup_never_lowers_validation_accuracy(folder, tiny_backbone, tmp
 
 
 def _with(run_dir, kept):
-    trained = transferkit.load(run_dir)
-    trained.model.load_state_dict(kept.state_dict())
-    return trained
+    return transferkit.load(run_dir).with_weights(kept.state_dict())
 
 
 def test_average_state_dicts_keeps_integer_buffers():

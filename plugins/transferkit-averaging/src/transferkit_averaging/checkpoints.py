@@ -67,8 +67,9 @@ def greedy_soup(run_dir: str | Path, output: str | Path | None = None) -> tuple[
     trained = transferkit.load(run.path)
 
     def val_top1(states: list[dict[str, torch.Tensor]]) -> float:
-        trained.model.load_state_dict(average_state_dicts(states))
-        return float(transferkit.evaluate(run.path, split="val", model=trained)["top1"])
+        # one network: a run that ended with the probe + fine-tuned ensemble evaluates it at its own preprocessing
+        soup = trained.with_weights(average_state_dicts(states))
+        return float(transferkit.evaluate(run.path, split="val", model=soup)["top1"])
 
     soup = [kept[0].state_dict()]
     score = val_top1(soup)
