@@ -97,12 +97,13 @@ def build_model(
     run = trained_run(spec.weights)
     if run is not None:
         trained_classes = read_manifest(run)["classes"]
-        state = read_state_dict(run / WEIGHTS_FILE)
-        if trained_classes == list(classes) and tuple(state["head.weight"].shape) == tuple(model.head.weight.shape):
-            model.head.load_state_dict({"weight": state["head.weight"], "bias": state["head.bias"]})
-            how = "its backbone and head (the same classes)"
-        elif trained_classes == list(classes):
-            how = "its fine-tuned backbone, with a new head (the run ended with an ensemble of two networks)"
+        if trained_classes == list(classes):
+            state = read_state_dict(run / WEIGHTS_FILE)
+            if tuple(state["head.weight"].shape) == tuple(model.head.weight.shape):
+                model.head.load_state_dict({"weight": state["head.weight"], "bias": state["head.bias"]})
+                how = "its backbone and head (the same classes)"
+            else:  # the ensemble's head reads both of its networks
+                how = "its fine-tuned backbone, with a new head (the run ended with an ensemble of two networks)"
         else:
             how = f"its backbone, with a new head (it was trained on {len(trained_classes)} other classes)"
         if log is not None:

@@ -155,7 +155,8 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         ensemble = manifest["backbone"].get("ensemble")
         if ensemble is not None:  # the probe + fine-tuned ensemble (models/ensemble.py)
             int(ensemble["finetuned_size"])
-            int(ensemble.get("preprocessing", {"image_size": 0})["image_size"])
+            if "preprocessing" in ensemble:
+                int(ensemble["preprocessing"]["image_size"])
         if not isinstance(manifest["classes"], list) or not all(isinstance(c, str) for c in manifest["classes"]):
             raise TypeError("classes is not a list of names")
     except (ValueError, KeyError, TypeError) as exc:
