@@ -2,7 +2,8 @@
 among: the fine-tuned model evaluated at other sizes (train-test resolution, Touvron et al. 2019),
 and the output-space ensemble of the probe and the fine-tuned model (here their probabilities
 averaged, each network at its own preprocessing; what a run ends with by default,
-``train.final = "ensemble"``, averages their logits, one input resized inside: ``models/ensemble.py``).
+``train.final = "ensemble"``, adds their logits weighted onto one scale, one input resized inside:
+``models/ensemble.py``).
 
     python benchmarks/transfer_cases.py recipe ROOT --tmp DIR     # keeps the run in DIR/run
     .venv/bin/python benchmarks/candidates.py DIR/run [DIR/run ...] [--sizes 192,224,256]
@@ -35,7 +36,7 @@ def score_run(run: Path, sizes: list[int]) -> dict:
     from transferkit.engine.final.choice import interpolate, model_with
     from transferkit.engine.prepare import build_model, probe_preprocessing
     from transferkit.engine.splits import build_splits
-    from transferkit.models.ensemble import ensemble_classifier
+    from transferkit.models.ensemble import balanced_weights, ensemble_classifier
     from transferkit.recipe_loading import load_recipe
 
     recipe = load_recipe(run / "recipe.toml")
@@ -68,11 +69,17 @@ def score_run(run: Path, sizes: list[int]) -> dict:
     pair = f"{probe_pre.image_size}+{train_size}"
     got[f"ensemble@{pair}"] = (probe_test.probs + finetuned_test.probs) / 2  # probabilities averaged
     got[f"ensemble-logits@{pair}"] = probe_test.logits + finetuned_test.logits  # logits averaged (same argmax as their mean)
-    # what train.final = "ensemble" ends with: one classifier on the probe's input, resized inside for the fine-tuned network
-    built = ensemble_classifier(model_with(model, probe), model_with(model, finetuned), train_size)
+    # what train.final = "ensemble" ends with: one classifier on the probe's input, resized inside for the fine-tuned
+    # network, each member's logits weighted onto one scale (the run's own weights; a run that recorded none: measured
+    # on its validation split as a run measures them)
+    final = json.loads((run / "summary.json").read_text()).get("final", {})
+    weights = ((final["weights"]["probe"], final["weights"]["finetuned"]) if "weights" in final else
+               balanced_weights(predictions(probe, probe_pre, splits.val).logits, predictions(finetuned, train_pre, splits.val).logits)
+               if splits.val is not None else (0.5, 0.5))
+    built = ensemble_classifier(model_with(model, probe), model_with(model, finetuned), train_size, weights=weights)
     got[f"ensemble-built@{probe_pre.image_size}"] = predict(built, splits.test, probe_pre, batch_size=64, desc="test").probs
     return {"name": Path(str(recipe.data.root)).name, "n": int(len(labels)), "seconds": round(time.perf_counter() - started, 1),
-            "chosen": json.loads((run / "summary.json").read_text()).get("final", {}).get("chosen"),
+            "chosen": final.get("chosen"), "weights": [round(float(w), 4) for w in weights],
             "top1": {name: float((p.argmax(1) == labels).mean()) for name, p in got.items()},
             "val_choice": val_choice(splits.val, lambda state, size: probs(state, preprocessing_for(
                 model.data_config, size, recipe.data.crop_pct), splits.val), probe, finetuned, probe_pre.image_size, train_size)}
@@ -108,16 +115,18 @@ def write(rows: list[dict], args: argparse.Namespace) -> None:
         " `ensemble`: the probe's and the fine-tuned model's probabilities averaged (two forward passes per image,"
         " each network at its own preprocessing); `ensemble-logits`: their logits averaged instead; `ensemble-built`:"
         " what `train.final = \"ensemble\"` ends with, one classifier reading the probe's input and resizing it inside"
-        " for the fine-tuned network (`models/ensemble.py`).",
+        " for the fine-tuned network, each member's logits weighted onto one scale (`models/ensemble.py`; `weights`:"
+        " probe, fine-tuned).",
         "`chosen`: what the run itself ended with (`train.final`: the ensemble, or under `\"auto\"` its choice among the"
         " probe, the fine-tuned model at its training size and their WiSE-FT interpolations).", "",
-        "| folder | test images | chosen | " + " | ".join(columns) + " |",
-        "|---|---|---|" + "---|" * len(columns),
+        "| folder | test images | chosen | weights | " + " | ".join(columns) + " |",
+        "|---|---|---|---|" + "---|" * len(columns),
     ]
     for r in rows:
-        lines.append(f"| {r['name']} | {r['n']} | {r['chosen']} | " + " | ".join(f"{r['top1'][c]:.4f}" for c in columns) + " |")
+        weights = "/".join(f"{w:.3f}" for w in r.get("weights", ()))
+        lines.append(f"| {r['name']} | {r['n']} | {r['chosen']} | {weights} | " + " | ".join(f"{r['top1'][c]:.4f}" for c in columns) + " |")
     means = {c: float(np.mean([r["top1"][c] for r in rows])) for c in columns}
-    lines += ["| mean | | | " + " | ".join(f"{means[c]:.4f}" for c in columns) + " |", "",
+    lines += ["| mean | | | | " + " | ".join(f"{means[c]:.4f}" for c in columns) + " |", "",
               "With the ensemble as one more candidate, what the run's choice (`final.choice.choose`) keeps on its own"
               " validation split: top-1 / log-loss at the best temperature of the probe, the fine-tuned model and the ensemble.", "",
               "| folder | validation images | probe | fine-tuned | ensemble | kept |", "|---|---|---|---|---|---|"]

@@ -1,5 +1,5 @@
 """The probe + fine-tuned ensemble as one classifier (train.final = "ensemble"): its logits are the
-mean of the two networks' at their own sizes; a run ends with it, writes it, and everything that
+two networks' at their own sizes, each weighted onto one scale; a run ends with it, writes it, and everything that
 reads a run (load, evaluate, export, other weights of the run) takes it; a new run started from it:
 tests/engine/test_resume_extend.py."""
 
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -15,7 +16,7 @@ from safetensors.torch import load_file
 import transferkit
 from transferkit.engine.run import run_recipe
 from transferkit.models.classifier import Classifier
-from transferkit.models.ensemble import TwinBackbone, ensemble_classifier
+from transferkit.models.ensemble import TwinBackbone, balanced_weights, ensemble_classifier, logit_spread
 from transferkit.recipe import Recipe
 from transferkit.recipe_loading import load_recipe
 from transferkit.testing import TinyCNN
@@ -45,6 +46,40 @@ def test_the_ensembles_logits_are_the_mean_of_the_probes_and_the_resized_finetun
     assert isinstance(model.backbone, TwinBackbone) and model.backbone.num_features == 2 * probe.backbone.num_features
 
 
+def test_weights_scale_each_members_logits():
+    probe, finetuned = _classifier(0), _classifier(1)
+    x = torch.rand(4, 3, 24, 24)
+    with torch.no_grad():
+        model = ensemble_classifier(probe, finetuned, 24, weights=(0.8, 0.25))
+        assert torch.allclose(model(x), 0.8 * probe(x) + 0.25 * finetuned(x), atol=1e-5)
+    with pytest.raises(ValueError, match="must be >= 0"):
+        ensemble_classifier(probe, finetuned, 24, weights=(-0.5, 1.0))
+
+
+def test_balanced_weights_put_both_members_on_one_scale():
+    rng = np.random.default_rng(0)
+    finetuned = rng.normal(size=(30, 5))
+    probe = 3.0 * rng.normal(size=(30, 5)) + 7.0  # three times the spread; a constant shift changes nothing
+    w_p, w_f = balanced_weights(probe, finetuned)
+    assert w_p * logit_spread(probe) == pytest.approx(w_f * logit_spread(finetuned))
+    # the ensemble's spread stays that of the two (their geometric mean), so the plain mean is unchanged ...
+    assert 2 * w_p * logit_spread(probe) == pytest.approx(np.sqrt(logit_spread(probe) * logit_spread(finetuned)))
+    assert balanced_weights(finetuned * 2, finetuned * 2) == pytest.approx((0.5, 0.5))
+    # ... and a member with no spread to measure (or no images) gives the plain mean, not a division by zero
+    assert balanced_weights(np.zeros((4, 3)), finetuned[:4]) == (0.5, 0.5)
+    assert balanced_weights(np.zeros((0, 3)), np.zeros((0, 3))) == (0.5, 0.5)
+
+
+def test_the_heavier_weight_goes_where_the_logits_are_narrower():
+    """Where the members disagree, the plain mean follows the wider-spread member; on one scale the
+    narrower one is heard: the case of a probe beside a model fine-tuned with label smoothing."""
+    probe = np.array([[4.0, 0.0], [0.0, 4.0], [2.0, 0.0]])  # confident; wrong on the last image
+    finetuned = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    assert (probe + finetuned).argmax(1).tolist() == [0, 1, 0]
+    w_p, w_f = balanced_weights(probe, finetuned)
+    assert w_f > w_p and (w_p * probe + w_f * finetuned).argmax(1).tolist() == [0, 1, 1]
+
+
 def test_different_classes_are_refused():
     probe, other = _classifier(0), _classifier(1)
     other.classes = ["a", "c", "b"]
@@ -60,12 +95,19 @@ def test_ensemble_is_the_default_and_a_multilabel_run_keeps_auto():
         Recipe.model_validate({**multi, "train": {"final": "ensemble"}})
 
 
+def _split_size(run, split: str) -> int:
+    return sum(line.startswith(f"{split},") for line in (run / "splits.csv").read_text().splitlines())
+
+
 @pytest.fixture
 def ensemble_run(tiny_recipe, tmp_path):
     tiny_recipe["data"]["val_fraction"] = 0.25
     tiny_recipe["phases"]["extract"]["image_size"] = 40  # the probe reads 40 px, the fine-tuned model 32
     tiny_recipe["train"].update(final="ensemble", calibrate="always")
-    return run_recipe(load_recipe(tiny_recipe), output=tmp_path / "run", log=lambda m: None)
+    logged: list[str] = []
+    result = run_recipe(load_recipe(tiny_recipe), output=tmp_path / "run", log=logged.append)
+    result.logged = "\n".join(logged)
+    return result
 
 
 def test_a_run_ends_with_the_ensemble_and_writes_it(ensemble_run):
@@ -87,7 +129,15 @@ def test_a_run_ends_with_the_ensemble_and_writes_it(ensemble_run):
         if key.startswith("backbone."):
             assert torch.equal(written[key.replace("backbone.", "backbone.probe.", 1)], value)
             assert torch.equal(written[key.replace("backbone.", "backbone.finetuned.", 1)], last[key])
-    assert torch.allclose(written["head.weight"], torch.cat([probe["head.weight"], last["head.weight"]], 1) / 2)
+    # the head: each member's weighted onto one scale, measured on the validation images' logits
+    weights, on = final["weights"], final["weighted_on"]
+    assert on["split"] == "validation" and on["images"] == _split_size(run, "val") > 0
+    spread = on["spread"]
+    assert weights["probe"] * spread["probe"] == pytest.approx(weights["finetuned"] * spread["finetuned"], rel=1e-4)
+    expected = torch.cat([weights["probe"] * probe["head.weight"], weights["finetuned"] * last["head.weight"]], 1)
+    assert torch.allclose(written["head.weight"], expected, atol=1e-5)
+    shown = f"weighted {weights['probe']:.2f}/{weights['finetuned']:.2f}"
+    assert f"test accuracy {result.summary['test']['top1']:.4f} (the probe + fine-tuned ensemble, {shown}, exported)" in result.logged
     # test figures: the fine-tuned model's kept beside the ensemble's
     assert result.summary["test_finetuned"]["top1"] == result.summary["phases"]["finetune"]["test_top1"]
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -124,3 +174,12 @@ def test_one_network_of_an_ensemble_run_loads_as_that_network_at_its_own_preproc
     manifest = json.loads((folder / "manifest.json").read_text())
     assert "ensemble" not in manifest["backbone"] and manifest["preprocessing"]["image_size"] == 32
     assert transferkit.evaluate(folder, split="test")["top1"] == pytest.approx(figures["top1"])
+
+
+def test_without_a_validation_split_the_weights_are_measured_on_training_images(tiny_recipe, tmp_path):
+    tiny_recipe["data"]["val_fraction"] = 0.0
+    tiny_recipe["train"].update(final="ensemble")
+    result = run_recipe(load_recipe(tiny_recipe), output=tmp_path / "run", log=lambda m: None)
+    final = result.summary["final"]
+    assert final["weighted_on"]["split"] == "training" and final["weighted_on"]["images"] == _split_size(result.run_dir, "train")
+    assert "candidates" not in final and sum(final["weights"].values()) > 0

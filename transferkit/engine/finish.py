@@ -54,8 +54,9 @@ def format_summary(summary: RunSummary, run: RunDir) -> str:
     final, raw, chosen = summary.test, summary.test_raw, summary.final or {}
     if chosen.get("chosen") not in (None, "last", "finetuned") and summary.test_finetuned:
         lines.append(f"  finetuned test accuracy {summary.test_finetuned['top1']:.4f} (last weights)")
-        how = ("the probe + fine-tuned ensemble" if chosen.get("policy") == "ensemble"
-               else f"chosen on {chosen.get('chosen_on', 'validation')}")
+        weights = chosen.get("weights") or {}
+        how = (f"the probe + fine-tuned ensemble, weighted {weights.get('probe', 0.5):.2f}/{weights.get('finetuned', 0.5):.2f}"
+               if chosen.get("policy") == "ensemble" else f"chosen on {chosen.get('chosen_on', 'validation')}")
         lines.append(f"  {chosen['chosen']:<9} test accuracy {final['top1']:.4f} ({how}, exported)")
     elif raw is not None:
         lines.append(f"  raw       test accuracy {raw['top1']:.4f} (last weights)")

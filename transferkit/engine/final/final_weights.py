@@ -13,11 +13,13 @@ from typing import Any, Callable
 import numpy as np
 from torch import nn
 
-from ...models.ensemble import ensemble_classifier
+from ...models.ensemble import balanced_weights, ensemble_classifier, logit_spread
 from ..rundir.checkpoint_io import load_checkpoint
-from ..training.trained_run import TrainedRun
+from ..training.trained_run import TrainedRun, predict_images
 from .choice import ENSEMBLE, FINETUNED, PROBE, Candidate, interpolate, model_with, select_final
 from .cross_fit import cross_fit_final, fold_count, soup_name
+
+SPREAD_IMAGES = 256  # training images the ensemble's weights are measured on when there is no validation split
 
 
 @dataclass
@@ -98,11 +100,15 @@ def _ensemble(trained: TrainedRun, finetuned: nn.Module, log: Callable[[str], No
     prepared = trained.prepared
     size = prepared.eval_transform.image_size
     probe = model_with(finetuned, trained.phase1_state)
-    model = ensemble_classifier(probe, finetuned, size, prepared.eval_transform.to_manifest())
-    info: dict[str, Any] = {"policy": ENSEMBLE, "chosen": ENSEMBLE, "members": [PROBE, FINETUNED],
-                            "sizes": {PROBE: prepared.probe_preprocessing.image_size, FINETUNED: size}}
     has_val = prepared.splits.val is not None
     val = {n: _val_figures(trained, n, m) for n, m in ((PROBE, probe), (FINETUNED, finetuned))} if has_val else {}
+    weights, spread = _member_weights(trained, probe, finetuned, has_val)
+    model = ensemble_classifier(probe, finetuned, size, prepared.eval_transform.to_manifest(), weights)
+    info: dict[str, Any] = {"policy": ENSEMBLE, "chosen": ENSEMBLE, "members": [PROBE, FINETUNED],
+                            "sizes": {PROBE: prepared.probe_preprocessing.image_size, FINETUNED: size},
+                            "weights": {PROBE: round(weights[0], 6), FINETUNED: round(weights[1], 6)}, "weighted_on": spread}
+    log(f"  ensemble weights: probe {weights[0]:.3f}, fine-tuned {weights[1]:.3f} (logits on one scale, "
+        f"measured on {spread['images']} {spread['split']} images)")
     prepared.eval_transform = prepared.probe_preprocessing  # what the ensemble reads, evaluated, calibrated and exported at
     if has_val:
         val[ENSEMBLE] = _val_figures(trained, ENSEMBLE, model)
@@ -113,6 +119,29 @@ def _ensemble(trained: TrainedRun, finetuned: nn.Module, log: Callable[[str], No
     trained.predictions.keep_only([ENSEMBLE])
     _final_test(trained, model, ENSEMBLE, ENSEMBLE, log)
     return FinalWeights(model, ENSEMBLE)
+
+
+def _member_weights(trained: TrainedRun, probe: nn.Module, finetuned: nn.Module,
+                    val: bool) -> tuple[tuple[float, float], dict[str, Any]]:
+    """The ensemble's member weights (``models.ensemble.balanced_weights``), from the members' logits
+    on the validation images, or without a validation split on up to ``SPREAD_IMAGES`` training
+    images spread over the split; labels are not used."""
+    splits = trained.prepared.splits
+    members = ((PROBE, probe), (FINETUNED, finetuned))
+    if val:  # predicted once already, for the figures
+        logits = [trained.predictions_of(name, "val", lambda m=m: m, f"val ({name})").logits for name, m in members]
+        split, n = "validation", len(splits.val)
+    else:
+        rows = np.unique(np.linspace(0, len(splits.train) - 1, min(len(splits.train), SPREAD_IMAGES)).astype(int))
+        images = splits.train.subset(rows.tolist())
+        logits = [predict_images(trained.prepared, m, images, f"train ({name}, ensemble weights)", dist=trained.dist,
+                                 probe=name == PROBE).logits for name, m in members]
+        split, n = "training", len(rows)
+    if any(z is None for z in logits):
+        return (0.5, 0.5), {"split": split, "images": 0}
+    spreads = [logit_spread(z) for z in logits]
+    return balanced_weights(*logits), {"split": split, "images": n, "spread": {PROBE: round(spreads[0], 6),
+                                                                              FINETUNED: round(spreads[1], 6)}}
 
 
 def _val_figures(trained: TrainedRun, name: str, model: nn.Module) -> dict[str, Any]:
