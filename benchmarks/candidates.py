@@ -76,8 +76,9 @@ def score_run(run: Path, sizes: list[int]) -> dict:
     weights = ((final["weights"]["probe"], final["weights"]["finetuned"]) if "weights" in final else
                balanced_weights(predictions(probe, probe_pre, splits.val).logits, predictions(finetuned, train_pre, splits.val).logits)
                if splits.val is not None else (0.5, 0.5))
-    built = ensemble_classifier(model_with(model, probe), model_with(model, finetuned), train_size, weights=weights)
-    got[f"ensemble-built@{probe_pre.image_size}"] = predict(built, splits.test, probe_pre, batch_size=64, desc="test").probs
+    for name, w in (("ensemble-built-plain", (0.5, 0.5)), ("ensemble-built", weights)):  # the plain mean: round 9's default
+        built = ensemble_classifier(model_with(model, probe), model_with(model, finetuned), train_size, weights=w)
+        got[f"{name}@{probe_pre.image_size}"] = predict(built, splits.test, probe_pre, batch_size=64, desc="test").probs
     return {"name": Path(str(recipe.data.root)).name, "n": int(len(labels)), "seconds": round(time.perf_counter() - started, 1),
             "chosen": final.get("chosen"), "weights": [round(float(w), 4) for w in weights],
             "top1": {name: float((p.argmax(1) == labels).mean()) for name, p in got.items()},
@@ -116,7 +117,8 @@ def write(rows: list[dict], args: argparse.Namespace) -> None:
         " each network at its own preprocessing); `ensemble-logits`: their logits averaged instead; `ensemble-built`:"
         " what `train.final = \"ensemble\"` ends with, one classifier reading the probe's input and resizing it inside"
         " for the fine-tuned network, each member's logits weighted onto one scale (`models/ensemble.py`; `weights`:"
-        " probe, fine-tuned).",
+        " probe, fine-tuned); `ensemble-built-plain`: the same classifier with the plain mean of the logits (the"
+        " default before the weights).",
         "`chosen`: what the run itself ended with (`train.final`: the ensemble, or under `\"auto\"` its choice among the"
         " probe, the fine-tuned model at its training size and their WiSE-FT interpolations).", "",
         "| folder | test images | chosen | weights | " + " | ".join(columns) + " |",

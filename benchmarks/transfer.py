@@ -80,7 +80,9 @@ def _ended_with(final: dict) -> str:
     if final.get("policy") == "ensemble":
         val = final.get("candidates") or {}
         shown = ", ".join(f"{n} {val[n]['val_top1']:.4f}" for n in ("probe", "finetuned", "ensemble") if n in val)
-        return "the probe + fine-tuned ensemble (not chosen" + (f"; validation top-1: {shown})" if shown else ")")
+        weights = final.get("weights") or {}
+        weighted = f", weights {weights['probe']:.3f} / {weights['finetuned']:.3f}" if weights else ""
+        return f"the probe + fine-tuned ensemble (not chosen{weighted}" + (f"; validation top-1: {shown})" if shown else ")")
     return f"{final.get('chosen')} (alpha {final.get('alpha')}), chosen on {final.get('chosen_on', '?')}"
 
 
@@ -134,10 +136,13 @@ def report(rows: list[dict], args: argparse.Namespace, where: str, minutes: floa
         for name, r in finals:
             final, ece = r["final"], r.get("ece", {})
             tested = final.get("test_models")
-            lines.append(f"- {name}: {_ended_with(final)};"
-                         f" ECE {_pct(ece.get('ece_before'))} -> {_pct(ece.get('ece_after'))}"
-                         f" (fitted on {ece.get('n', 0) or 0} {ece.get('fitted_on') or 'no'} predictions"
-                         + (f", T = {ece['temperature']:.3f}" if ece.get("temperature") is not None else "") + ")"
+            if ece.get("fitted_on"):
+                calibrated = (f" ECE {_pct(ece.get('ece_before'))} -> {_pct(ece.get('ece_after'))} (fitted on {ece.get('n') or 0}"
+                              f" {ece['fitted_on']} predictions"
+                              + (f", T = {ece['temperature']:.3f}" if ece.get("temperature") is not None else "") + ")")
+            else:
+                calibrated = f" ECE {_pct(ece.get('raw'))} (not calibrated)"
+            lines.append(f"- {name}: {_ended_with(final)};{calibrated}"
                          + (f"; test of each model: {json.dumps(tested, sort_keys=True)}" if tested else ""))
     lines += [
         "",

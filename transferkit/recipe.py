@@ -292,7 +292,7 @@ class TrainConfig(_Strict):
     class_weights: Literal["none", "balanced"] = "none"
     # scalars (step loss and LR, epoch loss and accuracy, per phase) in RUN_DIR/tensorboard/
     tensorboard: bool = False
-    # the weights a run ends with: "ensemble" (the probe and the fine-tuned model, logits averaged: models/ensemble.py), "last"
+    # the weights a run ends with: "ensemble" (the probe and the fine-tuned model, logits on one scale: models/ensemble.py), "last"
     # (the last epoch, or the averager's), "best" (the best validation epoch of either phase), "auto" (chosen among the probe,
     # the fine-tuned model and their WiSE-FT interpolations; never below the probe on the evidence it chooses on)
     final: Literal["ensemble", "last", "best", "auto"] = "ensemble"

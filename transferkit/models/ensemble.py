@@ -11,9 +11,10 @@ head averages their logits. One ``Classifier`` still, so everything that takes a
 
 The weights put both members on one logit scale (``balanced_weights``). The probe is fitted
 without label smoothing, the shipped recipe fine-tunes with 0.1, which bounds the fine-tuned
-model's logits: on nine folders the probe's spread 1.5-4x wider, so a plain mean let the probe
-decide nearly alone wherever the two disagreed. Each member is divided by its own spread, measured on images it was not fitted on
-and without their labels; equal spreads give (1/2, 1/2).
+model's logits: on ten held-out folders the probe's spread 1.5-4.3x wider, so a plain mean let
+the probe decide nearly alone wherever the two disagreed (benchmarks/TRANSFER.md, round 10).
+Each member is divided by its own spread, measured on images it was not fitted on and without
+their labels; equal spreads give (1/2, 1/2).
 
 Averaging logits is averaging log-probabilities up to a constant per image (the normalised
 geometric mean of the two models' probabilities), which keeps the ensemble one linear head. On

@@ -1,7 +1,7 @@
 """Which weights a run ends with (``train.final``).
 
 - ``"ensemble"`` (the default): no choice; the probe and the fine-tuned model as one classifier,
-  their logits averaged (``models/ensemble.py``, applied in ``final_weights``).
+  their logits weighted onto one scale and averaged (``models/ensemble.py``, applied in ``final_weights``).
 - ``"last"``: the last epoch's weights (the averager's, when the recipe averages).
 - ``"best"``: the best validation epoch of either phase (``checkpoints/best.pt``).
 - ``"auto"``: WiSE-FT (Wortsman et al. 2022). The phase-1 model (the converged probe on the
@@ -31,7 +31,7 @@ from torch import nn
 
 ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 PROBE, FINETUNED = "probe", "finetuned"  # the two ends' names (a = 0, a = 1)
-ENSEMBLE = "ensemble"  # train.final = "ensemble": both, their logits averaged (models/ensemble.py)
+ENSEMBLE = "ensemble"  # train.final = "ensemble": both, their logits on one scale and averaged (models/ensemble.py)
 StateDict = Mapping[str, torch.Tensor]
 
 
